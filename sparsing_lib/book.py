@@ -1,0 +1,34 @@
+"""Shared conventions for the book's chapters: paths, profiles and parameter checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+PROFILES = ("replay", "smoke", "full")
+
+
+def check_choice(name: str, value: Any, valid: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``valid``; otherwise raise one clear ValueError."""
+    valid = tuple(valid)
+    if value not in valid:
+        listed = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {listed}")
+    return value
+
+
+def check_profile(profile: str) -> str:
+    """Validate a chapter's ``profile`` parameter (replay | smoke | full)."""
+    return check_choice("profile", profile, PROFILES)
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Record ``value`` for the book's ``{glue}`` roles; outside a notebook just return it."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # library used without the book toolchain
+        return value
+    _glue(name, value, display=display)
+    return value
