@@ -1,0 +1,172 @@
+"""Find the FFN of every layer of a Hugging Face causal LM and watch or edit its neurons with hooks.
+
+A neuron's activation ``a_i`` is the i-th input of the FFN's down projection; for gated FFNs
+``a = σ(gate x) ⊙ up x`` and the gate activation ``s = σ(gate x)`` is read from the activation module;
+for non-gated FFNs ``s = a``. No modeling code is modified: everything goes through forward hooks.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# model_type -> (suffix of the down projection, suffix of the gate activation module or None if not gated)
+ADAPTERS: dict[str, tuple[str, str | None]] = {
+    **{t: ("mlp.down_proj", "mlp.act_fn")
+       for t in ("llama", "mistral", "qwen2", "qwen3", "granite", "gemma", "gemma2", "gemma3_text")},
+    "gpt2": ("mlp.c_proj", None),
+    "gpt_neox": ("mlp.dense_4h_to_h", None),
+    "opt": ("fc2", None),
+}
+
+
+@dataclass
+class FFN:
+    """One layer's feed-forward block: its down projection and (gated only) its gate activation module."""
+
+    index: int
+    down: nn.Module
+    act: nn.Module | None
+
+    def weight(self) -> torch.Tensor:
+        """Down-projection matrix as [d_model, d_ff] (W_down[:, i] is neuron i's output direction)."""
+        w = self.down.weight
+        return w if isinstance(self.down, nn.Linear) else w.t()  # GPT-2 Conv1D stores [d_ff, d_model]
+
+    def column_norms(self) -> torch.Tensor:
+        """‖W_down[:, i]‖₂ for every neuron i, in float32."""
+        return self.weight().float().norm(dim=0)
+
+
+def ffn_layers(model: nn.Module) -> list[FFN]:
+    """The model's FFN blocks in layer order, found through the adapter table."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ADAPTERS:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}. "
+            "To add a family, put its down-projection module suffix and gate-activation suffix "
+            "(None if not gated) into sparsing_lib.capture.ADAPTERS.")
+    down_suffix, act_suffix = ADAPTERS[model_type]
+    modules = dict(model.named_modules())
+    downs = [n for n in modules if n.endswith("." + down_suffix) or n == down_suffix]
+    if not downs:
+        raise ValueError(f"no module ending in {down_suffix!r} found in this {model_type} model")
+    ffns = []
+    for i, name in enumerate(downs):
+        act = None
+        if act_suffix is not None:
+            act_name = name[: -len(down_suffix)] + act_suffix
+            if act_name not in modules:
+                raise ValueError(f"gated FFN {name!r} has no activation module {act_name!r}")
+            act = modules[act_name]
+        ffns.append(FFN(i, modules[name], act))
+    return ffns
+
+
+LayerFn = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+
+
+class Hooks:
+    """Hooks on every FFN. ``edit(layer, a, s)`` may return a replacement for the down-projection input
+    ``a``; ``watch(layer, a, s, y)`` sees the (edited) input and the FFN output. Tensors passed to both are
+    flattened to [n_tokens, ·] and restricted to the tokens selected by ``self.token_mask``."""
+
+    def __init__(self, model: nn.Module, edit: LayerFn | None = None,
+                 watch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None):
+        self.ffns = ffn_layers(model)
+        self.edit, self.watch = edit, watch
+        self.token_mask: torch.Tensor | None = None  # flat bool [batch*seq] of tokens to consider
+        self._gate: dict[int, torch.Tensor] = {}
+        self._handles: list = []
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, x.shape[-1])
+        return x if self.token_mask is None else x[self.token_mask]
+
+    def __enter__(self) -> "Hooks":
+        for f in self.ffns:
+            if f.act is not None:
+                self._handles.append(f.act.register_forward_hook(self._act_hook(f.index)))
+            self._handles.append(f.down.register_forward_pre_hook(self._pre_hook(f.index)))
+            if self.watch is not None:
+                self._handles.append(f.down.register_forward_hook(self._post_hook(f.index)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._gate.clear()
+
+    def _act_hook(self, i: int):
+        def hook(module, args, output):
+            self._gate[i] = output
+        return hook
+
+    def _check(self, i: int, a: torch.Tensor) -> None:
+        if not torch.isfinite(a).all():
+            raise FloatingPointError(f"layer {i}: FFN activations contain NaN or inf")
+
+    def _pre_hook(self, i: int):
+        def hook(module, args):
+            a = args[0]
+            if self.edit is None:
+                return None
+            s = self._gate.get(i, a)
+            if s.shape != a.shape:  # the activation module was called on something else
+                raise RuntimeError(f"layer {i}: gate activation shape {tuple(s.shape)} != {tuple(a.shape)}")
+            new = self.edit(i, a, s)
+            return None if new is None else (new, *args[1:])
+        return hook
+
+    def _post_hook(self, i: int):
+        def hook(module, args, output):
+            a = args[0]
+            s = self._gate.pop(i, a)
+            self._check(i, a)
+            self.watch(i, self._flat(a), self._flat(s), self._flat(output))
+        return hook
+
+
+def batches(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+            max_tokens: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Split [n_seq, seq_len] ids and mask into row batches of at most ``max_tokens`` tokens (≥1 row)."""
+    if input_ids.ndim == 1:
+        input_ids = input_ids[None]
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    elif attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape "
+                         f"{tuple(input_ids.shape)}")
+    if input_ids.numel() == 0 or not attention_mask.bool().any():
+        raise ValueError("input is empty or all padding: nothing to measure")
+    rows = input_ids.shape[0] if max_tokens is None else max(1, max_tokens // input_ids.shape[1])
+    for k in range(0, input_ids.shape[0], rows):
+        yield input_ids[k:k + rows], attention_mask[k:k + rows]
+
+
+@torch.no_grad()
+def run(model: nn.Module, hooks: Hooks, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        max_tokens: int | None = None, progress: bool = False) -> tuple[float, int]:
+    """Forward all batches with ``hooks`` installed; returns (summed next-token NLL, number of predicted
+    tokens), where a prediction counts only if both the current and the next token are not padding."""
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    chunks = list(batches(input_ids, attention_mask, max_tokens))
+    with hooks:
+        for ids, mask in tqdm(chunks, disable=not progress, desc="forward", leave=False):
+            ids, mask = ids.to(device), mask.to(device)
+            hooks.token_mask = mask.reshape(-1).bool()
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            pred = (mask[:, :-1] * mask[:, 1:]).bool()
+            if pred.any():
+                nll += F.cross_entropy(logits[:, :-1][pred].float(), ids[:, 1:][pred], reduction="sum").item()
+                count += int(pred.sum())
+    return nll, count
