@@ -231,6 +231,7 @@ class CettPplResult:
     p: float
     forward_passes: int
     history: list[tuple[float, float]]
+    converged: bool
 
 
 def cett_ppl(models: nn.Module | Sequence[nn.Module], input_ids: torch.Tensor, p: float = 0.01,
@@ -255,7 +256,8 @@ def cett_ppl(models: nn.Module | Sequence[nn.Module], input_ids: torch.Tensor, p
     final = evals[root.x]
     ratios = [math.exp(e.loss - cv.dense_loss) for e, cv in zip(final, curves)]
     return CettPplResult(root.x, [cv.thresholds(root.x) for cv in curves], [e.activation_ratio for e in final],
-                         ratios, root.value, p, len(models) * (1 + root.evaluations), root.history)
+                         ratios, root.value, p, len(models) * (1 + root.evaluations), root.history,
+                         root.converged)
 
 
 def pareto(model: nn.Module, input_ids: torch.Tensor, method: str, values: Sequence[float],

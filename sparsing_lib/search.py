@@ -15,6 +15,7 @@ that visit many CETT values) or tightly around the requested values.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -141,52 +142,58 @@ class RootResult:
     value: float
     evaluations: int
     history: list[tuple[float, float]]
+    converged: bool = True  # False: f jumps over the target (a step too coarse for tol); best point returned
 
 
 def solve_increasing(f: Callable[[float], float], target: float, tol: float, x0: float = 0.1,
-                     f0: float | None = None, max_evals: int = 40) -> RootResult:
+                     f0: float = 1.0, xtol: float = 1e-6, max_evals: int = 40) -> RootResult:
     """Find x in (0, 1] with |f(x) − target| ≤ tol for an increasing f with f(0) = f0 < target.
 
-    Safeguarded secant in (log x, log(f − f0)) coordinates (power-law-like growth), falling back to
-    bisection of the bracket; raises ValueError if even f(1) stays below target."""
-    f0 = 1.0 if f0 is None else f0
+    Secant steps in (log x, log(f − f0)) coordinates (f − f0 grows like a power of x), kept inside the
+    bracket and replaced by bisection when two steps in a row land on the same side; raises ValueError
+    if even f(1) stays below target. If the bracket shrinks below ``xtol`` without meeting ``tol`` (f is
+    a step function on few tokens), the evaluated point closest to the target is returned with
+    ``converged=False``."""
     lo, hi = (0.0, f0), None
     history: list[tuple[float, float]] = []
+    sides: list[bool] = []
     x = x0
     for _ in range(max_evals):
         v = f(x)
         history.append((x, v))
         if abs(v - target) <= tol:
             return RootResult(x, v, len(history), history)
+        sides.append(v < target)
         if v < target:
-            lo = (x, v)
             if x >= 1.0:
                 raise ValueError(f"PPL-ratio target {target:.6g} is unreachable: at CETT=1 the ratio is {v:.6g}")
+            lo = (x, v)
         else:
             hi = (x, v)
-        x = _next_point(lo, hi, target, f0)
-    raise RuntimeError(f"no CETT within tolerance {tol} after {max_evals} evaluations: {history}")
+        if hi is not None and hi[0] - lo[0] < xtol:
+            break
+        x = _next_point(history, lo, hi, target, f0, stuck=len(sides) > 2 and sides[-1] == sides[-2] == sides[-3])
+    best = min(history, key=lambda h: abs(h[1] - target))
+    warnings.warn(f"target {target:.6g} not met within {tol}: closest {best[1]:.6g} at x={best[0]:.6g}")
+    return RootResult(best[0], best[1], len(history), history, converged=False)
 
 
-def _next_point(lo: tuple[float, float], hi: tuple[float, float] | None, target: float, f0: float) -> float:
-    def logs(p):
-        return math.log(p[0]), math.log(p[1] - f0)
+def _secant(p: tuple[float, float], q: tuple[float, float], target: float, f0: float) -> float | None:
+    """Where the power law through p and q (in x and f − f0) reaches target; None if undefined."""
+    if min(p[0], q[0]) <= 0 or min(p[1], q[1]) <= f0 or p[0] == q[0] or p[1] == q[1]:
+        return None
+    (px, pv), (qx, qv) = [(math.log(x), math.log(v - f0)) for x, v in (p, q)]
+    return math.exp(px + (math.log(target - f0) - pv) * (qx - px) / (qv - pv))
 
-    goal = math.log(target - f0)
-    if hi is None:  # extrapolate upward assuming growth ~ x^2 (or the measured slope)
-        if lo[0] == 0.0 or lo[1] <= f0:
-            return min(1.0, max(2 * lo[0], 0.05))
-        lx, lv = logs(lo)
-        return min(1.0, math.exp(lx + (goal - lv) / 2.0), 8 * lo[0])
-    if lo[0] > 0 and lo[1] > f0:
-        (ax, av), (bx, bv) = logs(lo), logs(hi)
-        if bv > av:
-            x = math.exp(ax + (goal - av) * (bx - ax) / (bv - av))
-            width = hi[0] - lo[0]
-            if lo[0] + 0.02 * width < x < hi[0] - 0.02 * width:
-                return x
-    if lo[0] == 0.0 and hi[1] > f0:  # only the upper point is informative: assume growth ~ x^2
-        x = hi[0] * math.sqrt((target - f0) / (hi[1] - f0))
-        if 0.02 * hi[0] < x < 0.98 * hi[0]:
-            return x
+
+def _next_point(history, lo, hi, target: float, f0: float, stuck: bool) -> float:
+    guess = _secant(history[-1], history[-2], target, f0) if len(history) > 1 else None
+    if hi is None:  # no upper bracket yet: extrapolate, at most 4x further (growth ~x^2 if unknown)
+        if guess is None and lo[0] > 0 and lo[1] > f0:
+            guess = lo[0] * math.sqrt((target - f0) / (lo[1] - f0))
+        return min(1.0, 4 * lo[0] if guess is None or guess <= lo[0] else min(guess, 4 * lo[0]))
+    margin = 0.01 * (hi[0] - lo[0])
+    for cand in (guess, _secant(lo, hi, target, f0)):
+        if not stuck and cand is not None and lo[0] + margin < cand < hi[0] - margin:
+            return cand
     return 0.5 * (lo[0] + hi[0])

@@ -106,14 +106,14 @@ def sparse_eval(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
     gated = m.config.model_type in GATED
     gate = {}
     counts = [[0, 0] for _ in parts]
-    keep_tok = mask.bool()
+    keep_tok = mask.reshape(-1).bool()
     handles = []
 
     def pre(mod, args, k):
         a = args[0]
         s = gate.get(k, a)
         keep = rule(k, a, s) & (a != 0)
-        sel = keep[keep_tok]
+        sel = keep.reshape(-1, keep.shape[-1])[keep_tok]  # OPT runs its FFN on [batch*seq, d]
         counts[k][0] += int(sel.sum())
         counts[k][1] += sel.numel()
         return (a * keep,)
