@@ -443,7 +443,7 @@ def refit_released(curves, n_boot: int, drop_first: int = 0, min_tokens: float =
     from concurrent.futures import ProcessPoolExecutor
 
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     settings = dict(n_boot=n_boot, drop_first=drop_first, min_tokens=min_tokens, frac=frac,
                     n_boot_lfo=n_boot if n_boot_lfo is None else n_boot_lfo, kmax=kmax, seed=seed)

@@ -64,7 +64,7 @@ def _download() -> Path:
         for name in SHA256:
             fetcher.fetch(name)
     except Exception as err:  # network errors, HTTP errors, pooch's hash mismatch
-        raise _help(f"could not download the released curves ({type(err).__name__}: {err})") from err
+        raise _help(f"could not download the released curves ({type(err).__name__}; no network?)") from err
     return Path(fetcher.abspath)
 
 
