@@ -1,0 +1,177 @@
+"""The paper's model family scaled down ("mini"), built from transformers' Granite classes.
+
+Granite is a LLaMA layout (pre-norm RMSNorm, RoPE, no biases, gated FFN ``down(act(gate(x)) * up(x))``)
+that carries the muP multipliers of MiniCPM, which the paper's models use:
+
+* ``embedding_multiplier``  = scale_emb = 12 (token embeddings are multiplied by it),
+* ``residual_multiplier``   = scale_depth / sqrt(L) = 1.4 / sqrt(L) (every attention and FFN output),
+* ``logits_scaling``        = d_model / 256 (the last hidden state's logits are divided by it),
+* ``attention_multiplier``  = 1 / sqrt(head_dim) (the usual softmax temperature; Granite exposes it).
+
+``tests/test_models.py`` checks these semantics against a hand-written forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
+
+SCALE_EMB = 12.0
+SCALE_DEPTH = 1.4
+DIM_MODEL_BASE = 256
+INIT_STD = 0.1
+FFN_MULT = 2.5
+ACTIVATIONS = ("relu", "silu")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One mini configuration: width, depth and (for MoE variants) the expert layout."""
+
+    name: str
+    d_model: int
+    n_layers: int
+    kind: str = "scale"  # scale | width_depth | moe
+    head_dim: int = 32
+    n_experts: int = 0  # 0 = dense gated FFN
+    top_k: int = 0
+
+    @property
+    def n_heads(self) -> int:
+        return self.d_model // self.head_dim
+
+    @property
+    def d_ff(self) -> int:
+        """Dense FFN width 2.5·d; an MoE expert is d_ff / top_k wide so the active FFN matches the dense one."""
+        d_ff = round(FFN_MULT * self.d_model)
+        return d_ff // self.top_k if self.n_experts else d_ff
+
+    @property
+    def width_depth(self) -> float:
+        return self.d_model / self.n_layers
+
+    @property
+    def non_embedding_params(self) -> int:
+        """Attention 4d² plus (active) FFN 3·d·d_ff per layer, the paper's count (norms and router excluded)."""
+        ffn = 3 * self.d_model * self.d_ff * (self.top_k if self.n_experts else 1)
+        return self.n_layers * (4 * self.d_model**2 + ffn)
+
+    @property
+    def total_non_embedding_params(self) -> int:
+        """Like ``non_embedding_params`` but counting every expert of an MoE variant."""
+        ffn = 3 * self.d_model * self.d_ff * (self.n_experts or 1)
+        return self.n_layers * (4 * self.d_model**2 + ffn)
+
+    def flops_per_token(self, seq_len: int, vocab_size: int) -> float:
+        """Training FLOPs per token: 6·(active non-embedding + lm_head) params + 12·L·d·T attention (PaLM)."""
+        return 6 * (self.non_embedding_params + self.d_model * vocab_size) + 12 * self.n_layers * self.d_model * seq_len
+
+
+def _scales() -> list[ModelSpec]:
+    # width/depth 48-56 as in the paper's Table 3, head dim 32 (the paper's 128 scaled down 4x)
+    return [ModelSpec(f"mini-{d}x{n}", d, n) for d, n in [(160, 3), (192, 4), (256, 5), (320, 6), (384, 7)]]
+
+
+def _width_depth() -> list[ModelSpec]:
+    # the same parameter count as mini-192x4 (1.70M) within 10%, width/depth from 6 to 384
+    # (the 192x4 point of the sweep is mini-192x4 itself; 272 needs head dim 16 to divide evenly)
+    shapes = [(96, 16, 32), (128, 9, 32), (160, 6, 32), (224, 3, 32), (272, 2, 16), (384, 1, 32)]
+    return [ModelSpec(f"wd-{d}x{n}", d, n, kind="width_depth", head_dim=h) for d, n, h in shapes]
+
+
+def _moe() -> list[ModelSpec]:
+    # mini-256x5 with its FFN split into experts, 2 active per token (same active parameters)
+    return [ModelSpec(f"moe-256x5-e{e}", 256, 5, kind="moe", n_experts=e, top_k=2) for e in (4, 8, 16)]
+
+
+MINI: dict[str, ModelSpec] = {s.name: s for s in _scales() + _width_depth() + _moe()}
+TINY = ModelSpec("tiny-32x2", 32, 2, kind="smoke", head_dim=16)  # CPU smoke tests only
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a spec up by name in MINI (or the smoke-test TINY)."""
+    if name == TINY.name:
+        return TINY
+    if name not in MINI:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MINI)}, {TINY.name}")
+    return MINI[name]
+
+
+def granite_config(spec: ModelSpec, activation: str, vocab_size: int, max_seq_len: int = 4096):
+    """The transformers config (Granite or GraniteMoe) for ``spec`` with the paper's muP multipliers."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not valid; choose one of: {', '.join(ACTIVATIONS)}")
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=spec.d_model,
+        intermediate_size=spec.d_ff,
+        num_hidden_layers=spec.n_layers,
+        num_attention_heads=spec.n_heads,
+        num_key_value_heads=spec.n_heads,
+        hidden_act=activation,
+        max_position_embeddings=max_seq_len,
+        initializer_range=INIT_STD,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        embedding_multiplier=SCALE_EMB,
+        residual_multiplier=SCALE_DEPTH / math.sqrt(spec.n_layers),
+        logits_scaling=spec.d_model / DIM_MODEL_BASE,
+        attention_multiplier=1.0 / math.sqrt(spec.head_dim),
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        use_cache=False,
+    )
+    if spec.n_experts:
+        return GraniteMoeConfig(**common, num_local_experts=spec.n_experts, num_experts_per_tok=spec.top_k)
+    return GraniteConfig(**common)
+
+
+def width_mult(model: PreTrainedModel) -> float:
+    """muP width multiplier d_model / 256 (scales hidden-matrix init std and learning rate)."""
+    return model.config.hidden_size / DIM_MODEL_BASE
+
+
+@torch.no_grad()
+def init_weights(model: PreTrainedModel, seed: int = 0) -> None:
+    """MiniCPM-style muP init: embeddings N(0, 0.1²), hidden matrices N(0, 0.1² / width_mult), norms 1."""
+    gen = torch.Generator().manual_seed(seed)
+    std = INIT_STD / math.sqrt(width_mult(model))
+    for name, p in model.named_parameters():
+        if "embed_tokens" in name:
+            p.copy_(torch.randn(p.shape, generator=gen) * INIT_STD)
+        elif p.ndim >= 2:
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+        else:
+            p.fill_(1.0)
+
+
+def build_model(spec: ModelSpec, activation: str = "relu", vocab_size: int = 16384, seed: int = 0) -> PreTrainedModel:
+    """A freshly initialised GraniteForCausalLM (or GraniteMoeForCausalLM) for ``spec``, float32 on CPU."""
+    config = granite_config(spec, activation, vocab_size)
+    cls = GraniteMoeForCausalLM if spec.n_experts else GraniteForCausalLM
+    model = cls(config)
+    init_weights(model, seed)
+    return model
+
+
+def config_table(vocab_size: int | None = None) -> pd.DataFrame:
+    """The mini family as a table (the book's counterpart of the paper's Table 3)."""
+    rows = []
+    for s in MINI.values():
+        row = dict(name=s.name, kind=s.kind, d_model=s.d_model, n_layers=s.n_layers, d_ff=s.d_ff, n_heads=s.n_heads,
+                   head_dim=s.head_dim, width_depth=round(s.width_depth, 1), experts=s.n_experts or "",
+                   top_k=s.top_k or "", non_embedding_params=s.non_embedding_params)
+        if vocab_size:
+            row["embedding_params"] = s.d_model * vocab_size
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spec_dict(spec: ModelSpec) -> dict:
+    """``spec`` as a JSON-ready dict including its derived sizes."""
+    return asdict(spec) | dict(d_ff=spec.d_ff, n_heads=spec.n_heads, non_embedding_params=spec.non_embedding_params)

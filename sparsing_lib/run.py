@@ -1,0 +1,198 @@
+"""Resumable runner for the mini training grids: ``python -m sparsing_lib.run --grid proof --out data/runs``.
+
+Each run ``<model>-<activation>`` gets ``<out>/<run>/`` with config.json, metrics.csv, sparsity.csv,
+pareto.csv, neuron_frequency.npz, token_ratios.npz, cett.json and env.json (written atomically).
+Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
+env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
+Several runs go concurrently as separate processes with ``--jobs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
+from .train import ProbeConfig, TrainConfig, probe_checkpoints, train, write_json
+
+TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter (the paper used >= 190)
+MIN_TOKENS = 2**27  # floor so the smallest models still see a long stable phase (134M tokens)
+
+GRIDS: dict[str, list[str]] = {
+    "proof": [f"{m}-{a}" for m in ("mini-160x3", "mini-192x4") for a in ACTIVATIONS],
+    "scales": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "scale" for a in ACTIVATIONS],
+    "width_depth": [f"{s.name}-relu" for s in MINI.values() if s.kind == "width_depth"] + ["mini-192x4-relu"],
+    "moe": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "moe" for a in ACTIVATIONS],
+    "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
+}
+FINISHED = ("done", "diverged")
+
+
+def parse_run(run: str) -> tuple[str, str]:
+    """Split ``<model>-<activation>`` into its model name and activation."""
+    model, _, act = run.rpartition("-")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"run {run!r} does not end in one of: {', '.join(ACTIVATIONS)}")
+    get_spec(model)
+    return model, act
+
+
+def train_config(model: str, profile: str) -> TrainConfig:
+    """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M); smoke = toy size."""
+    if profile == "smoke":
+        return TrainConfig(tokens=150 * 8 * 64, batch_size=8, seq_len=64, n_checkpoints=6, eval_tokens=2048,
+                           log_every=10, compile=False)
+    spec = get_spec(model)
+    return TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS))
+
+
+def probe_config(profile: str) -> ProbeConfig:
+    if profile == "smoke":
+        return ProbeConfig(joint_last=3, tokens=1024, domain_tokens=256, token_ratio_tokens=1024, batch_size=16,
+                           topk_values=[0.1, 0.3], fat_values=[0.0, 0.1])
+    return ProbeConfig()
+
+
+def select(grid: str, slice_: str | None) -> list[str]:
+    """Runs of ``grid`` picked by ``slice_``: None/'all', 'a:b' (Python slice) or comma-separated names."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid={grid!r} is not valid; choose one of: {', '.join(GRIDS)}")
+    runs = GRIDS[grid]
+    if not slice_ or slice_ == "all":
+        return runs
+    if ":" in slice_:
+        a, b = (int(x) if x else None for x in slice_.split(":"))
+        return runs[a:b]
+    picked = slice_.split(",")
+    unknown = [r for r in picked if r not in runs]
+    if unknown:
+        raise ValueError(f"runs {unknown} are not in grid {grid!r}: {', '.join(runs)}")
+    return picked
+
+
+def load_corpus(corpus: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]:
+    """(train ids, val ids, val ids by domain, vocab size) for corpus full | smoke | synthetic."""
+    if corpus == "synthetic":  # development only: Zipf-distributed ids, no structure
+        rng = np.random.default_rng(0)
+        ids = np.minimum(rng.zipf(1.2, 2**20), 12287).astype(np.uint16)
+        return ids, ids[-2**16:], {"a": ids[:2**14], "b": ids[2**14:2**15]}, 12288
+    from . import corpus as corpus_lib
+
+    root = "smoke" if corpus == "smoke" else None
+    return (corpus_lib.load_tokens("train", root=root), corpus_lib.load_tokens("val", root=root),
+            corpus_lib.load_val_by_domain(root=root), len(corpus_lib.load_tokenizer()))
+
+
+def git_rev() -> str:
+    """The git revision of the code (``SPARSING_GIT_REV`` on machines that get the tree without .git)."""
+    if os.environ.get("SPARSING_GIT_REV"):
+        return os.environ["SPARSING_GIT_REV"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Code revision, package versions and hardware of this process."""
+    import transformers
+
+    cuda = torch.cuda.is_available()
+    return dict(git_rev=git_rev(), python=platform.python_version(), torch=torch.__version__,
+                transformers=transformers.__version__, numpy=np.__version__, host=platform.node(),
+                gpu=torch.cuda.get_device_name() if cuda else None, cpu_count=os.cpu_count())
+
+
+def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_limit: float | None,
+            device: str, tokens: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) one run, then probe its checkpoints; returns its env.json record."""
+    model_name, act = parse_run(run)
+    run_dir, ckpt_dir = out / run, ckpt / run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env_path = run_dir / "env.json"
+    prev = json.loads(env_path.read_text()) if env_path.exists() else {}
+    if prev.get("status") in FINISHED:
+        return prev
+    spec = get_spec(model_name)
+    cfg, pcfg = train_config(model_name, profile), probe_config(profile)
+    if tokens:
+        cfg = replace(cfg, tokens=tokens)
+    train_ids, val_ids, val_by_domain, vocab = load_corpus(corpus)
+    write_json(run_dir / "config.json", dict(run=run, activation=act, model=spec_dict(spec), train=asdict(cfg),
+                                             probe=asdict(pcfg), corpus=corpus, profile=profile, vocab_size=vocab,
+                                             tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params))
+    t0 = time.time()
+    model = build_model(spec, act, vocab, seed=cfg.seed).to(device)
+    fpt = spec.flops_per_token(cfg.seq_len, vocab)
+    record = environment() | dict(run=run, corpus_tokens=int(len(train_ids)), flops_per_token=fpt,
+                                  peak_flops=790e12, wall_seconds=prev.get("wall_seconds", 0.0))
+    try:
+        summary = train(model, train_ids, val_ids, cfg, out_dir=run_dir, ckpt_dir=ckpt_dir, time_limit=time_limit,
+                        flops_per_token=fpt, progress=progress)
+        record |= summary
+        if summary["status"] == "done":
+            del model
+            build = lambda: build_model(spec, act, vocab)  # noqa: E731
+            probe_checkpoints(build, ckpt_dir, run_dir, val_ids, val_by_domain, cfg.seq_len, cfg.tokens_per_step,
+                              pcfg, device=device, progress=progress)
+    except Exception as exc:  # keep a record of what broke; the run stays resumable
+        record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["wall_seconds"] += time.time() - t0
+    write_json(env_path, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grid", default="proof", help=f"one of: {', '.join(GRIDS)}")
+    ap.add_argument("--slice", default=None, help="'all', 'a:b' or comma-separated run names")
+    ap.add_argument("--run", default=None, help="run exactly this one (used by --jobs workers)")
+    ap.add_argument("--out", type=Path, default=Path("data/runs"))
+    ap.add_argument("--ckpt", type=Path, default=Path(".scratch/ckpt"), help="checkpoints and resume state")
+    ap.add_argument("--corpus", default="full", choices=["full", "smoke", "synthetic"])
+    ap.add_argument("--profile", default="full", choices=["full", "smoke"])
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained concurrently (separate processes)")
+    ap.add_argument("--tokens", type=int, default=None, help="override the recipe's training tokens (tests)")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before pausing a run")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+
+    if args.run:
+        rec = run_one(args.run, args.out, args.ckpt, args.corpus, args.profile, args.time_limit, args.device,
+                      args.tokens, progress=args.jobs == 1)
+        print(f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
+              + (f" error {rec['error']}" if rec.get("error") else ""), flush=True)
+        return 0 if rec["status"] in FINISHED + ("paused",) else 1
+    runs = select(args.grid, args.slice)
+    base = [sys.executable, "-m", "sparsing_lib.run", "--out", str(args.out), "--ckpt", str(args.ckpt),
+            "--corpus", args.corpus, "--profile", args.profile, "--device", args.device, "--jobs", str(args.jobs)]
+    if args.time_limit:
+        base += ["--time-limit", str(args.time_limit)]
+    if args.tokens:
+        base += ["--tokens", str(args.tokens)]
+    pending, active, failures = list(runs), [], 0
+    while pending or active:
+        while pending and len(active) < args.jobs:
+            run = pending.pop(0)
+            active.append(subprocess.Popen(base + ["--run", run]))
+        time.sleep(0.5)
+        for p in [p for p in active if p.poll() is not None]:
+            active.remove(p)
+            failures += p.returncode != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""WSD pre-training of the mini models and the end-of-run sparsity probes on saved checkpoints.
+
+The recipe follows the paper: AdamW (0.9, 0.95), weight decay 0.1, gradient clipping 1.0, a
+warmup-stable-decay schedule (transformers' ``get_wsd_schedule``), muP learning rates for hidden
+matrices (lr / width_mult, MiniCPM-style), bf16 autocast on GPU, torch.compile, fused AdamW.
+Training data is a pre-tokenised uint16 array held on the device; each epoch visits its
+non-overlapping windows in a fresh seeded order, so a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, get_wsd_schedule
+
+from .models import width_mult
+
+H200_BF16_FLOPS = 790e12  # measured dense bf16 matmul rate on the lent H200 (KINDS.md)
+
+
+@dataclass
+class TrainConfig:
+    """One training run's recipe; steps, warm-up and checkpoints are derived from ``tokens``."""
+
+    tokens: int  # training tokens (rounded up to whole steps)
+    batch_size: int = 64  # sequences per step
+    seq_len: int = 1024
+    lr: float = 0.01  # peak lr (embeddings/norms); hidden matrices get lr / width_mult
+    warmup_frac: float = 0.01
+    decay_frac: float = 0.0  # optional linear decay phase at the end (0 = stable to the end)
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    n_checkpoints: int = 30  # evenly spaced over the stable phase
+    eval_tokens: int = 2**18  # validation tokens for the loss at each checkpoint
+    log_every: int = 25
+    seed: int = 0
+    compile: bool = True  # only on CUDA
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.tokens_per_step)
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, round(self.warmup_frac * self.steps))
+
+    @property
+    def decay_steps(self) -> int:
+        return round(self.decay_frac * self.steps)
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which weights are saved: evenly over the stable phase, the last at its end."""
+        first, last = self.warmup_steps, self.steps - self.decay_steps
+        n = min(self.n_checkpoints, last - first + 1)
+        return sorted({int(round(s)) for s in np.linspace(first, last, n)} - {0})
+
+
+def _atomic_write(path: Path, text: str | bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as indented JSON atomically (temporary file + rename)."""
+    _atomic_write(Path(path), json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write a list of dict rows as CSV atomically."""
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    _atomic_write(Path(path), buf.getvalue())
+
+
+class Batches:
+    """Deterministic epoch-shuffled windows of ``seq_len + 1`` tokens from a token array on ``device``."""
+
+    def __init__(self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int, device: torch.device):
+        self.ids = torch.from_numpy(ids.astype(np.int64)).to(device)
+        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.n_windows = (len(ids) - 1) // seq_len
+        if self.n_windows < batch_size:
+            raise ValueError(f"corpus of {len(ids)} tokens has fewer than {batch_size} windows of {seq_len}")
+        self._perm_epoch, self._perm = -1, None
+        self._offsets = torch.arange(seq_len + 1, device=device)
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.batch_size / self.n_windows
+
+    def _window_ids(self, step: int) -> torch.Tensor:
+        idx = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        out = []
+        for epoch in np.unique(idx // self.n_windows):
+            if epoch != self._perm_epoch:
+                self._perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n_windows)
+                self._perm_epoch = epoch
+            out.append(self._perm[idx[idx // self.n_windows == epoch] % self.n_windows])
+        return torch.from_numpy(np.concatenate(out)).to(self.ids.device)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.ids[self._window_ids(step)[:, None] * self.seq_len + self._offsets]
+        return rows[:, :-1], rows[:, 1:]
+
+
+def windows(ids: np.ndarray, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
+    """Non-overlapping [n, seq_len] int64 windows from the start of ``ids`` (at most ``max_tokens``)."""
+    n = len(ids) // seq_len
+    if max_tokens is not None:
+        n = min(n, max(1, max_tokens // seq_len))
+    if n == 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one window of {seq_len}")
+    return torch.from_numpy(ids[: n * seq_len].astype(np.int64)).view(n, seq_len)
+
+
+def make_optimizer(model: PreTrainedModel, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW with muP groups: hidden matrices at lr / width_mult, embeddings at lr, norms without decay."""
+    matrices, embeddings, vectors = [], [], []
+    for name, p in model.named_parameters():
+        (embeddings if "embed_tokens" in name else matrices if p.ndim >= 2 else vectors).append(p)
+    groups = [
+        dict(params=matrices, lr=cfg.lr / width_mult(model), weight_decay=cfg.weight_decay),
+        dict(params=embeddings, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        dict(params=vectors, lr=cfg.lr, weight_decay=0.0),
+    ]
+    return torch.optim.AdamW(groups, betas=cfg.betas, fused=fused)
+
+
+@torch.no_grad()
+def val_loss(model: torch.nn.Module, val: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """Mean next-token loss over the rows of ``val`` ([n, T] int64)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(val), batch_size):
+        x = val[i : i + batch_size].to(device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(input_ids=x[:, :-1]).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(), reduction="sum")
+        total, count = total + loss.item(), count + x[:, 1:].numel()
+    model.train()
+    return total / count
+
+
+def train(
+    model: PreTrainedModel,
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    cfg: TrainConfig,
+    out_dir: Path | None = None,
+    ckpt_dir: Path | None = None,
+    time_limit: float | None = None,
+    flops_per_token: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place; return a summary dict with ``status`` done | paused | diverged.
+
+    ``out_dir`` receives metrics.csv (rewritten atomically at every log); ``ckpt_dir`` receives
+    ``step_XXXXXX.pt`` weights at ``cfg.checkpoint_steps`` and ``state.pt`` (model, optimizer, schedule,
+    step) for resuming. A run found there is resumed. ``time_limit`` (seconds) pauses the run at the
+    next log step after it is exceeded, saving ``state.pt``. A non-finite loss, or a loss above the
+    first logged one after warm-up, stops the run with status ``diverged``.
+    """
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    opt = make_optimizer(model, cfg, fused=cuda)
+    sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps,
+                             decay_type="linear")
+    batches = Batches(train_ids, cfg.seq_len, cfg.batch_size, cfg.seed, device)
+    val = windows(val_ids, cfg.seq_len + 1, cfg.eval_tokens)
+    fwd = torch.compile(model) if (cuda and cfg.compile) else model
+
+    rows: list[dict] = []
+    step, start_loss = 0, None
+    state_path = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
+    if state_path and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, rows, start_loss = state["step"], state["rows"], state["start_loss"]
+    if ckpt_dir:
+        Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+
+    def save_state() -> None:
+        if state_path:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            step=step, rows=rows, start_loss=start_loss), tmp)
+            os.replace(tmp, state_path)
+
+    ckpts = set(cfg.checkpoint_steps)
+    t0 = time.perf_counter()
+    t_log, step_log = t0, step
+    loss_sum = torch.zeros((), device=device)
+    gnorm_sum = torch.zeros((), device=device)
+    status, train_time = "done", 0.0
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", mininterval=5)
+    while step < cfg.steps:
+        x, y = batches(step)
+        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
+            logits = fwd(input_ids=x).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        loss.backward()
+        gnorm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        loss_sum += loss.detach()
+        step += 1
+        bar.update()
+        at_ckpt = step in ckpts
+        if step % cfg.log_every == 0 or at_ckpt or step == cfg.steps:
+            n = step - step_log
+            train_loss = loss_sum.item() / n  # synchronises
+            now = time.perf_counter()
+            row = dict(step=step, tokens=step * cfg.tokens_per_step, epoch=round(batches.epoch_of(step), 4),
+                       lr=sched.get_last_lr()[1], train_loss=train_loss, grad_norm=gnorm_sum.item() / n,
+                       tokens_per_s=n * cfg.tokens_per_step / (now - t_log), val_loss=float("nan"))
+            train_time += now - t_log
+            if start_loss is None:
+                start_loss = train_loss
+            diverged = not math.isfinite(train_loss) or (step > cfg.warmup_steps and train_loss > start_loss)
+            if at_ckpt and not diverged:
+                row["val_loss"] = val_loss(fwd, val, cfg.batch_size, device)
+                if ckpt_dir:
+                    torch.save(model.state_dict(), Path(ckpt_dir) / f"step_{step:06d}.pt")
+            rows.append(row)
+            bar.set_postfix(loss=f"{train_loss:.3f}")
+            loss_sum.zero_(), gnorm_sum.zero_()
+            if out_dir:
+                write_csv(Path(out_dir) / "metrics.csv", rows)
+            if diverged:
+                status = "diverged"
+                break
+            paused = time_limit is not None and time.perf_counter() - t0 > time_limit and step < cfg.steps
+            if at_ckpt or paused:
+                save_state()
+            if paused:
+                status = "paused"
+                break
+            t_log, step_log = time.perf_counter(), step
+    bar.close()
+    measured = [r for r in rows if r["step"] > cfg.log_every]  # skip the compile-dominated first interval
+    tok_s = float(np.median([r["tokens_per_s"] for r in measured])) if measured else float("nan")
+    summary = dict(status=status, step=step, steps=cfg.steps, tokens=step * cfg.tokens_per_step,
+                   epochs=batches.epoch_of(step), corpus_tokens=int(len(train_ids)),
+                   final_train_loss=rows[-1]["train_loss"] if rows else float("nan"),
+                   tokens_per_s=tok_s, session_train_seconds=train_time)
+    if flops_per_token:
+        summary["mfu"] = tok_s * flops_per_token / H200_BF16_FLOPS if cuda else float("nan")
+    return summary
+
+
+def checkpoint_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """The saved ``step_XXXXXX.pt`` weights in ``ckpt_dir`` as sorted (step, path) pairs."""
+    return sorted((int(p.stem.split("_")[1]), p) for p in Path(ckpt_dir).glob("step_*.pt"))
+
+
+@dataclass
+class ProbeConfig:
+    """What the end-of-run sparsity probes measure on each stable-phase checkpoint."""
+
+    p: float = 0.01  # CETT-PPL-p%
+    joint_last: int = 5  # one CETT searched jointly over the last checkpoints (the paper's stabiliser)
+    tokens: int = 2**16  # validation tokens for CETT, PPL and ratios
+    domain_tokens: int = 2**14  # per-domain tokens for neuron frequencies
+    token_ratio_tokens: int = 2**14  # per-token ratios kept (float16)
+    topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
+    fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.3])
+    batch_size: int = 16
+
+
+def probe_checkpoints(
+    build: Callable[[], PreTrainedModel],
+    ckpt_dir: Path,
+    out_dir: Path,
+    val_ids: np.ndarray,
+    val_by_domain: dict[str, np.ndarray],
+    seq_len: int,
+    tokens_per_step: int,
+    cfg: ProbeConfig = ProbeConfig(),
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Measure every checkpoint in ``ckpt_dir``; write sparsity.csv, pareto.csv and two .npz files to ``out_dir``.
+
+    CETT-PPL-p%: one CETT value is searched jointly over the last ``cfg.joint_last`` checkpoints with
+    ``metrics.cett_ppl`` and applied to every checkpoint through ``metrics.cett_thresholds``.
+    Also per checkpoint: the dense (zero-threshold) reading, per-layer ratios, Top-k / FAT-ε points,
+    per-domain neuron activation frequencies and per-token activation ratios under the CETT thresholds.
+    """
+    from . import metrics
+
+    device = torch.device(device)
+    ckpts = checkpoint_files(ckpt_dir)
+    if not ckpts:
+        raise ValueError(f"no checkpoints in {ckpt_dir}")
+    ids = windows(val_ids, seq_len, cfg.tokens)
+    dom_ids = {d: windows(v, seq_len, cfg.domain_tokens) for d, v in val_by_domain.items()}
+
+    def load(path: Path) -> PreTrainedModel:
+        m = build()
+        m.load_state_dict(torch.load(path, map_location="cpu"))
+        return m.to(device).eval()
+
+    last = [load(p) for _, p in ckpts[-cfg.joint_last :]]
+    search = metrics.cett_ppl(last, ids, p=cfg.p)
+    cett = float(search.cett)
+    del last
+    rows, pareto_rows, freqs, token_ratios = [], [], [], []
+    for step, path in tqdm(ckpts, desc="probe", disable=not progress):
+        model = load(path)
+        dense = metrics.evaluate(model, ids, batch_size=cfg.batch_size)
+        thr = metrics.cett_thresholds(model, ids, cett)
+        ev = metrics.evaluate(model, ids, thresholds=thr, batch_size=cfg.batch_size)
+        row = dict(step=step, tokens=step * tokens_per_step, cett=cett, activation_ratio=ev.activation_ratio,
+                   ppl=ev.ppl, dense_ppl=dense.ppl, ppl_ratio=ev.ppl / dense.ppl, loss=dense.loss,
+                   zero_ratio=dense.activation_ratio)
+        row |= {f"layer_{i}": r for i, r in enumerate(ev.layer_ratios)}
+        row |= {f"zero_layer_{i}": r for i, r in enumerate(dense.layer_ratios)}
+        rows.append(row)
+        for method, values in (("topk_token", cfg.topk_values), ("fat", cfg.fat_values)):
+            df = metrics.pareto(model, ids, method, values)
+            pareto_rows += [dict(step=step, **r) for r in df.to_dict("records")]
+        freqs.append(np.stack([metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
+                               for d in dom_ids.values()]).astype(np.float16))
+        token_ratios.append(np.asarray(ev.token_ratios[: cfg.token_ratio_tokens], dtype=np.float16))
+        del model
+    out_dir = Path(out_dir)
+    write_csv(out_dir / "sparsity.csv", rows)
+    write_csv(out_dir / "pareto.csv", pareto_rows)
+    steps = np.array([s for s, _ in ckpts])
+    buf = io.BytesIO()
+    np.savez_compressed(buf, steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
+    _atomic_write(out_dir / "neuron_frequency.npz", buf.getvalue())
+    buf = io.BytesIO()
+    np.savez_compressed(buf, steps=steps, token_ratios=np.stack(token_ratios))
+    _atomic_write(out_dir / "token_ratios.npz", buf.getvalue())
+    write_json(out_dir / "cett.json", dict(cett=cett, p=cfg.p, joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
+                                           joint_mean_ppl_ratio=float(search.mean_ppl_ratio), probe=asdict(cfg)))
+    return pd.DataFrame(rows)
