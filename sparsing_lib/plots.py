@@ -38,7 +38,8 @@ def fig4(curves: pd.DataFrame, bands: pd.DataFrame, table2: pd.DataFrame) -> plt
             ax.plot(grid / 1e9, 100 * law, **PAPER_STYLE)
         ax.plot([], [], color="grey", lw=1.6, label="refit (95% band)")
         ax.plot([], [], **PAPER_STYLE, label="paper, Table 2")
-        ax.set(title=f"{ACT_LABEL[act]}-activated models", xlabel="tokens passed (B)", ylabel="activation ratio (%)")
+        ax.set(title=f"{ACT_LABEL[act]}-activated models", xlabel="tokens passed (B)", ylabel="activation ratio (%)",
+               ylim=(6.8, 10.8) if act == "relu" else (29, 41))
         ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
@@ -77,7 +78,7 @@ def fig8(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame,
             p = coef[(coef.activation == act) & (coef.scale == scale) & (coef.form == form)]
             ours = dict(zip(p.name, p.value))
             tmax = curves[(curves.activation == act) & (curves.scale == scale)].tokens.max()
-            ratio = np.linspace(5, tmax / params[scale], 300)
+            ratio = np.linspace(5, min(tmax / params[scale], 120), 300)
             tokens = ratio * params[scale]
             for pr, style in ((ours, dict(lw=1.8)), (_paper_params(table2, act, scale), dict(lw=1.0, ls="--"))):
                 h = 1e-4 * tokens
@@ -88,7 +89,7 @@ def fig8(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame,
         ax.axhline(0, color="k", lw=0.5)
         ax.set(title=f"{ACT_LABEL[act]}", xlabel="training tokens / non-embedding parameters",
                ylabel="d(1 − A)/dD   (per billion tokens)")
-        ax.set_ylim(-0.02, 0.02)
+        ax.set(ylim=(-0.02, 0.02), xlim=(0, 120))
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
