@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from scipy.interpolate import PchipInterpolator
 
-PILOT_TOKENS = 2048
-PILOT_POINTS = 33
+PILOT_TOKENS = 1024
+PILOT_POINTS = 25
 AROUND = (-0.03, -0.01, 0.0, 0.01, 0.03)  # CETT offsets of the grid placed around a requested value
 
 
