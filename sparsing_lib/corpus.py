@@ -110,8 +110,10 @@ class _HTMLText(html.parser.HTMLParser):
              "dd", "dt", "dl", "section", "article", "blockquote", "hr", "main", "figure", "caption"}
     SKIP = {"script", "style", "head", "nav", "header", "footer", "noscript", "svg", "button", "form",
             "select", "template", "math"}
-    SKIP_CLASS = re.compile(r"sphinxsidebar|\brelated\b|headerlink|navheader|navfooter|sidebar|breadcrumb"
-                            r"|\btoc\b|toctree|nav-|menu-bar|footer")
+    SKIP_CLASS = {"sphinxsidebar", "sphinxsidebarwrapper", "related", "headerlink", "navheader", "navfooter",
+                  "sidebar", "breadcrumb", "breadcrumbs", "toc", "toctree-wrapper", "menu-bar", "footer",
+                  "header", "navigation", "nav-chapters", "nav-wrapper", "mobile-nav-chapters", "searchbox",
+                  "hd", "ft", "global-nav", "nav", "docnav"}
     VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
 
     def __init__(self) -> None:
@@ -125,8 +127,8 @@ class _HTMLText(html.parser.HTMLParser):
             if tag == self.skip[0] and tag not in self.VOID:
                 self.skip.append(tag)
             return
-        cls = " ".join(v or "" for k, v in attrs if k in ("class", "id", "role"))
-        if tag in self.SKIP or (tag not in self.VOID and cls and self.SKIP_CLASS.search(cls)):
+        names = {w for k, v in attrs if k in ("class", "id", "role") for w in (v or "").split()}
+        if tag in self.SKIP or (tag not in self.VOID and not names.isdisjoint(self.SKIP_CLASS)):
             if tag not in self.VOID:
                 self.skip.append(tag)
             return
@@ -741,8 +743,9 @@ def build(out: Path | str = ROOT / ".corpus", cache: Path | str = DEFAULT_CACHE,
     sample, _, _, _ = assemble(min(1.0, 4e6 / max(total, 1)))
     per_token = len(lzma.compress(sample.tobytes(), preset=XZ_PRESET)) / max(sample.size, 1)
     fraction = min(1.0, 0.98 * max_train_bytes / (per_token * total))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staging = out.parent / ".scratch"   # same filesystem as ``out`` (so renames are atomic); git-ignored
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=staging))
     try:
         while True:
             train, starts, src_ids, kept = assemble(fraction)
@@ -784,7 +787,7 @@ def build(out: Path | str = ROOT / ".corpus", cache: Path | str = DEFAULT_CACHE,
             index["smoke"] = _write_smoke(tmp / "smoke", sources, train_tok, keys, val_tok, tok)
         (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         index["build_seconds"] = round(time.time() - t0, 1)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = staging / f"{out.name}.old-{os.getpid()}"
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)

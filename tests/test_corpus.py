@@ -158,7 +158,7 @@ def test_failed_build_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="half-way"):
         _build(tmp_path, cache, [broken] + sources[1:], name="out")
     assert (out / "train.u16.xz").read_bytes() == before        # old build untouched
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
 
 
 def test_html_and_dictionary_cleaning():
