@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +37,12 @@ def spec_by_name(name: str) -> ModelSpec:
     return PAPER_01B if name == PAPER_01B.name else get_spec(name)
 
 
-def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup: int) -> dict:
-    """Time ``steps`` compiled training steps of model ``name`` after ``warmup`` steps; tokens/s and MFU."""
+def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup: int,
+            barrier: tuple[Path, int] | None = None) -> dict:
+    """Time ``steps`` compiled training steps of model ``name`` after ``warmup`` steps; tokens/s and MFU.
+
+    ``barrier`` = (folder, k): after warm-up, wait until k processes have checked in there, so that the
+    timed windows of concurrent processes overlap."""
     spec = spec_by_name(name)
     model = build_model(spec, "relu", vocab).cuda()
     cfg = TrainConfig(tokens=1, batch_size=batch, seq_len=seq_len)
@@ -57,6 +63,10 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
         step(i)
     torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
+    if barrier:
+        (barrier[0] / str(os.getpid())).touch()
+        while len(list(barrier[0].iterdir())) < barrier[1]:
+            time.sleep(0.05)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for i in range(warmup, warmup + steps):
@@ -73,8 +83,10 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
 
 def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
     """Start ``k`` worker processes training ``name`` at once; their summed tokens/s."""
+    barrier = Path(tempfile.mkdtemp())
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--seq-len", str(args.seq_len),
-           "--vocab", str(args.vocab), "--steps", str(args.steps * 2), "--warmup", str(args.warmup)]
+           "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--barrier", f"{barrier}:{k}"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     row = results[0] | dict(tokens_per_s=sum(r["tokens_per_s"] for r in results))
@@ -83,30 +95,28 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
 
 
 def plan(bench: pd.DataFrame, vocab: int) -> pd.DataFrame:
-    """Every grid run priced with the measured (best-concurrency) throughput of its model size."""
-    best = bench.groupby("model")["tokens_per_s"].max()
+    """Every run of the mini sweep priced with measured throughput.
+
+    A model's rate is its best measured aggregate rate (k concurrent processes of it add up); a model
+    that was not measured gets the best MFU of the measured model nearest in FLOPs per token (MoE variants
+    only from measured MoE models). The recipe-validation run repeats mini-192x4-relu with a decay phase."""
+    best = bench.groupby("model")[["tokens_per_s", "mfu", "flops_per_token"]].max()
+    moe = best.index.str.startswith("moe-")
+    runs = [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
+            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-192x4-relu")]
     rows = []
-    for grid in ("scales", "width_depth", "moe"):
-        for run in GRIDS[grid]:
-            model, _ = parse_run(run)
-            if grid == "width_depth" and model == "mini-192x4":
-                continue  # already in "scales"
-            cfg = train_config(model, "full")
-            spec = get_spec(model)
-            tokens = cfg.steps * cfg.tokens_per_step
-            fpt = spec.flops_per_token(cfg.seq_len, vocab)
-            if model in best:
-                rate, basis = best[model], model
-            else:  # price unmeasured shapes at the MFU of the nearest measured scale by FLOPs per token
-                near = bench.loc[(bench["flops_per_token"] - fpt).abs().idxmin()]
-                rate, basis = near["mfu"] * H200_BF16_FLOPS / fpt, f"MFU of {near['model']}"
-                if spec.n_experts:
-                    rate /= 2  # routed experts run as grouped small matmuls: assume half the dense rate
-                    basis += " / 2 (MoE)"
-            rows.append(dict(grid=grid, run=run, tokens=tokens, tokens_per_s=rate, basis=basis,
-                             minutes=tokens / rate / 60))
-    rows.append(dict(grid="recipe", run="mini-256x5-relu (decay on)", tokens=rows[4]["tokens"],
-                     tokens_per_s=rows[4]["tokens_per_s"], basis=rows[4]["basis"], minutes=rows[4]["minutes"]))
+    for grid, run in runs:
+        model, _ = parse_run(run)
+        spec, cfg = get_spec(model), train_config(model, "full")
+        tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
+        if model in best.index:
+            rate, basis = best.loc[model, "tokens_per_s"], f"measured {model}"
+        else:
+            pool = best[moe] if spec.n_experts and moe.any() else best[~moe]
+            near = (pool["flops_per_token"] - fpt).abs().idxmin()
+            rate, basis = pool.loc[near, "mfu"] * H200_BF16_FLOPS / fpt, f"MFU of {near}"
+        rows.append(dict(grid=grid, run=run, tokens=tokens, tokens_per_s=rate, basis=basis,
+                         minutes=tokens / rate / 60))
     return pd.DataFrame(rows)
 
 
@@ -116,33 +126,50 @@ def main() -> None:
     ap.add_argument("--concurrency", default="mini-160x3:2,mini-160x3:4,mini-192x4:2,mini-192x4:4")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=1024)
-    ap.add_argument("--vocab", type=int, default=16384)
+    ap.add_argument("--vocab", type=int, default=12288)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--plan", nargs="+", type=Path, default=None,
+                    help="only price the sweep from these measured throughput CSVs (no GPU needed)")
     args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(measure(args.worker, args.batch, args.seq_len, args.vocab, args.steps, args.warmup)))
+    if args.plan:
+        bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
+        sweep = plan(bench, int(bench["vocab"].iloc[0]))
+        print(sweep.to_string())
+        print(f"whole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time (training only)")
+        if args.out:
+            sweep.to_csv(args.out / "throughput_plan.csv", index=False)
         return
-    print("MFU = tokens/s * (6*(N_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)")
+    if args.worker:
+        folder, k = args.barrier.rsplit(":", 1) if args.barrier else (None, 0)
+        barrier = (Path(folder), int(k)) if folder else None
+        print(json.dumps(measure(args.worker, args.batch, args.seq_len, args.vocab, args.steps, args.warmup, barrier)))
+        return
+    print("MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    cases = [(m, 1) for m in filter(None, args.models.split(","))]
+    cases += [(c.split(":")[0], int(c.split(":")[1])) for c in filter(None, args.concurrency.split(","))]
     rows = []
-    for name in args.models.split(","):
-        rows.append(measure(name, args.batch, args.seq_len, args.vocab, args.steps, args.warmup) | dict(processes=1))
-        print(f"{name:12s} {rows[-1]['tokens_per_s'] / 1e6:7.2f} M tok/s  MFU {rows[-1]['mfu']:.1%}", flush=True)
-        torch.cuda.empty_cache()
-    for case in filter(None, args.concurrency.split(",")):
-        name, k = case.split(":")
-        rows.append(concurrent(name, int(k), args) | dict(processes=int(k)))
-        print(f"{name:12s} x{k} {rows[-1]['tokens_per_s'] / 1e6:7.2f} M tok/s  MFU {rows[-1]['mfu']:.1%}", flush=True)
+    for name, k in cases:
+        if k == 1:
+            row = measure(name, args.batch, args.seq_len, args.vocab, args.steps, args.warmup)
+            torch.cuda.empty_cache()
+        else:
+            row = concurrent(name, k, args)
+        rows.append(row | dict(processes=k))
+        print(f"{name:14s} x{k} {row['tokens_per_s'] / 1e6:7.2f} M tok/s  MFU {row['mfu']:.1%}", flush=True)
+        if args.out:  # after every case, so a run cut short keeps what it measured
+            pd.DataFrame(rows).to_csv(args.out / "throughput.csv", index=False)
     bench = pd.DataFrame(rows)
     sweep = plan(bench, args.vocab)
     print(bench[["model", "processes", "batch", "tokens_per_s", "mfu", "warmup_s", "peak_mem_gib"]].to_string())
     print(sweep.to_string())
     print(f"whole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time (training only)")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        bench.to_csv(args.out / "throughput.csv", index=False)
         sweep.to_csv(args.out / "throughput_plan.csv", index=False)
 
 

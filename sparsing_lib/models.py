@@ -46,9 +46,10 @@ class ModelSpec:
 
     @property
     def d_ff(self) -> int:
-        """Dense FFN width 2.5·d; an MoE expert is d_ff / top_k wide so the active FFN matches the dense one."""
+        """FFN width 2.5·d; an MoE variant splits it into ``n_experts`` experts of d_ff / n_experts each,
+        rounded up to a multiple of 8 (grouped matmuls need 16-byte strides)."""
         d_ff = round(FFN_MULT * self.d_model)
-        return d_ff // self.top_k if self.n_experts else d_ff
+        return -(-d_ff // (8 * self.n_experts)) * 8 if self.n_experts else d_ff
 
     @property
     def width_depth(self) -> float:
@@ -56,19 +57,17 @@ class ModelSpec:
 
     @property
     def non_embedding_params(self) -> int:
-        """Attention 4d² plus (active) FFN 3·d·d_ff per layer, the paper's count (norms and router excluded)."""
-        ffn = 3 * self.d_model * self.d_ff * (self.top_k if self.n_experts else 1)
-        return self.n_layers * (4 * self.d_model**2 + ffn)
+        """Attention 4d² plus FFN 3·d·d_ff (all experts) per layer, the paper's count (norms, router excluded)."""
+        return self.n_layers * (4 * self.d_model**2 + 3 * self.d_model * self.d_ff * (self.n_experts or 1))
 
     @property
-    def total_non_embedding_params(self) -> int:
-        """Like ``non_embedding_params`` but counting every expert of an MoE variant."""
-        ffn = 3 * self.d_model * self.d_ff * (self.n_experts or 1)
-        return self.n_layers * (4 * self.d_model**2 + ffn)
+    def active_non_embedding_params(self) -> int:
+        """Like ``non_embedding_params`` but counting only the ``top_k`` experts a token is routed to."""
+        return self.n_layers * (4 * self.d_model**2 + 3 * self.d_model * self.d_ff * (self.top_k or 1))
 
     def flops_per_token(self, seq_len: int, vocab_size: int) -> float:
         """Training FLOPs per token: 6·(active non-embedding + lm_head) params + 12·L·d·T attention (PaLM)."""
-        return 6 * (self.non_embedding_params + self.d_model * vocab_size) + 12 * self.n_layers * self.d_model * seq_len
+        return 6 * (self.active_non_embedding_params + self.d_model * vocab_size) + 12 * self.n_layers * self.d_model * seq_len
 
 
 def _scales() -> list[ModelSpec]:
@@ -84,8 +83,9 @@ def _width_depth() -> list[ModelSpec]:
 
 
 def _moe() -> list[ModelSpec]:
-    # mini-256x5 with its FFN split into experts, 2 active per token (same active parameters)
-    return [ModelSpec(f"moe-256x5-e{e}", 256, 5, kind="moe", n_experts=e, top_k=2) for e in (4, 8, 16)]
+    # Fig. 12: mini-192x4 with its FFN split into 16 / 30 / 60 fine-grained experts (total parameters within 5%),
+    # a quarter of them routed to per token during training
+    return [ModelSpec(f"moe-192x4-e{e}", 192, 4, kind="moe", n_experts=e, top_k=e // 4) for e in (16, 30, 60)]
 
 
 MINI: dict[str, ModelSpec] = {s.name: s for s in _scales() + _width_depth() + _moe()}
@@ -165,7 +165,8 @@ def config_table(vocab_size: int | None = None) -> pd.DataFrame:
     for s in MINI.values():
         row = dict(name=s.name, kind=s.kind, d_model=s.d_model, n_layers=s.n_layers, d_ff=s.d_ff, n_heads=s.n_heads,
                    head_dim=s.head_dim, width_depth=round(s.width_depth, 1), experts=s.n_experts or "",
-                   top_k=s.top_k or "", non_embedding_params=s.non_embedding_params)
+                   top_k=s.top_k or "", non_embedding_params=s.non_embedding_params,
+                   active_non_embedding_params=s.active_non_embedding_params)
         if vocab_size:
             row["embedding_params"] = s.d_model * vocab_size
         rows.append(row)

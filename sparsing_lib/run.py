@@ -33,7 +33,7 @@ GRIDS: dict[str, list[str]] = {
     "proof": [f"{m}-{a}" for m in ("mini-160x3", "mini-192x4") for a in ACTIVATIONS],
     "scales": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "scale" for a in ACTIVATIONS],
     "width_depth": [f"{s.name}-relu" for s in MINI.values() if s.kind == "width_depth"] + ["mini-192x4-relu"],
-    "moe": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "moe" for a in ACTIVATIONS],
+    "moe": [f"{s.name}-relu" for s in MINI.values() if s.kind == "moe"],
     "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
 }
 FINISHED = ("done", "diverged")

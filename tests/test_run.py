@@ -1,0 +1,76 @@
+"""Runner: grid slices, one run's folder end to end, skipping finished runs, failure records."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsing_lib import run as runner
+from sparsing_lib.train import ProbeConfig, TrainConfig
+
+VOCAB = 64
+
+
+def fake_corpus(_name):
+    ids = ((np.arange(30_000) * 5) % VOCAB).astype(np.uint16)
+    return ids, ids[:4000], {"a": ids[:600], "b": ids[600:1200]}, VOCAB
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(runner, "load_corpus", fake_corpus)
+    monkeypatch.setattr(runner, "train_config", lambda m, p: TrainConfig(
+        tokens=30 * 8 * 32, batch_size=8, seq_len=32, n_checkpoints=4, eval_tokens=512, log_every=5, compile=False))
+    monkeypatch.setattr(runner, "probe_config", lambda p: ProbeConfig(
+        joint_last=2, tokens=256, domain_tokens=64, token_ratio_tokens=64, batch_size=8, topk_values=[0.5],
+        fat_values=[0.0]))
+
+
+def test_grids_and_slices():
+    assert runner.GRIDS["proof"] == ["mini-160x3-relu", "mini-160x3-silu", "mini-192x4-relu", "mini-192x4-silu"]
+    assert runner.select("proof", "1:3") == ["mini-160x3-silu", "mini-192x4-relu"]
+    assert runner.select("proof", "mini-192x4-silu") == ["mini-192x4-silu"]
+    assert runner.select("scales", None) == runner.GRIDS["scales"] and len(runner.GRIDS["scales"]) == 10
+    with pytest.raises(ValueError, match="not in grid"):
+        runner.select("proof", "mini-384x7-relu")
+    with pytest.raises(ValueError, match="grid="):
+        runner.select("nope", None)
+    with pytest.raises(ValueError, match="does not end"):
+        runner.parse_run("mini-160x3-gelu")
+
+
+def test_full_recipe_gives_largest_scale_100_tokens_per_parameter():
+    from sparsing_lib.models import MINI
+    biggest = max((s for s in MINI.values() if s.kind == "scale"), key=lambda s: s.non_embedding_params)
+    cfg = runner.train_config(biggest.name, "full")
+    assert cfg.steps * cfg.tokens_per_step >= 100 * biggest.non_embedding_params
+
+
+def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
+    rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                         progress=False)
+    assert rec["status"] == "done", rec.get("traceback")
+    folder = tmp_path / "runs" / "tiny-32x2-relu"
+    names = {"config.json", "metrics.csv", "sparsity.csv", "pareto.csv", "env.json", "cett.json",
+             "neuron_frequency.npz", "token_ratios.npz"}
+    assert names <= {p.name for p in folder.iterdir()}
+    assert not list(folder.glob("*.tmp"))  # atomic writes leave no temporaries
+    env = json.loads((folder / "env.json").read_text())
+    assert env["tokens"] == 30 * 8 * 32 and env["torch"] and env["git_rev"]
+    assert len(pd.read_csv(folder / "sparsity.csv")) == 4
+    stamp = (folder / "env.json").stat().st_mtime_ns
+    again = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                           progress=False)
+    assert again["status"] == "done" and (folder / "env.json").stat().st_mtime_ns == stamp
+
+
+def test_a_broken_probe_is_recorded_not_raised(tiny, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("probe exploded")
+    monkeypatch.setattr(runner, "probe_checkpoints", boom)
+    rec = runner.run_one("tiny-32x2-silu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                         progress=False)
+    assert rec["status"] == "failed" and "probe exploded" in rec["error"]
+    env = json.loads((tmp_path / "runs" / "tiny-32x2-silu" / "env.json").read_text())
+    assert env["status"] == "failed"
