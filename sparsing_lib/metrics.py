@@ -88,10 +88,10 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
             raise ValueError(f"got {len(value)} thresholds for a model with {len(ffns)} FFN layers")
         if any(math.isnan(t) or t < 0 for t in value):
             raise ValueError(f"thresholds must be non-negative numbers, got {list(value)}")
-        cols = [f.column_norms() for f in ffns]
+        limits = [value[i] / f.column_norms().clamp_min(1e-30) for i, f in enumerate(ffns)]
 
-        def edit(i, a, s):
-            return a * ((a.abs().float() * cols[i]) >= value[i]).to(a.dtype)
+        def edit(i, a, s):  # keep n_i = |a_i|·‖W_down[:, i]‖ >= t, written |a_i| >= t / ‖W_down[:, i]‖
+            return a * (a.abs() >= limits[i]).to(a.dtype)
         return edit
     if method == "fat":
         if not value >= 0:

@@ -41,14 +41,15 @@ def cett_sums(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_n
 
     One masked [m, d_ff] x [d_ff, d] product per threshold in the activations' dtype (fp32 accumulate).
     Tokens with ‖y‖ = 0 contribute 0."""
-    norms = a.abs().float() * col_norm
+    mag = a.abs()
+    inv_col = 1.0 / col_norm.clamp_min(1e-30)  # n_i < t  <=>  |a_i| < t / ‖W[:, i]‖ (no [m, d_ff] norms held)
     inv_y = torch.where(y_norm > 0, 1.0 / y_norm.clamp_min(1e-30), 0.0)
     zero = torch.zeros((), dtype=a.dtype, device=a.device)
     out = torch.empty(len(thresholds), dtype=torch.float64, device=a.device)
     wt = weight.t()
     for k, t in enumerate(thresholds.tolist()):
-        err = torch.where(norms < t, a, zero) @ wt
-        out[k] = (err.float().norm(dim=1) * inv_y).sum(dtype=torch.float64)
+        err = torch.where(mag < t * inv_col, a, zero) @ wt
+        out[k] = (torch.linalg.vector_norm(err, dim=1, dtype=torch.float32) * inv_y).sum(dtype=torch.float64)
     return out
 
 
