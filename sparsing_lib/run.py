@@ -94,6 +94,26 @@ def load_corpus(corpus: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarr
             corpus_lib.load_val_by_domain(root=root), len(corpus_lib.load_tokenizer()))
 
 
+def mix(val_by_domain: dict[str, np.ndarray], tokens: int, window: int) -> np.ndarray:
+    """About ``tokens`` validation ids, an equal whole number of ``window``-token windows from each domain."""
+    per = max(1, tokens // (window * len(val_by_domain))) * window
+    short = [d for d, v in val_by_domain.items() if len(v) < per]
+    if short:
+        raise ValueError(f"validation domains {short} hold fewer than {per} tokens")
+    return np.concatenate([v[:per] for v in val_by_domain.values()])
+
+
+def corpus_identity(corpus: str) -> dict:
+    """sha256 of the training file and tokenizer of the corpus build a run used."""
+    if corpus == "synthetic":
+        return {}
+    from . import corpus as corpus_lib
+
+    idx = json.loads((corpus_lib.corpus_root("smoke" if corpus == "smoke" else None) / "index.json").read_text())
+    return dict(train_sha256=idx["files"]["train"]["sha256"], tokenizer_sha256=idx.get("tokenizer_sha256"),
+                train_tokens=idx["files"]["train"]["tokens"])
+
+
 def git_rev() -> str:
     """The git revision of the code (``SPARSING_GIT_REV`` on machines that get the tree without .git)."""
     if os.environ.get("SPARSING_GIT_REV"):
@@ -129,9 +149,11 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
     cfg, pcfg = train_config(model_name, profile), probe_config(profile)
     if tokens:
         cfg = replace(cfg, tokens=tokens)
-    train_ids, val_ids, val_by_domain, vocab = load_corpus(corpus)
+    train_ids, _, val_by_domain, vocab = load_corpus(corpus)
+    val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
     write_json(run_dir / "config.json", dict(run=run, activation=act, model=spec_dict(spec), train=asdict(cfg),
                                              probe=asdict(pcfg), corpus=corpus, profile=profile, vocab_size=vocab,
+                                             corpus_identity=corpus_identity(corpus),
                                              tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params))
     t0 = time.time()
     model = build_model(spec, act, vocab, seed=cfg.seed).to(device)
@@ -145,7 +167,8 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
         if summary["status"] == "done":
             del model
             build = lambda: build_model(spec, act, vocab)  # noqa: E731
-            probe_checkpoints(build, ckpt_dir, run_dir, val_ids, val_by_domain, cfg.seq_len, cfg.tokens_per_step,
+            probe_ids = mix(val_by_domain, pcfg.tokens, cfg.seq_len)
+            probe_checkpoints(build, ckpt_dir, run_dir, probe_ids, val_by_domain, cfg.seq_len, cfg.tokens_per_step,
                               pcfg, device=device, progress=progress)
     except Exception as exc:  # keep a record of what broke; the run stays resumable
         record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())

@@ -284,7 +284,7 @@ class ProbeConfig:
 
     p: float = 0.01  # CETT-PPL-p%
     joint_last: int = 5  # one CETT searched jointly over the last checkpoints (the paper's stabiliser)
-    tokens: int = 2**16  # validation tokens for CETT, PPL and ratios
+    tokens: int = 2**16  # validation tokens for CETT, PPL and ratios (the caller's val_ids hold them)
     domain_tokens: int = 2**14  # per-domain tokens for neuron frequencies
     token_ratio_tokens: int = 2**14  # per-token ratios kept (float16)
     topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
@@ -317,7 +317,7 @@ def probe_checkpoints(
     ckpts = checkpoint_files(ckpt_dir)
     if not ckpts:
         raise ValueError(f"no checkpoints in {ckpt_dir}")
-    ids = windows(val_ids, seq_len, cfg.tokens)
+    ids = windows(val_ids, seq_len)
     dom_ids = {d: windows(v, seq_len, cfg.domain_tokens) for d, v in val_by_domain.items()}
 
     def load(path: Path) -> PreTrainedModel:
