@@ -14,7 +14,6 @@ Loaders: ``load_tokenizer``, ``load_tokens``, ``load_val_by_domain`` (contract i
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import gzip
 import hashlib
@@ -207,6 +206,7 @@ def files(root: Path, pattern: str, exclude: str | None = None) -> list[Path]:
 
 
 def read(path: Path) -> str:
+    """Text of a file (gunzipped when it ends in .gz), undecodable bytes replaced."""
     raw = path.read_bytes()
     if path.suffix == ".gz":
         raw = gzip.decompress(raw)
