@@ -92,7 +92,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 class Batches:
-    """Deterministic epoch-shuffled windows of ``seq_len + 1`` tokens from a token array on ``device``."""
+    """Deterministic epoch-shuffled windows of ``seq_len + 1`` tokens from a token array on ``device``.
+
+    Each epoch's permutation is uploaded once; a step only slices and gathers on the device, so the
+    host never waits for the GPU (a per-step host-to-device copy would serialise CPU and GPU)."""
 
     def __init__(self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int, device: torch.device):
         self.ids = torch.from_numpy(ids.astype(np.int64)).to(device)
@@ -100,21 +103,28 @@ class Batches:
         self.n_windows = (len(ids) - 1) // seq_len
         if self.n_windows < batch_size:
             raise ValueError(f"corpus of {len(ids)} tokens has fewer than {batch_size} windows of {seq_len}")
-        self._perm_epoch, self._perm = -1, None
+        self._perms: dict[int, torch.Tensor] = {}
         self._offsets = torch.arange(seq_len + 1, device=device)
 
     def epoch_of(self, step: int) -> float:
         return step * self.batch_size / self.n_windows
 
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = torch.from_numpy(perm).to(self.ids.device)
+        return self._perms[epoch]
+
     def _window_ids(self, step: int) -> torch.Tensor:
-        idx = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
-        out = []
-        for epoch in np.unique(idx // self.n_windows):
-            if epoch != self._perm_epoch:
-                self._perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n_windows)
-                self._perm_epoch = epoch
-            out.append(self._perm[idx[idx // self.n_windows == epoch] % self.n_windows])
-        return torch.from_numpy(np.concatenate(out)).to(self.ids.device)
+        start, stop = step * self.batch_size, (step + 1) * self.batch_size
+        parts = []
+        while start < stop:
+            epoch, pos = divmod(start, self.n_windows)
+            take = min(stop - start, self.n_windows - pos)
+            parts.append(self._perm(epoch)[pos : pos + take])
+            start += take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.ids[self._window_ids(step)[:, None] * self.seq_len + self._offsets]
