@@ -157,37 +157,30 @@ def topk_token_rule(frac: float):
     return rule
 
 
+SHAPES = {  # family -> (config class, model class, config arguments besides activation and vocabulary)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(hidden_size=32, intermediate_size=80, num_hidden_layers=2,
+                                                      num_attention_heads=4, num_key_value_heads=2)),
+    "granite": ("GraniteConfig", "GraniteForCausalLM", dict(
+        hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        embedding_multiplier=4.0, residual_multiplier=0.5, logits_scaling=2.0, attention_multiplier=0.125)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=32, n_inner=96, n_layer=2, n_head=4, n_positions=64)),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2,
+                                                            num_attention_heads=4, max_position_embeddings=64)),
+    "opt": ("OPTConfig", "OPTForCausalLM", dict(hidden_size=32, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4,
+                                                max_position_embeddings=64, word_embed_proj_dim=32, init_std=0.15)),
+}
+ACT_ARG = {"gpt2": "activation_function", "opt": "activation_function"}
+
+
 def tiny_model(family: str, act: str = "relu", seed: int = 0) -> nn.Module:
     """A small random causal LM of one family (no download), weights large enough that FFNs matter."""
     import transformers as tf
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=48, initializer_range=0.15, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if family == "llama":
-        cfg = tf.LlamaConfig(hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, hidden_act=act, **common)
-        model = tf.LlamaForCausalLM(cfg)
-    elif family == "granite":
-        cfg = tf.GraniteConfig(hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=4, hidden_act=act, embedding_multiplier=4.0,
-                               residual_multiplier=0.5, logits_scaling=2.0, attention_multiplier=0.125, **common)
-        model = tf.GraniteForCausalLM(cfg)
-    elif family == "gpt2":
-        cfg = tf.GPT2Config(n_embd=32, n_inner=96, n_layer=2, n_head=4, n_positions=64,
-                            activation_function=act, **common)
-        model = tf.GPT2LMHeadModel(cfg)
-    elif family == "gpt_neox":
-        cfg = tf.GPTNeoXConfig(hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                               max_position_embeddings=64, hidden_act=act, **common)
-        model = tf.GPTNeoXForCausalLM(cfg)
-    elif family == "opt":
-        cfg = tf.OPTConfig(hidden_size=32, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4,
-                           max_position_embeddings=64, word_embed_proj_dim=32, activation_function=act,
-                           init_std=0.15, vocab_size=48, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-        model = tf.OPTForCausalLM(cfg)
-    else:
-        raise ValueError(family)
-    return model.eval()
+    cfg_cls, model_cls, kwargs = SHAPES[family]
+    cfg = getattr(tf, cfg_cls)(vocab_size=48, initializer_range=0.15, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                               **{ACT_ARG.get(family, "hidden_act"): act}, **kwargs)
+    return getattr(tf, model_cls)(cfg).eval()
 
 
 def sampled_text(model: nn.Module, n_seq: int = 6, length: int = 24, seed: int = 0) -> torch.Tensor:
