@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.run:
+        if args.profile == "smoke" and args.device == "cpu":
+            torch.set_num_threads(1)  # a toy model gains nothing from threads and loses much on a busy machine
         rec = run_one(args.run, args.out, args.ckpt, args.corpus, args.profile, args.time_limit, args.device,
                       args.tokens, progress=args.jobs == 1)
         print(f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
