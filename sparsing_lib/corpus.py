@@ -743,7 +743,8 @@ def build(out: Path | str = ROOT / ".corpus", cache: Path | str = DEFAULT_CACHE,
     total = sum(t.size + 1 for n in names for t in train_tok[n])
     sample, _, _, _ = assemble(min(1.0, 4e6 / max(total, 1)))
     per_token = len(lzma.compress(sample.tobytes(), preset=XZ_PRESET)) / max(sample.size, 1)
-    fraction = min(1.0, 0.98 * max_train_bytes / (per_token * total))
+    # a 4M-token sample compresses ~10% worse than the whole file (0.86 vs 0.78 bytes/token measured here)
+    fraction = min(1.0, 0.98 * max_train_bytes / (0.9 * per_token * total))
     staging = out.parent / ".scratch"   # same filesystem as ``out`` (so renames are atomic); git-ignored
     staging.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=staging))
