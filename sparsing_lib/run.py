@@ -60,7 +60,7 @@ def train_config(model: str, profile: str) -> TrainConfig:
 def probe_config(profile: str) -> ProbeConfig:
     if profile == "smoke":
         return ProbeConfig(joint_last=3, tokens=1024, domain_tokens=256, token_ratio_tokens=1024, batch_size=16,
-                           topk_values=[0.1, 0.3], fat_values=[0.0, 0.1])
+                           topk_values=[0.1, 0.3], fat_values=[0.0, 0.1, 1.0], cett_values=[0.1, 0.3])
     return ProbeConfig()
 
 

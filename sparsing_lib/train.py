@@ -297,8 +297,13 @@ class ProbeConfig:
     tokens: int = 2**16  # validation tokens for CETT, PPL and ratios (the caller's val_ids hold them)
     domain_tokens: int = 2**14  # per-domain tokens for neuron frequencies
     token_ratio_tokens: int = 2**14  # per-token ratios kept (float16)
+    # Fig. 2 curves, measured on the last ``curve_last`` checkpoints only (the other checkpoints get the
+    # CETT-PPL-p% point, the dense reading, frequencies and token ratios). FAT-eps runs geometrically up to 2
+    # because a ReLU model's PPL barely moves up to eps = 0.3, so its 1% point needs eps of order 1.
+    curve_last: int = 1
     topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
-    fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.3])
+    fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0])
+    cett_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5])
     batch_size: int = 16
 
 
@@ -318,8 +323,9 @@ def probe_checkpoints(
 
     CETT-PPL-p%: one CETT value is searched jointly over the last ``cfg.joint_last`` checkpoints with
     ``metrics.cett_ppl`` and applied to every checkpoint through ``metrics.cett_thresholds``.
-    Also per checkpoint: the dense (zero-threshold) reading, per-layer ratios, Top-k / FAT-ε points,
-    per-domain neuron activation frequencies and per-token activation ratios under the CETT thresholds.
+    Also per checkpoint: the dense (zero-threshold) reading, per-layer ratios, per-domain neuron activation
+    frequencies and per-token activation ratios under the CETT thresholds. The last ``cfg.curve_last``
+    checkpoints also get Top-k, FAT-ε and CETT sweeps (pareto.csv, Fig. 2's curves).
     """
     from . import metrics
 
@@ -340,6 +346,7 @@ def probe_checkpoints(
     cett = float(search.cett)
     del last
     rows, pareto_rows, freqs, token_ratios = [], [], [], []
+    curve_steps = {s for s, _ in ckpts[len(ckpts) - cfg.curve_last :]} if cfg.curve_last > 0 else set()
     for step, path in tqdm(ckpts, desc="probe", disable=not progress):
         model = load(path)
         dense = metrics.evaluate(model, ids, batch_size=cfg.batch_size)
@@ -351,8 +358,9 @@ def probe_checkpoints(
         row |= {f"layer_{i}": r for i, r in enumerate(ev.layer_ratios)}
         row |= {f"zero_layer_{i}": r for i, r in enumerate(dense.layer_ratios)}
         rows.append(row)
-        for method, values in (("topk_token", cfg.topk_values), ("fat", cfg.fat_values)):
-            df = metrics.pareto(model, ids, method, values)
+        sweeps = (("topk_token", cfg.topk_values), ("fat", cfg.fat_values), ("cett", cfg.cett_values))
+        for method, values in sweeps if step in curve_steps else ():
+            df = metrics.pareto(model, ids, method, values, dense=dense)
             pareto_rows += [dict(step=step, **r) for r in df.to_dict("records")]
         freqs.append(np.stack([metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
                                for d in dom_ids.values()]).astype(np.float16))

@@ -111,7 +111,7 @@ def test_probes_write_joint_cett_results(tmp_path):
     model = build_model(TINY, "relu", VOCAB)
     train(model, corpus(), corpus(5000, 1), cfg, ckpt_dir=tmp_path / "ck", progress=False)
     pc = ProbeConfig(joint_last=3, tokens=512, domain_tokens=128, token_ratio_tokens=100, batch_size=16,
-                     topk_values=[0.3], fat_values=[0.0])
+                     topk_values=[0.3], fat_values=[0.0, 2.0], curve_last=2, cett_values=[0.05, 0.5])
     doms = {"x": corpus(1000, 2), "y": corpus(1000, 3)}
     df = probe_checkpoints(lambda: build_model(TINY, "relu", VOCAB), tmp_path / "ck", tmp_path, corpus(5000, 1),
                            doms, cfg.seq_len, cfg.tokens_per_step, pc, progress=False)
@@ -122,4 +122,12 @@ def test_probes_write_joint_cett_results(tmp_path):
     freq = np.load(tmp_path / "neuron_frequency.npz")
     assert freq["frequency"].shape == (6, 2, TINY.n_layers, TINY.d_ff) and list(freq["domains"]) == ["x", "y"]
     assert np.load(tmp_path / "token_ratios.npz")["token_ratios"].shape == (6, 100)
-    assert set(pd.read_csv(tmp_path / "pareto.csv")["method"]) == {"topk_token", "fat"}
+    par = pd.read_csv(tmp_path / "pareto.csv")
+    steps = cfg.checkpoint_steps
+    assert set(par.step) == set(steps[-2:])  # the sweeps run on the last two checkpoints only
+    for step in steps[-2:]:
+        cur = par[par.step == step]
+        cett = cur[cur.method == "cett"].set_index("value")
+        assert list(cett.index) == [0.05, 0.5] and sorted(cur[cur.method == "fat"]["value"]) == [0.0, 2.0]
+        assert cett.loc[0.5, "activation_ratio"] < cett.loc[0.05, "activation_ratio"]  # larger CETT, sparser
+        assert cett.loc[0.5, "ppl_ratio"] > 1.0
