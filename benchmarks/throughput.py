@@ -7,8 +7,9 @@ MFU = tokens/s x FLOPs per token / 790e12, with FLOPs per token = 6 (N_nonemb + 
 scores and values; the embedding lookup is free). 790 TFLOP/s is the dense bf16 matmul rate measured on
 the lent H200 (8192^3, random data). Each case trains with the real step (bf16 autocast, torch.compile,
 fused AdamW, clip) on random token ids; concurrency cases start k identical processes at once and add
-their rates. The plan prices every grid run with the measured rate of its model (the best per-process
-concurrency for models that gain from it).
+their rates. The plan (``--plan``, CPU only) prices every grid run from committed measurements: training
+at the measured rate of its model (see ``plan``), probing at the measured probe time of finished runs
+(``--probe-runs``) scaled by forward-pass counts (``probe_passes``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
-from sparsing_lib.run import GRIDS, parse_run, train_config
+from sparsing_lib.run import GRIDS, parse_run, probe_config, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, make_optimizer
 
 PAPER_01B = ModelSpec("paper-0.1B", 768, 16, head_dim=128)  # the paper's smallest scale, ~100M non-embedding
@@ -94,30 +97,72 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
     return row
 
 
-def plan(bench: pd.DataFrame, vocab: int) -> pd.DataFrame:
-    """Every run of the mini sweep priced with measured throughput.
+def probe_passes(probe: dict, n_checkpoints: int, n_domains: int, search_evals: int) -> float:
+    """Forward passes over ``probe["tokens"]`` validation tokens that ``probe_checkpoints`` makes for one run.
 
-    A model's rate is its best measured aggregate rate (k concurrent processes of it add up); a model
-    that was not measured gets the best MFU of the measured model nearest in FLOPs per token (MoE variants
-    only from measured MoE models). The recipe-validation run repeats mini-192x4-relu with a decay phase."""
-    best = bench.groupby("model")[["tokens_per_s", "mfu", "flops_per_token"]].max()
-    moe = best.index.str.startswith("moe-")
+    Per checkpoint: dense, CETT thresholds, sparse, one pass per domain on ``domain_tokens``; the joint
+    CETT search: one curve pass plus ``search_evals`` sparse passes per joint checkpoint; the sweeps one pass
+    per value (plus one CETT-curve pass) on the ``curve_last`` checkpoints. A config without ``curve_last``
+    is the older probe that swept Top-k and FAT-eps on every checkpoint with a dense pass each."""
+    per = 3 + n_domains * probe["domain_tokens"] / probe["tokens"]
+    joint = min(probe["joint_last"], n_checkpoints) * (1 + search_evals)
+    if "curve_last" not in probe:
+        return n_checkpoints * (per + len(probe["topk_values"]) + len(probe["fat_values"]) + 2) + joint
+    sweep = len(probe["topk_values"]) + len(probe["fat_values"]) + 1 + len(probe["cett_values"])
+    return n_checkpoints * per + joint + min(probe["curve_last"], n_checkpoints) * sweep
+
+
+def probe_seconds(runs: list[Path], search_evals: int) -> float:
+    """Wall seconds per probe pass, the mean over finished runs' folders: a run's probe time is env.json's
+    wall_seconds - session_train_seconds (model build and probing) over its ``probe_passes``."""
+    per_pass = []
+    for run in runs:
+        env, cfg = (json.loads((run / f).read_text()) for f in ("env.json", "config.json"))
+        n_dom = len(np.load(run / "neuron_frequency.npz")["domains"])
+        n_ckpt = len(pd.read_csv(run / "sparsity.csv"))
+        passes = probe_passes(cfg["probe"], n_ckpt, n_dom, search_evals)
+        per_pass.append((env["wall_seconds"] - env["session_train_seconds"]) / passes)
+    return float(np.mean(per_pass))
+
+
+def plan(bench: pd.DataFrame, vocab: int, probe_s_per_pass: float = 0.0, probe_share: int = 1,
+         search_evals: int = 10) -> pd.DataFrame:
+    """Every run of the mini sweep priced with measured throughput, plus its probe.
+
+    A model's rate is its best measured aggregate rate (k concurrent processes of it add up). A dense model
+    that was not measured gets the MFU interpolated linearly in log FLOPs per token between the measured
+    models around it. MoE models (whose benchmark did not finish) get the measured tokens/s of the dense
+    model they were built from, mini-192x4. The recipe-validation run repeats mini-160x3-relu (the
+    cheapest scale) with a decay phase. A run's probe costs ``probe_s_per_pass`` per pass (measured while
+    ``probe_share`` processes shared the GPU, so divided by it: probes overlap other runs' training)."""
+    best = bench.groupby("model")[["tokens_per_s", "mfu", "flops_per_token"]].max().sort_values("flops_per_token")
     runs = [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
-            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-192x4-relu")]
+            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
     rows = []
     for grid, run in runs:
         model, _ = parse_run(run)
-        spec, cfg = get_spec(model), train_config(model, "full")
+        spec, cfg, pcfg = get_spec(model), train_config(model, "full"), asdict(probe_config("full"))
         tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
-        if model in best.index:
+        if spec.n_experts:
+            rate, basis = best.loc["mini-192x4", "tokens_per_s"], "tokens/s of mini-192x4"
+        elif model in best.index:
             rate, basis = best.loc[model, "tokens_per_s"], f"measured {model}"
         else:
-            pool = best[moe] if spec.n_experts and moe.any() else best[~moe]
-            near = (pool["flops_per_token"] - fpt).abs().idxmin()
-            rate, basis = pool.loc[near, "mfu"] * H200_BF16_FLOPS / fpt, f"MFU of {near}"
-        rows.append(dict(grid=grid, run=run, tokens=tokens, tokens_per_s=rate, basis=basis,
-                         minutes=tokens / rate / 60))
+            mfu = np.interp(np.log(fpt), np.log(best["flops_per_token"]), best["mfu"])
+            rate, basis = mfu * H200_BF16_FLOPS / fpt, "MFU interpolated"
+        passes = probe_passes(pcfg, len(cfg.checkpoint_steps), 3, search_evals)
+        probe_min = passes * probe_s_per_pass / probe_share / 60
+        rows.append(dict(grid=grid, run=run, tokens=tokens, tokens_per_param=tokens / spec.non_embedding_params,
+                         tokens_per_s=rate, basis=basis, train_minutes=tokens / rate / 60, probe_passes=passes,
+                         probe_minutes=probe_min, minutes=tokens / rate / 60 + probe_min))
     return pd.DataFrame(rows)
+
+
+def summary(sweep: pd.DataFrame) -> str:
+    """Minutes of H200 time by grid, and the total."""
+    by = sweep.groupby("grid", sort=False)[["train_minutes", "probe_minutes", "minutes"]].sum()
+    return (by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time "
+            f"({sweep['train_minutes'].sum():.1f} training + {sweep['probe_minutes'].sum():.1f} probing)")
 
 
 def main() -> None:
@@ -134,12 +179,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plan", nargs="+", type=Path, default=None,
                     help="only price the sweep from these measured throughput CSVs (no GPU needed)")
+    ap.add_argument("--probe-runs", nargs="*", type=Path, default=[],
+                    help="finished run folders whose probe time prices the probes (all probed side by side)")
+    ap.add_argument("--probe-share", type=int, default=4,
+                    help="processes that shared the GPU while --probe-runs probed (--jobs of their command)")
+    ap.add_argument("--search-evals", type=int, default=10, help="assumed sparse passes of the joint CETT search")
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        sweep = plan(bench, int(bench["vocab"].iloc[0]))
+        per_pass = probe_seconds(args.probe_runs, args.search_evals) if args.probe_runs else 0.0
+        sweep = plan(bench, int(bench["vocab"].iloc[0]), per_pass, args.probe_share, args.search_evals)
         print(sweep.to_string())
-        print(f"whole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time (training only)")
+        print(summary(sweep))
         if args.out:
             sweep.to_csv(args.out / "throughput_plan.csv", index=False)
         return
@@ -168,7 +219,7 @@ def main() -> None:
     sweep = plan(bench, args.vocab)
     print(bench[["model", "processes", "batch", "tokens_per_s", "mfu", "warmup_s", "peak_mem_gib"]].to_string())
     print(sweep.to_string())
-    print(f"whole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time (training only)")
+    print(summary(sweep) + " (probes not priced)")
     if args.out:
         sweep.to_csv(args.out / "throughput_plan.csv", index=False)
 

@@ -47,6 +47,14 @@ def test_full_recipe_gives_largest_scale_100_tokens_per_parameter():
     assert cfg.steps * cfg.tokens_per_step >= 100 * biggest.non_embedding_params
 
 
+def test_width_depth_variants_get_half_the_data_moe_the_full_recipe():
+    from sparsing_lib.models import MINI
+    for spec in MINI.values():
+        cfg = runner.train_config(spec.name, "full")
+        per_param = cfg.steps * cfg.tokens_per_step / spec.non_embedding_params
+        assert 50 <= per_param < 51 if spec.kind == "width_depth" else per_param >= 100
+
+
 def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
     rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
                          progress=False)
