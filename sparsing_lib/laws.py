@@ -19,6 +19,8 @@ import numpy as np
 from scipy.optimize import brentq, least_squares
 from scipy.stats import chi2
 
+from .book import check_choice
+
 TOKENS_UNIT = 1e9
 INF = np.inf
 
@@ -75,9 +77,7 @@ ALTERNATIVES = ("power_offset", "log", "sigmoid", "exp")  # compared with the pa
 
 def get_form(form: str) -> Form:
     """The ``Form`` called ``form``; a clear ValueError for an unknown name."""
-    if form not in FORMS:
-        raise ValueError(f"form={form!r} is not valid; choose one of: {', '.join(map(repr, FORMS))}")
-    return FORMS[form]
+    return FORMS[check_choice("form", form, FORMS)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
 
+from .book import check_choice
+
 SCALE_EMB = 12.0
 SCALE_DEPTH = 1.4
 DIM_MODEL_BASE = 256
@@ -103,8 +105,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def granite_config(spec: ModelSpec, activation: str, vocab_size: int, max_seq_len: int = 4096):
     """The transformers config (Granite or GraniteMoe) for ``spec`` with the paper's muP multipliers."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is not valid; choose one of: {', '.join(ACTIVATIONS)}")
+    check_choice("activation", activation, ACTIVATIONS)
     common = dict(
         vocab_size=vocab_size,
         hidden_size=spec.d_model,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparsing_lib.book import DATA
+from sparsing_lib.book import DATA, check_choice
 
 ENV_VAR = "SPARSINGLAW_DATA"
 REPO = "Raincleared-Song/SparsingLawData"
@@ -137,8 +137,7 @@ def law_2p4b(fit: str = "final") -> dict[str, float]:
     fit to the released interim points (to 291B tokens), from their data repository's scripts.
     """
     laws = pd.read_csv(PAPER_DIR / "law_2p4b.csv", comment="#").set_index("fit")
-    if fit not in laws.index:
-        raise ValueError(f"fit={fit!r} is not valid; choose one of: {', '.join(map(repr, laws.index))}")
+    check_choice("fit", fit, laws.index)
     return {k: float(laws.loc[fit, k]) for k in ("alpha", "b", "c", "A0")}
 
 

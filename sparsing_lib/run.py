@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .book import check_choice
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
 from .train import ProbeConfig, TrainConfig, probe_checkpoints, train, write_json
 
@@ -74,9 +75,7 @@ def probe_config(profile: str) -> ProbeConfig:
 
 def select(grid: str, slice_: str | None) -> list[str]:
     """Runs of ``grid`` picked by ``slice_``: None/'all', 'a:b' (Python slice) or comma-separated names."""
-    if grid not in GRIDS:
-        raise ValueError(f"grid={grid!r} is not valid; choose one of: {', '.join(GRIDS)}")
-    runs = GRIDS[grid]
+    runs = GRIDS[check_choice("grid", grid, GRIDS)]
     if not slice_ or slice_ == "all":
         return runs
     if ":" in slice_:
