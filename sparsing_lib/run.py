@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .book import check_choice
+from .book import check_choice, git_revision
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
 from .train import ProbeConfig, TrainConfig, probe_checkpoints, train, write_json
 
@@ -121,23 +121,12 @@ def corpus_identity(corpus: str) -> dict:
                 train_tokens=idx["files"]["train"]["tokens"])
 
 
-def git_rev() -> str:
-    """The git revision of the code (``SPARSING_GIT_REV`` on machines that get the tree without .git)."""
-    if os.environ.get("SPARSING_GIT_REV"):
-        return os.environ["SPARSING_GIT_REV"]
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def environment() -> dict:
     """Code revision, package versions and hardware of this process."""
     import transformers
 
     cuda = torch.cuda.is_available()
-    return dict(git_rev=git_rev(), python=platform.python_version(), torch=torch.__version__,
+    return dict(git_rev=git_revision(), python=platform.python_version(), torch=torch.__version__,
                 transformers=transformers.__version__, numpy=np.__version__, host=platform.node(),
                 gpu=torch.cuda.get_device_name() if cuda else None, cpu_count=os.cpu_count())
 
