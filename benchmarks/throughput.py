@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.run import GRIDS, parse_run, probe_config, train_config
-from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, make_optimizer
+from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer
 
 PAPER_01B = ModelSpec("paper-0.1B", 768, 16, head_dim=128)  # the paper's smallest scale, ~100M non-embedding
 
@@ -50,13 +49,11 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
     model = build_model(spec, "relu", vocab).cuda()
     cfg = TrainConfig(tokens=1, batch_size=batch, seq_len=seq_len)
     opt = make_optimizer(model, cfg, fused=True)
-    fwd = torch.compile(model)
+    loss_fn = torch.compile(lm_loss)
     x = torch.randint(0, vocab, (warmup + steps, batch, seq_len + 1), device="cuda")
 
     def step(i: int) -> None:
-        with torch.autocast("cuda", torch.bfloat16):
-            logits = fwd(input_ids=x[i, :, :-1]).logits
-        F.cross_entropy(logits.float().flatten(0, 1), x[i, :, 1:].flatten()).backward()
+        loss_fn(model, x[i, :, :-1], x[i, :, 1:]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

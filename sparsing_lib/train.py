@@ -154,6 +154,15 @@ def make_optimizer(model: PreTrainedModel, cfg: TrainConfig, fused: bool) -> tor
     return torch.optim.AdamW(groups, betas=cfg.betas, fused=fused)
 
 
+def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` ([b, T] each), bf16 autocast on
+    CUDA, the softmax in fp32. Compiled as one graph with the model (``torch.compile(lm_loss)``), the fp32
+    logits are never written out, which matters when the vocabulary is wide and the model narrow."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda"):
+        logits = model(input_ids=x).logits
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
+
+
 @torch.no_grad()
 def val_loss(model: torch.nn.Module, val: torch.Tensor, batch_size: int, device: torch.device) -> float:
     """Mean next-token loss over the rows of ``val`` ([n, T] int64)."""
@@ -161,10 +170,8 @@ def val_loss(model: torch.nn.Module, val: torch.Tensor, batch_size: int, device:
     total, count = 0.0, 0
     for i in range(0, len(val), batch_size):
         x = val[i : i + batch_size].to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(input_ids=x[:, :-1]).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(), reduction="sum")
-        total, count = total + loss.item(), count + x[:, 1:].numel()
+        total += lm_loss(model, x[:, :-1], x[:, 1:], reduction="sum").item()
+        count += x[:, 1:].numel()
     model.train()
     return total / count
 
@@ -196,7 +203,7 @@ def train(
                              decay_type="linear")
     batches = Batches(train_ids, cfg.seq_len, cfg.batch_size, cfg.seed, device)
     val = windows(val_ids, cfg.seq_len + 1, cfg.eval_tokens)
-    fwd = torch.compile(model) if (cuda and cfg.compile) else model
+    loss_fn = torch.compile(lm_loss) if (cuda and cfg.compile) else lm_loss
 
     rows: list[dict] = []
     step, start_loss = 0, None
@@ -229,9 +236,7 @@ def train(
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", mininterval=5)
     while step < cfg.steps:
         x, y = batches(step)
-        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            logits = fwd(input_ids=x).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        loss = loss_fn(model, x, y)
         loss.backward()
         gnorm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -253,7 +258,7 @@ def train(
                 start_loss = train_loss
             diverged = not math.isfinite(train_loss) or (step > cfg.warmup_steps and train_loss > start_loss)
             if at_ckpt and not diverged:
-                row["val_loss"] = val_loss(fwd, val, cfg.batch_size, device)
+                row["val_loss"] = val_loss(model, val, cfg.batch_size, device)  # eager: no recompile for eval
                 if ckpt_dir:
                     torch.save(model.state_dict(), Path(ckpt_dir) / f"step_{step:06d}.pt")
             rows.append(row)
