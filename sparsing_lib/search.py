@@ -6,8 +6,8 @@ neuron i's output norm on token j is ``n_ji = |a_ji|·‖W[:, i]‖`` and
     CETT(t) = mean_j ‖Σ_{i: n_ji < t} a_ji W[:, i]‖ / ‖y_j‖.
 
 Instead of bisecting over 65,536 candidate thresholds for every CETT value (the official way), we evaluate
-CETT exactly at a few grid thresholds per layer, one masked matrix product each (bf16 tensor cores on GPU:
-bf16 products are exact and accumulate in fp32), and invert the monotone curve by interpolation. The grid
+CETT exactly at a few grid thresholds per layer, with masked matrix products stacked over thresholds (bf16
+tensor cores on GPU: bf16 products are exact and accumulate in fp32), and invert the monotone curve by interpolation. The grid
 is placed with a cheap pilot curve on a token subsample, either evenly in CETT over [0, 1] (for searches
 that visit many CETT values) or tightly around the requested values.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,7 +26,9 @@ from scipy.interpolate import PchipInterpolator
 
 PILOT_TOKENS = 1024
 PILOT_POINTS = 25
-AROUND = (-0.03, -0.01, 0.0, 0.01, 0.03)  # CETT offsets of the grid placed around a requested value
+PILOT_VALUES = 2**16  # neuron output norms sampled to place the pilot grid by quantiles
+AROUND = (-0.015, 0.0, 0.015)  # CETT offsets of the grid placed around a requested value
+GROUP_ELEMENTS = 2**28  # masked activations formed at once by cett_sums (512 MiB in bf16)
 
 
 def check_cett(cett: float) -> float:
@@ -36,21 +39,27 @@ def check_cett(cett: float) -> float:
 
 
 def cett_sums(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_norm: torch.Tensor,
-              thresholds: torch.Tensor) -> torch.Tensor:
+              thresholds: torch.Tensor, max_elements: int = GROUP_ELEMENTS) -> torch.Tensor:
     """Σ over tokens of ‖Σ_{n<t} a_i W[:, i]‖ / ‖y‖ for every threshold t (float64 [K]).
 
-    One masked [m, d_ff] x [d_ff, d] product per threshold in the activations' dtype (fp32 accumulate).
-    Tokens with ‖y‖ = 0 contribute 0."""
+    The masked activations of several thresholds are stacked into one [k·m, d_ff] x [d_ff, d] product in the
+    activations' dtype (fp32 accumulate), at most ``max_elements`` masked entries at a time, so a grid costs
+    a few large matrix products rather than many small launches. Tokens with ‖y‖ = 0 contribute 0."""
+    m = a.shape[0]
     mag = a.abs()
     inv_col = 1.0 / col_norm.clamp_min(1e-30)  # n_i < t  <=>  |a_i| < t / ‖W[:, i]‖ (no [m, d_ff] norms held)
     inv_y = torch.where(y_norm > 0, 1.0 / y_norm.clamp_min(1e-30), 0.0)
     zero = torch.zeros((), dtype=a.dtype, device=a.device)
-    out = torch.empty(len(thresholds), dtype=torch.float64, device=a.device)
-    wt = weight.t()
-    for k, t in enumerate(thresholds.tolist()):
-        err = torch.where(mag < t * inv_col, a, zero) @ wt
-        out[k] = (torch.linalg.vector_norm(err, dim=1, dtype=torch.float32) * inv_y).sum(dtype=torch.float64)
-    return out
+    limits = thresholds.to(device=a.device, dtype=inv_col.dtype)[:, None] * inv_col  # [K, d_ff]
+    group = max(1, max_elements // max(1, a.numel()))
+    out = []
+    for g in range(0, len(limits), group):
+        lim = limits[g : g + group]
+        masked = torch.where(mag < lim[:, None, :], a, zero)  # [k, m, d_ff]
+        err = masked.view(-1, a.shape[1]) @ weight.t()
+        norms = torch.linalg.vector_norm(err, dim=1, dtype=torch.float32).view(len(lim), m)
+        out.append((norms * inv_y).sum(dim=1, dtype=torch.float64))
+    return torch.cat(out) if out else limits.new_zeros(0, dtype=torch.float64)
 
 
 @dataclass
@@ -60,20 +69,24 @@ class Curve:
     thresholds: np.ndarray
     cett: np.ndarray
 
+    @cached_property
+    def _inverse(self) -> tuple[np.ndarray, np.ndarray, PchipInterpolator | None]:
+        """The strictly increasing part of the curve (last point of every plateau) and its monotone inverse."""
+        t, c = self.thresholds, np.maximum.accumulate(self.cett)
+        keep = np.r_[np.diff(c) > 0, True]
+        t, c = t[keep], c[keep]
+        return t, c, PchipInterpolator(c, t) if len(c) >= 3 else None
+
     def threshold(self, cett: float) -> float:
         """Largest threshold whose (interpolated) CETT does not exceed ``cett``."""
-        t, c = self.thresholds, np.maximum.accumulate(self.cett)
+        t, c, inverse = self._inverse
         if cett >= 1.0:
             return math.inf
         if cett >= c[-1]:
             return float(t[-1])
-        keep = np.r_[np.diff(c) > 0, True]  # strictly increasing CETT: last point of every plateau
-        t, c = t[keep], c[keep]
         if cett <= c[0]:
             return float(t[0]) if cett == c[0] else float(t[0] * cett / c[0]) if c[0] > 0 else 0.0
-        if len(c) < 3:
-            return float(np.interp(cett, c, t))
-        return float(PchipInterpolator(c, t)(cett))
+        return float(np.interp(cett, c, t)) if inverse is None else float(inverse(cett))
 
     def covers(self, cett: float) -> bool:
         """Whether ``cett`` lies between two evaluated grid points other than the implicit CETT(0) = 0."""
@@ -86,7 +99,7 @@ def pilot_grid(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_
     step = max(1, a.shape[0] // PILOT_TOKENS)
     sub, ys = a[::step][:PILOT_TOKENS], y_norm[::step][:PILOT_TOKENS]
     norms = (sub.abs().float() * col_norm).flatten()
-    values = norms[:: max(1, norms.numel() // 1_000_000)]
+    values = norms[:: max(1, norms.numel() // PILOT_VALUES)]
     u = torch.linspace(0, 1, PILOT_POINTS, device=a.device)
     ts = torch.quantile(values, 1 - (1 - u) ** 3)
     ts[-1] = float("inf")
