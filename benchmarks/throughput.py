@@ -40,7 +40,7 @@ def spec_by_name(name: str) -> ModelSpec:
 
 
 def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup: int,
-            barrier: tuple[Path, int] | None = None) -> dict:
+            barrier: tuple[Path, int] | None = None, compiled: bool = True) -> dict:
     """Time ``steps`` compiled training steps of model ``name`` after ``warmup`` steps; tokens/s and MFU.
 
     ``barrier`` = (folder, k): after warm-up, wait until k processes have checked in there, so that the
@@ -49,7 +49,7 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
     model = build_model(spec, "relu", vocab).cuda()
     cfg = TrainConfig(tokens=1, batch_size=batch, seq_len=seq_len)
     opt = make_optimizer(model, cfg, fused=True)
-    loss_fn = torch.compile(lm_loss)
+    loss_fn = torch.compile(lm_loss) if compiled else lm_loss
     x = torch.randint(0, vocab, (warmup + steps, batch, seq_len + 1), device="cuda")
 
     def step(i: int) -> None:
@@ -76,7 +76,8 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
     seconds = start.elapsed_time(end) / 1e3
     tok_s = steps * batch * seq_len / seconds
     fpt = spec.flops_per_token(seq_len, vocab)
-    return dict(model=name, batch=batch, seq_len=seq_len, vocab=vocab, non_embedding_params=spec.non_embedding_params,
+    return dict(model=name, compiled=compiled, batch=batch, seq_len=seq_len, vocab=vocab,
+                non_embedding_params=spec.non_embedding_params,
                 flops_per_token=fpt, tokens_per_s=tok_s, mfu=tok_s * fpt / H200_BF16_FLOPS, warmup_s=compile_s,
                 peak_mem_gib=torch.cuda.max_memory_allocated() / 2**30, gpu=torch.cuda.get_device_name())
 
@@ -86,7 +87,7 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
     barrier = Path(tempfile.mkdtemp())
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--seq-len", str(args.seq_len),
            "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--barrier", f"{barrier}:{k}"]
+           "--barrier", f"{barrier}:{k}"] + (["--eager"] if args.eager else [])
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     row = results[0] | dict(tokens_per_s=sum(r["tokens_per_s"] for r in results))
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=12288)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--eager", action="store_true", help="train without torch.compile")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
@@ -194,7 +196,8 @@ def main() -> None:
     if args.worker:
         folder, k = args.barrier.rsplit(":", 1) if args.barrier else (None, 0)
         barrier = (Path(folder), int(k)) if folder else None
-        print(json.dumps(measure(args.worker, args.batch, args.seq_len, args.vocab, args.steps, args.warmup, barrier)))
+        print(json.dumps(measure(args.worker, args.batch, args.seq_len, args.vocab, args.steps, args.warmup, barrier,
+                                 compiled=not args.eager)))
         return
     print("MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)")
     if args.out:
@@ -204,7 +207,7 @@ def main() -> None:
     rows = []
     for name, k in cases:
         if k == 1:
-            row = measure(name, args.batch, args.seq_len, args.vocab, args.steps, args.warmup)
+            row = measure(name, args.batch, args.seq_len, args.vocab, args.steps, args.warmup, compiled=not args.eager)
             torch.cuda.empty_cache()
         else:
             row = concurrent(name, k, args)
@@ -212,14 +215,8 @@ def main() -> None:
         print(f"{name:14s} x{k} {row['tokens_per_s'] / 1e6:7.2f} M tok/s  MFU {row['mfu']:.1%}", flush=True)
         if args.out:  # after every case, so a run cut short keeps what it measured
             pd.DataFrame(rows).to_csv(args.out / "throughput.csv", index=False)
-    bench = pd.DataFrame(rows)
-    sweep = plan(bench, args.vocab)
-    print(bench[["model", "processes", "batch", "tokens_per_s", "mfu", "warmup_s", "peak_mem_gib"]].to_string())
-    print(sweep.to_string())
-    print(summary(sweep) + " (probes not priced)")
-    if args.out:
-        sweep.to_csv(args.out / "throughput_plan.csv", index=False)
-
+    print(pd.DataFrame(rows)[["model", "compiled", "processes", "batch", "tokens_per_s", "mfu", "warmup_s",
+                              "peak_mem_gib"]].to_string())
 
 if __name__ == "__main__":
     main()
