@@ -32,11 +32,13 @@ from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.run import GRIDS, parse_run, probe_config, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer
 
-PAPER_01B = ModelSpec("paper-0.1B", 768, 16, head_dim=128)  # the paper's smallest scale, ~100M non-embedding
+# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and the former
+# largest mini scale, whose measurement anchors the MFU interpolation for mini-352x7
+EXTRA = {s.name: s for s in (ModelSpec("paper-0.1B", 768, 16, head_dim=128), ModelSpec("mini-384x7", 384, 7))}
 
 
 def spec_by_name(name: str) -> ModelSpec:
-    return PAPER_01B if name == PAPER_01B.name else get_spec(name)
+    return EXTRA[name] if name in EXTRA else get_spec(name)
 
 
 def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup: int,
@@ -127,13 +129,16 @@ def plan(bench: pd.DataFrame, vocab: int, probe_s_per_pass: float = 0.0, probe_s
          search_evals: int = 10) -> pd.DataFrame:
     """Every run of the mini sweep priced with measured throughput, plus its probe.
 
-    A model's rate is its best measured aggregate rate (k concurrent processes of it add up). A dense model
-    that was not measured gets the MFU interpolated linearly in log FLOPs per token between the measured
-    models around it. MoE models (whose benchmark did not finish) get the measured tokens/s of the dense
-    model they were built from, mini-192x4. The recipe-validation run repeats mini-160x3-relu (the
-    cheapest scale) with a decay phase. A run's probe costs ``probe_s_per_pass`` per pass (measured while
-    ``probe_share`` processes shared the GPU, so divided by it: probes overlap other runs' training)."""
-    best = bench.groupby("model")[["tokens_per_s", "mfu", "flops_per_token"]].max().sort_values("flops_per_token")
+    A model's rate is its best measured single-process rate (compiled or eager, as measured; with the fused
+    loss, 4 processes of mini-160x3 and 3 of moe-192x4-e30 did not add up to more than 1.1 of one). A dense model that was not measured gets the MFU interpolated linearly in log FLOPs per token
+    between the measured dense models around it; an MoE model must have been measured. The
+    recipe-validation run repeats mini-160x3-relu (the cheapest scale) with a decay phase. A run's probe
+    costs ``probe_s_per_pass`` per pass (measured while ``probe_share`` processes shared the GPU, so divided
+    by it: probes overlap other runs' training)."""
+    bench = bench[bench["processes"] == 1]  # one run per model at a time: concurrent rates did not add up
+    bench = bench.assign(compiled=bench["compiled"] if "compiled" in bench else True)
+    best = bench.loc[bench.groupby("model")["tokens_per_s"].idxmax()].set_index("model")
+    dense = best[[spec_by_name(m).n_experts == 0 for m in best.index]].sort_values("flops_per_token")
     runs = [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
             if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
     rows = []
@@ -141,12 +146,14 @@ def plan(bench: pd.DataFrame, vocab: int, probe_s_per_pass: float = 0.0, probe_s
         model, _ = parse_run(run)
         spec, cfg, pcfg = get_spec(model), train_config(model, "full"), asdict(probe_config("full"))
         tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
-        if spec.n_experts:
-            rate, basis = best.loc["mini-192x4", "tokens_per_s"], "tokens/s of mini-192x4"
-        elif model in best.index:
-            rate, basis = best.loc[model, "tokens_per_s"], f"measured {model}"
+        if model in best.index:
+            b = best.loc[model]
+            rate = b["tokens_per_s"]
+            basis = f"measured {model}" + ("" if b["compiled"] else ", eager")
+        elif spec.n_experts:
+            raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
         else:
-            mfu = np.interp(np.log(fpt), np.log(best["flops_per_token"]), best["mfu"])
+            mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
             rate, basis = mfu * H200_BF16_FLOPS / fpt, "MFU interpolated"
         passes = probe_passes(pcfg, len(cfg.checkpoint_steps), 3, search_evals)
         probe_min = passes * probe_s_per_pass / probe_share / 60
@@ -165,7 +172,7 @@ def summary(sweep: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mini-160x3,mini-192x4,mini-256x5,mini-320x6,mini-384x7,paper-0.1B")
+    ap.add_argument("--models", default="mini-160x3,mini-192x4,mini-256x5,mini-320x6,mini-352x7,paper-0.1B")
     ap.add_argument("--concurrency", default="mini-160x3:2,mini-160x3:4,mini-192x4:2,mini-192x4:4")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=1024)
