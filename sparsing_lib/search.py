@@ -44,6 +44,18 @@ def small_part(a: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
 
 
 _small_part_fused = torch.compile(small_part, dynamic=True)  # one pass over ``a`` per threshold (GPU only)
+_fused = {"ok": True}
+
+
+def _mask(a: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """``small_part``, compiled on GPU; falls back to eager (with one warning) where compiling fails."""
+    if a.is_cuda and _fused["ok"]:
+        try:
+            return _small_part_fused(a, limits)
+        except Exception as exc:  # e.g. no working Triton on this machine
+            _fused["ok"] = False
+            warnings.warn(f"compiling the CETT mask failed ({type(exc).__name__}: {exc}); masking eagerly instead")
+    return small_part(a, limits)
 
 
 def cett_sums(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_norm: torch.Tensor,
@@ -58,12 +70,11 @@ def cett_sums(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_n
     inv_col = 1.0 / col_norm.clamp_min(1e-30)  # n_i < t  <=>  |a_i| < t / ‖W[:, i]‖ (no [m, d_ff] norms held)
     inv_y = torch.where(y_norm > 0, 1.0 / y_norm.clamp_min(1e-30), 0.0)
     limits = thresholds.to(device=a.device, dtype=inv_col.dtype)[:, None] * inv_col  # [K, d_ff], compared in fp32
-    mask = _small_part_fused if a.is_cuda else small_part
     group = max(1, max_elements // max(1, a.numel()))
     out = []
     for g in range(0, len(limits), group):
         lim = limits[g : g + group]
-        err = mask(a, lim).view(-1, a.shape[1]) @ weight.t()
+        err = _mask(a, lim).view(-1, a.shape[1]) @ weight.t()
         norms = torch.linalg.vector_norm(err, dim=1, dtype=torch.float32).view(len(lim), m)
         out.append((norms * inv_y).sum(dim=1, dtype=torch.float64))
     return torch.cat(out) if out else limits.new_zeros(0, dtype=torch.float64)
