@@ -97,45 +97,39 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
     return row
 
 
-def probe_passes(probe: dict, n_checkpoints: int, n_domains: int, search_evals: int) -> float:
-    """Forward passes over ``probe["tokens"]`` validation tokens that ``probe_checkpoints`` makes for one run.
-
-    Per checkpoint: dense, CETT thresholds, sparse, one pass per domain on ``domain_tokens``; the joint
-    CETT search: one curve pass plus ``search_evals`` sparse passes per joint checkpoint; the sweeps one pass
-    per value (plus one CETT-curve pass) on the ``curve_last`` checkpoints. A config without ``curve_last``
-    is the older probe that swept Top-k and FAT-eps on every checkpoint with a dense pass each."""
-    per = 3 + n_domains * probe["domain_tokens"] / probe["tokens"]
-    joint = min(probe["joint_last"], n_checkpoints) * (1 + search_evals)
-    if "curve_last" not in probe:
-        return n_checkpoints * (per + len(probe["topk_values"]) + len(probe["fat_values"]) + 2) + joint
-    sweep = len(probe["topk_values"]) + len(probe["fat_values"]) + 1 + len(probe["cett_values"])
-    return n_checkpoints * per + joint + min(probe["curve_last"], n_checkpoints) * sweep
+def load_runs(folders: list[Path]) -> list[dict]:
+    """Model, tokens and wall seconds (training, probing and everything around them) of finished runs."""
+    out = []
+    for f in folders:
+        env, cfg = (json.loads((f / name).read_text()) for name in ("env.json", "config.json"))
+        out.append(dict(model=parse_run(cfg["run"])[0], tokens=env["tokens"], wall_s=env["wall_seconds"]))
+    return out
 
 
-def probe_seconds(runs: list[Path], search_evals: int) -> float:
-    """Wall seconds per probe pass, the mean over finished runs' folders: a run's probe time is env.json's
-    wall_seconds - session_train_seconds (model build and probing) over its ``probe_passes``."""
-    per_pass = []
-    for run in runs:
-        env, cfg = (json.loads((run / f).read_text()) for f in ("env.json", "config.json"))
-        n_dom = len(np.load(run / "neuron_frequency.npz")["domains"])
-        n_ckpt = len(pd.read_csv(run / "sparsity.csv"))
-        passes = probe_passes(cfg["probe"], n_ckpt, n_dom, search_evals)
-        per_pass.append((env["wall_seconds"] - env["session_train_seconds"]) / passes)
-    return float(np.mean(per_pass))
+def run_overhead(solo: list[dict], rates: pd.Series) -> float:
+    """Seconds a run spends beyond tokens / benchmark rate (compilation, checkpoint losses, probing, loading),
+    the mean over runs that had the GPU to themselves."""
+    return float(np.mean([r["wall_s"] - r["tokens"] / rates[r["model"]] for r in solo]))
 
 
-def plan(bench: pd.DataFrame, vocab: int, probe_s_per_pass: float = 0.0, probe_share: int = 1,
-         search_evals: int = 10) -> pd.DataFrame:
-    """Every run of the mini sweep priced with measured throughput, plus its probe.
+def packed_rate(packed: list[dict]) -> tuple[float, int]:
+    """All-in tokens/s of runs trained side by side in one call (their tokens over the longest wall time),
+    and the largest non-embedding parameter count among them."""
+    rate = sum(r["tokens"] for r in packed) / max(r["wall_s"] for r in packed)
+    return rate, max(get_spec(r["model"]).non_embedding_params for r in packed)
 
-    A model's rate is its best measured single-process rate (compiled or eager, as measured; with the fused
-    loss, 4 processes of mini-160x3 and 3 of moe-192x4-e30 did not add up to more than 1.1 of one). A dense model that was not measured gets the MFU interpolated linearly in log FLOPs per token
-    between the measured dense models around it; an MoE model must have been measured. The
-    recipe-validation run repeats mini-160x3-relu (the cheapest scale) with a decay phase. A run's probe
-    costs ``probe_s_per_pass`` per pass (measured while ``probe_share`` processes shared the GPU, so divided
-    by it: probes overlap other runs' training)."""
-    bench = bench[bench["processes"] == 1]  # one run per model at a time: concurrent rates did not add up
+
+def plan(bench: pd.DataFrame, vocab: int, overhead_s: float = 0.0, packed: tuple[float, int] | None = None,
+         done: set[str] = frozenset()) -> pd.DataFrame:
+    """Every run of the mini sweep priced from measurements, in minutes of H200 time.
+
+    A run alone costs tokens / rate plus ``overhead_s``. Its rate is the model's best measured single-process
+    rate (compiled or eager, as measured); a dense model that was not measured gets the MFU interpolated
+    linearly in log FLOPs per token between the measured dense models around it; an MoE model must have
+    been measured. Dense runs no larger than the runs of ``packed`` (all-in rate, largest size) go side by
+    side like them and cost tokens / that rate. Runs in ``done`` are marked as such (their cost is counted
+    too). The recipe-validation run repeats mini-160x3-relu (the cheapest scale) with a decay phase."""
+    bench = bench[bench["processes"] == 1]  # concurrent benchmark rates did not add up (see README)
     bench = bench.assign(compiled=bench["compiled"] if "compiled" in bench else True)
     best = bench.loc[bench.groupby("model")["tokens_per_s"].idxmax()].set_index("model")
     dense = best[[spec_by_name(m).n_experts == 0 for m in best.index]].sort_values("flops_per_token")
@@ -144,30 +138,32 @@ def plan(bench: pd.DataFrame, vocab: int, probe_s_per_pass: float = 0.0, probe_s
     rows = []
     for grid, run in runs:
         model, _ = parse_run(run)
-        spec, cfg, pcfg = get_spec(model), train_config(model, "full"), asdict(probe_config("full"))
+        spec, cfg = get_spec(model), train_config(model, "full")
         tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
-        if model in best.index:
-            b = best.loc[model]
-            rate = b["tokens_per_s"]
-            basis = f"measured {model}" + ("" if b["compiled"] else ", eager")
+        if packed and not spec.n_experts and spec.non_embedding_params <= packed[1]:
+            rate, basis, extra = packed[0], "packed like the proof runs (all-in rate)", 0.0
+        elif model in best.index:
+            rate, extra = best.loc[model, "tokens_per_s"], overhead_s
+            basis = f"measured {model}" + ("" if best.loc[model, "compiled"] else ", eager")
         elif spec.n_experts:
             raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
         else:
             mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
-            rate, basis = mfu * H200_BF16_FLOPS / fpt, "MFU interpolated"
-        passes = probe_passes(pcfg, len(cfg.checkpoint_steps), 3, search_evals)
-        probe_min = passes * probe_s_per_pass / probe_share / 60
-        rows.append(dict(grid=grid, run=run, tokens=tokens, tokens_per_param=tokens / spec.non_embedding_params,
-                         tokens_per_s=rate, basis=basis, train_minutes=tokens / rate / 60, probe_passes=passes,
-                         probe_minutes=probe_min, minutes=tokens / rate / 60 + probe_min))
+            rate, basis, extra = mfu * H200_BF16_FLOPS / fpt, "MFU interpolated", overhead_s
+        rows.append(dict(grid=grid, run=run, done=grid != "recipe" and run in done, tokens=tokens,
+                         tokens_per_param=tokens / spec.non_embedding_params, tokens_per_s=rate, basis=basis,
+                         train_minutes=tokens / rate / 60, overhead_minutes=extra / 60,
+                         minutes=tokens / rate / 60 + extra / 60))
     return pd.DataFrame(rows)
 
 
 def summary(sweep: pd.DataFrame) -> str:
     """Minutes of H200 time by grid, and the total."""
-    by = sweep.groupby("grid", sort=False)[["train_minutes", "probe_minutes", "minutes"]].sum()
+    by = sweep.groupby("grid", sort=False)[["train_minutes", "overhead_minutes", "minutes"]].sum()
+    done = sweep.loc[sweep["done"], "minutes"].sum()
     return (by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time "
-            f"({sweep['train_minutes'].sum():.1f} training + {sweep['probe_minutes'].sum():.1f} probing)")
+            f"({sweep['train_minutes'].sum():.1f} at the training rates + {sweep['overhead_minutes'].sum():.1f} "
+            f"per-run overhead); {done:.1f} min of it are runs already done")
 
 
 def main() -> None:
@@ -185,16 +181,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plan", nargs="+", type=Path, default=None,
                     help="only price the sweep from these measured throughput CSVs (no GPU needed)")
-    ap.add_argument("--probe-runs", nargs="*", type=Path, default=[],
-                    help="finished run folders whose probe time prices the probes (all probed side by side)")
-    ap.add_argument("--probe-share", type=int, default=4,
-                    help="processes that shared the GPU while --probe-runs probed (--jobs of their command)")
-    ap.add_argument("--search-evals", type=int, default=10, help="assumed sparse passes of the joint CETT search")
+    ap.add_argument("--solo-runs", nargs="*", type=Path, default=[],
+                    help="finished run folders trained alone: their wall time beyond training prices every run")
+    ap.add_argument("--packed-runs", nargs="*", type=Path, default=[],
+                    help="finished run folders trained side by side in one call: their all-in rate prices runs "
+                         "no larger than them")
+    ap.add_argument("--done", nargs="*", type=Path, default=[], help="run folders already finished (marked)")
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        per_pass = probe_seconds(args.probe_runs, args.search_evals) if args.probe_runs else 0.0
-        sweep = plan(bench, int(bench["vocab"].iloc[0]), per_pass, args.probe_share, args.search_evals)
+        rates = bench[bench["processes"] == 1].groupby("model")["tokens_per_s"].max()
+        overhead = run_overhead(load_runs(args.solo_runs), rates) if args.solo_runs else 0.0
+        packed = packed_rate(load_runs(args.packed_runs)) if args.packed_runs else None
+        sweep = plan(bench, int(bench["vocab"].iloc[0]), overhead, packed, {f.name for f in args.done})
+        print(f"per-run overhead {overhead:.1f} s" + (f"; packed all-in rate {packed[0] / 1e6:.2f}M tokens/s for "
+                                                     f"models up to {packed[1] / 1e6:.2f}M parameters" if packed else ""))
         print(sweep.to_string())
         print(summary(sweep))
         if args.out:
