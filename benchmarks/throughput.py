@@ -6,10 +6,10 @@ MFU = tokens/s x FLOPs per token / 790e12, with FLOPs per token = 6 (N_nonemb + 
 (PaLM's count: forward + backward of every weight matrix including the tied lm_head, plus attention
 scores and values; the embedding lookup is free). 790 TFLOP/s is the dense bf16 matmul rate measured on
 the lent H200 (8192^3, random data). Each case trains with the real step (bf16 autocast, torch.compile,
-fused AdamW, clip) on random token ids; concurrency cases start k identical processes at once and add
-their rates. The plan (``--plan``, CPU only) prices every grid run from committed measurements: training
-at the measured rate of its model (see ``plan``), probing at the measured probe time of finished runs
-(``--probe-runs``) scaled by forward-pass counts (``probe_passes``).
+fused AdamW, clip) on random token ids (``--eager``: without torch.compile); concurrency cases start k
+identical processes at once and add their rates. The plan (``--plan``, CPU only) prices every grid run from
+committed measurements: benchmark rates, the per-run overhead of finished runs that trained alone
+(``--solo-runs``) and the all-in rate of runs that trained side by side (``--packed-runs``); see ``plan``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import pandas as pd
 import torch
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
-from sparsing_lib.run import GRIDS, parse_run, probe_config, train_config
+from sparsing_lib.run import GRIDS, parse_run, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer
 
 # shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and the former
