@@ -1,4 +1,5 @@
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import reference as R  # noqa: E402
 
 from sparsing_lib import metrics as M  # noqa: E402
-from sparsing_lib.search import Curve, cett_sums, solve_increasing  # noqa: E402
+from sparsing_lib.search import Curve, _small_part_fused, cett_sums, small_part, solve_increasing  # noqa: E402
 
 FAMILIES = ["llama", "granite", "gpt2", "gpt_neox", "opt"]
 
@@ -91,3 +92,13 @@ def test_all_zero_layer_is_rejected():
         model.model.layers[1].mlp.gate_proj.weight.zero_()  # ReLU(0) = 0: layer 1 never activates
     with pytest.raises(ValueError, match="layer 1: all FFN activations are zero"):
         M.cett_thresholds(model, torch.randint(0, 48, (2, 8)), 0.2)
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+def test_compiled_mask_equals_eager():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 40, generator=g).to(torch.bfloat16)
+    limits = torch.rand(3, 40, generator=g)  # fp32 limits against bf16 activations, as in cett_sums
+    want = small_part(a, limits)
+    assert want.shape == (3, 64, 40) and 0 < want.ne(0).float().mean() < 1
+    assert torch.equal(_small_part_fused(a, limits), want)
