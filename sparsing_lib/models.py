@@ -74,8 +74,8 @@ class ModelSpec:
 
 def _scales() -> list[ModelSpec]:
     # width/depth 48-56 as in the paper's Table 3, head dim 32 (the paper's 128 scaled down 4x); 11.3x in
-    # non-embedding parameters. The largest is 352x7 rather than the measured 384x7 (13.4x) so that the whole
-    # sweep fits the 60-minute H200 plan (benchmarks/throughput.py --plan)
+    # non-embedding parameters. The largest is 352x7 rather than the measured 384x7 (13.4x), which saves the
+    # sweep 5.9 of its ~61 planned H200 minutes (data/benchmarks/throughput_README.md)
     return [ModelSpec(f"mini-{d}x{n}", d, n) for d, n in [(160, 3), (192, 4), (256, 5), (320, 6), (352, 7)]]
 
 
