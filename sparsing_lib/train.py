@@ -309,7 +309,7 @@ class ProbeConfig:
     topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
     fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0])
     cett_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5])
-    batch_size: int = 16
+    batch_size: int = 64  # sequences per forward pass (also bounds the activations held per layer)
 
 
 def probe_checkpoints(
@@ -346,8 +346,9 @@ def probe_checkpoints(
         m.load_state_dict(torch.load(path, map_location="cpu"))
         return m.to(device).eval()
 
+    max_tokens = cfg.batch_size * seq_len  # few, large forward passes: the minis are launch-bound
     last = [load(p) for _, p in ckpts[-cfg.joint_last :]]
-    search = metrics.cett_ppl(last, ids, p=cfg.p)
+    search = metrics.cett_ppl(last, ids, p=cfg.p, max_tokens=max_tokens)
     cett = float(search.cett)
     del last
     rows, pareto_rows, freqs, token_ratios = [], [], [], []
@@ -355,7 +356,7 @@ def probe_checkpoints(
     for step, path in tqdm(ckpts, desc="probe", disable=not progress):
         model = load(path)
         dense = metrics.evaluate(model, ids, batch_size=cfg.batch_size)
-        thr = metrics.cett_thresholds(model, ids, cett)
+        thr = metrics.cett_thresholds(model, ids, cett, max_tokens=max_tokens)
         ev = metrics.evaluate(model, ids, thresholds=thr, batch_size=cfg.batch_size)
         row = dict(step=step, tokens=step * tokens_per_step, cett=cett, activation_ratio=ev.activation_ratio,
                    ppl=ev.ppl, dense_ppl=dense.ppl, ppl_ratio=ev.ppl / dense.ppl, loss=dense.loss,
@@ -365,7 +366,7 @@ def probe_checkpoints(
         rows.append(row)
         sweeps = (("topk_token", cfg.topk_values), ("fat", cfg.fat_values), ("cett", cfg.cett_values))
         for method, values in sweeps if step in curve_steps else ():
-            df = metrics.pareto(model, ids, method, values, dense=dense)
+            df = metrics.pareto(model, ids, method, values, max_tokens=max_tokens, dense=dense)
             pareto_rows += [dict(step=step, **r) for r in df.to_dict("records")]
         freqs.append(np.stack([metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
                                for d in dom_ids.values()]).astype(np.float16))
