@@ -29,7 +29,7 @@ import torch
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.run import GRIDS, parse_run, train_config
-from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer
+from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer, train_step
 
 # shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and the former
 # largest mini scale, whose measurement anchors the MFU interpolation for mini-352x7
@@ -54,10 +54,7 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
     x = torch.randint(0, vocab, (warmup + steps, batch, seq_len + 1), device="cuda")
 
     def step(i: int) -> None:
-        loss_fn(model, x[i, :, :-1], x[i, :, 1:]).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(model, loss_fn, opt, x[i, :, :-1], x[i, :, 1:], cfg.grad_clip)
 
     t0 = time.perf_counter()
     for i in range(warmup):

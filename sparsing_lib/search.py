@@ -123,8 +123,9 @@ def pilot_grid(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_
     ts[-1] = float("inf")
     ts = torch.unique(torch.cat([torch.zeros(1, device=a.device), ts]))
     cs = (cett_sums(sub, weight, ys, col_norm, ts) / len(sub)).cpu().numpy()
-    finite = np.isfinite(ts.cpu().numpy())
-    pilot = Curve(ts.cpu().numpy()[finite], cs[finite])
+    ts = ts.cpu().numpy()
+    finite = np.isfinite(ts)
+    pilot = Curve(ts[finite], cs[finite])
     grid = sorted({pilot.threshold(min(max(c, 0.0), 1.0)) for c in targets})
     return torch.tensor([g for g in grid if g > 0], dtype=torch.float32, device=a.device)
 
@@ -142,7 +143,8 @@ class CurveBuilder:
     def add(self, a: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, col_norm: torch.Tensor) -> None:
         if a.shape[0] == 0:
             return
-        self.nonzero |= bool(a.ne(0).any())
+        if not self.nonzero:  # one full scan (and sync) per chunk only until a non-zero activation is seen
+            self.nonzero = bool(a.ne(0).any())
         y_norm = torch.linalg.vector_norm(y, dim=1, dtype=torch.float32)
         if self.grid is None:
             self.grid = pilot_grid(a, weight, y_norm, col_norm, self.targets)

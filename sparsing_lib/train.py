@@ -163,6 +163,18 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction:
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
 
 
+def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on batch (x, y): loss, backward, gradient clipping, update. Returns the detached
+    loss and the pre-clipping gradient norm (device tensors, no synchronisation)."""
+    loss = loss_fn(model, x, y)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach(), gnorm
+
+
 @torch.no_grad()
 def val_loss(model: torch.nn.Module, val: torch.Tensor, batch_size: int, device: torch.device) -> float:
     """Mean next-token loss over the rows of ``val`` ([n, T] int64)."""
@@ -236,13 +248,10 @@ def train(
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", mininterval=5)
     while step < cfg.steps:
         x, y = batches(step)
-        loss = loss_fn(model, x, y)
-        loss.backward()
-        gnorm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss, gnorm = train_step(model, loss_fn, opt, x, y, cfg.grad_clip)
         sched.step()
-        opt.zero_grad(set_to_none=True)
-        loss_sum += loss.detach()
+        loss_sum += loss
+        gnorm_sum += gnorm
         step += 1
         bar.update()
         at_ckpt = step in ckpts
