@@ -84,6 +84,12 @@ def write_json(path: Path, obj: dict) -> None:
     _atomic_write(Path(path), json.dumps(obj, indent=1, default=str) + "\n")
 
 
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    _atomic_write(path, buf.getvalue())
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     """Write a list of dict rows as CSV atomically."""
     buf = io.StringIO()
@@ -385,12 +391,8 @@ def probe_checkpoints(
     write_csv(out_dir / "sparsity.csv", rows)
     write_csv(out_dir / "pareto.csv", pareto_rows)
     steps = np.array([s for s, _ in ckpts])
-    buf = io.BytesIO()
-    np.savez_compressed(buf, steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
-    _atomic_write(out_dir / "neuron_frequency.npz", buf.getvalue())
-    buf = io.BytesIO()
-    np.savez_compressed(buf, steps=steps, token_ratios=np.stack(token_ratios))
-    _atomic_write(out_dir / "token_ratios.npz", buf.getvalue())
+    write_npz(out_dir / "neuron_frequency.npz", steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
+    write_npz(out_dir / "token_ratios.npz", steps=steps, token_ratios=np.stack(token_ratios))
     write_json(out_dir / "cett.json", dict(cett=cett, p=cfg.p, joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
                                            joint_mean_ppl_ratio=float(search.mean_ppl_ratio), probe=asdict(cfg)))
     return pd.DataFrame(rows)
