@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
-from sparsing_lib.run import GRIDS, parse_run, train_config
+from sparsing_lib.run import GRIDS, load_run, parse_run, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer, train_step
 
 # shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and the former
@@ -95,11 +95,9 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
 
 def load_runs(folders: list[Path]) -> list[dict]:
     """Model, tokens and wall seconds (training, probing and everything around them) of finished runs."""
-    out = []
-    for f in folders:
-        env, cfg = (json.loads((f / name).read_text()) for name in ("env.json", "config.json"))
-        out.append(dict(model=parse_run(cfg["run"])[0], tokens=env["tokens"], wall_s=env["wall_seconds"]))
-    return out
+    runs = [load_run(f) for f in folders]
+    return [dict(model=parse_run(r["config"]["run"])[0], tokens=r["env"]["tokens"], wall_s=r["env"]["wall_seconds"])
+            for r in runs]
 
 
 def run_overhead(solo: list[dict], rates: pd.Series) -> float:

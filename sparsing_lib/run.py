@@ -21,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .book import check_choice, git_revision
@@ -43,6 +44,20 @@ GRIDS: dict[str, list[str]] = {
     "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
 }
 FINISHED = ("done", "diverged")
+
+
+def load_run(folder: Path) -> dict:
+    """A run folder's files: config, metrics and env (empty until the run ends), plus sparsity, pareto and
+    cett once its checkpoints are probed."""
+    folder = Path(folder)
+    out = dict(config=json.loads((folder / "config.json").read_text()), metrics=pd.read_csv(folder / "metrics.csv"),
+               env=json.loads((folder / "env.json").read_text()) if (folder / "env.json").exists() else {})
+    for name in ("sparsity", "pareto"):
+        if (folder / f"{name}.csv").exists():
+            out[name] = pd.read_csv(folder / f"{name}.csv")
+    if (folder / "cett.json").exists():
+        out["cett"] = json.loads((folder / "cett.json").read_text())
+    return out
 
 
 def parse_run(run: str) -> tuple[str, str]:
