@@ -31,9 +31,11 @@ from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.run import GRIDS, load_run, parse_run, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer, train_step
 
-# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and the former
-# largest mini scale, whose measurement anchors the MFU interpolation for mini-352x7
-EXTRA = {s.name: s for s in (ModelSpec("paper-0.1B", 768, 16, head_dim=128), ModelSpec("mini-384x7", 384, 7))}
+# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding), the former
+# largest mini scale (it anchors the MFU interpolation) and a smaller candidate for the largest scale
+# (336 = 7 heads of 48, since 32 does not divide it)
+EXTRA = {s.name: s for s in (ModelSpec("paper-0.1B", 768, 16, head_dim=128), ModelSpec("mini-384x7", 384, 7),
+                             ModelSpec("mini-336x7", 336, 7, head_dim=48))}
 
 
 def spec_by_name(name: str) -> ModelSpec:
