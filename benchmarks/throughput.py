@@ -31,11 +31,10 @@ from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.run import GRIDS, load_run, parse_run, train_config
 from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer, train_step
 
-# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding), the former
-# largest mini scale (it anchors the MFU interpolation) and a smaller candidate for the largest scale
-# (336 = 7 heads of 48, since 32 does not divide it)
+# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and two former
+# candidates for the largest mini scale
 EXTRA = {s.name: s for s in (ModelSpec("paper-0.1B", 768, 16, head_dim=128), ModelSpec("mini-384x7", 384, 7),
-                             ModelSpec("mini-336x7", 336, 7, head_dim=48))}
+                             ModelSpec("mini-352x7", 352, 7))}
 
 
 def spec_by_name(name: str) -> ModelSpec:
@@ -164,7 +163,7 @@ def summary(sweep: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mini-160x3,mini-192x4,mini-256x5,mini-320x6,mini-352x7,paper-0.1B")
+    ap.add_argument("--models", default="mini-160x3,mini-192x4,mini-256x5,mini-320x6,mini-336x7,paper-0.1B")
     ap.add_argument("--concurrency", default="mini-160x3:2,mini-160x3:4,mini-192x4:2,mini-192x4:4")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=1024)

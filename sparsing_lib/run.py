@@ -150,7 +150,9 @@ def environment() -> dict:
 
 def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_limit: float | None,
             device: str, tokens: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume) one run, then probe its checkpoints; returns its env.json record."""
+    """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
+    count everything from loading the corpus to the last probe."""
+    t0 = time.time()
     model_name, act = parse_run(run)
     run_dir, ckpt_dir = out / run, ckpt / run
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,6 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
                                              probe=asdict(pcfg), corpus=corpus, profile=profile, vocab_size=vocab,
                                              corpus_identity=corpus_identity(corpus),
                                              tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params))
-    t0 = time.time()
     model = build_model(spec, act, vocab, seed=cfg.seed).to(device)
     fpt = spec.flops_per_token(cfg.seq_len, vocab)
     record = environment() | dict(run=run, corpus_tokens=int(len(train_ids)), flops_per_token=fpt,
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         base += ["--time-limit", str(args.time_limit)]
     if args.tokens:
         base += ["--tokens", str(args.tokens)]
-    pending, active, failures = list(runs), [], 0
+    t0, pending, active, failures = time.time(), list(runs), [], 0
     while pending or active:
         while pending and len(active) < args.jobs:
             run = pending.pop(0)
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in [p for p in active if p.poll() is not None]:
             active.remove(p)
             failures += p.returncode != 0
+    print(f"{len(runs)} runs, {failures} failed, {time.time() - t0:.0f} s wall", flush=True)
     return 1 if failures else 0
 
 

@@ -83,10 +83,10 @@ def test_multiplier_values_and_architecture():
 
 
 def test_init_follows_mup_width_scaling():
-    spec = MINI["mini-352x7"]
+    spec = MINI["mini-336x7"]
     m = build_model(spec, "relu", vocab_size=1000)
     q = m.model.layers[0].self_attn.q_proj.weight
-    assert q.std().item() == pytest.approx(INIT_STD / math.sqrt(352 / 256), rel=0.02)
+    assert q.std().item() == pytest.approx(INIT_STD / math.sqrt(336 / 256), rel=0.02)
     assert m.model.embed_tokens.weight.std().item() == pytest.approx(INIT_STD, rel=0.02)
 
 

@@ -33,7 +33,7 @@ def test_grids_and_slices():
     assert runner.select("proof", "mini-192x4-silu") == ["mini-192x4-silu"]
     assert runner.select("scales", None) == runner.GRIDS["scales"] and len(runner.GRIDS["scales"]) == 10
     with pytest.raises(ValueError, match="not in grid"):
-        runner.select("proof", "mini-352x7-relu")
+        runner.select("proof", "mini-336x7-relu")
     with pytest.raises(ValueError, match="grid="):
         runner.select("nope", None)
     with pytest.raises(ValueError, match="does not end"):
