@@ -95,70 +95,78 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
 
 
 def load_runs(folders: list[Path]) -> list[dict]:
-    """Model, tokens and wall seconds (training, probing and everything around them) of finished runs."""
+    """Run name, model, tokens and wall seconds (training, probing and everything around them) of finished runs."""
     runs = [load_run(f) for f in folders]
-    return [dict(model=parse_run(r["config"]["run"])[0], tokens=r["env"]["tokens"], wall_s=r["env"]["wall_seconds"])
-            for r in runs]
+    return [dict(run=r["config"]["run"], model=parse_run(r["config"]["run"])[0], tokens=r["env"]["tokens"],
+                 wall_s=r["env"]["wall_seconds"]) for r in runs]
 
 
 def run_overhead(solo: list[dict], rates: pd.Series) -> float:
-    """Seconds a run spends beyond tokens / benchmark rate (compilation, checkpoint losses, probing, loading),
-    the mean over runs that had the GPU to themselves."""
+    """Seconds a run spends beyond tokens / benchmark rate (compilation, validation, checkpoints, probing,
+    loading), the mean over runs that had the GPU to themselves."""
     return float(np.mean([r["wall_s"] - r["tokens"] / rates[r["model"]] for r in solo]))
 
 
-def packed_rate(packed: list[dict]) -> tuple[float, int]:
-    """All-in tokens/s of runs trained side by side in one call (their tokens over the longest wall time),
-    and the largest non-embedding parameter count among them."""
-    rate = sum(r["tokens"] for r in packed) / max(r["wall_s"] for r in packed)
-    return rate, max(get_spec(r["model"]).non_embedding_params for r in packed)
+def sweep_runs() -> list[tuple[str, str]]:
+    """(grid, run) for every run of the mini sweep; the recipe-validation run repeats mini-160x3-relu (the
+    cheapest scale) with a decay phase."""
+    return [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
+            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
 
 
-def plan(bench: pd.DataFrame, vocab: int, overhead_s: float = 0.0, packed: tuple[float, int] | None = None,
-         done: set[str] = frozenset()) -> pd.DataFrame:
-    """Every run of the mini sweep priced from measurements, in minutes of H200 time.
+def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[dict]], startup_s: float) -> pd.DataFrame:
+    """Every run of the mini sweep priced in minutes of H200 time, from measurements only.
 
-    A run alone costs tokens / rate plus ``overhead_s``. Its rate is the model's best measured single-process
-    rate (compiled or eager, as measured); a dense model that was not measured gets the MFU interpolated
-    linearly in log FLOPs per token between the measured dense models around it; an MoE model must have
-    been measured. Dense runs no larger than the runs of ``packed`` (all-in rate, largest size) go side by
-    side like them and cost tokens / that rate. Runs in ``done`` are marked as such (their cost is counted
-    too). The recipe-validation run repeats mini-160x3-relu (the cheapest scale) with a decay phase."""
+    A finished run costs what it took: its wall time if it trained alone (``solo``); a group that trained
+    side by side in one call (``packed``) costs its longest wall time, shared by tokens. A run still to do
+    costs the wall time of its finished twin of the other activation (same model, same tokens), or else
+    tokens / rate plus the mean overhead of the solo runs; its rate is the model's best measured
+    single-process rate (compiled or eager), or for a dense model not measured, the MFU interpolated
+    linearly in log FLOPs per token between the measured dense models around it. Every call also pays
+    ``startup_s`` (process start and imports, which run wall times leave out), once per solo run and once
+    per packed group."""
     bench = bench[bench["processes"] == 1]  # concurrent benchmark rates did not add up (see README)
     bench = bench.assign(compiled=bench["compiled"] if "compiled" in bench else True)
     best = bench.loc[bench.groupby("model")["tokens_per_s"].idxmax()].set_index("model")
     dense = best[[spec_by_name(m).n_experts == 0 for m in best.index]].sort_values("flops_per_token")
-    runs = [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
-            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
+    overhead = run_overhead(solo, best["tokens_per_s"]) if solo else 0.0
+    measured = {r["run"]: (r["wall_s"] + startup_s, "measured, alone") for r in solo}
+    for group in packed:
+        wall, tokens = max(r["wall_s"] for r in group) + startup_s, sum(r["tokens"] for r in group)
+        measured |= {r["run"]: (wall * r["tokens"] / tokens, f"measured, {len(group)} side by side") for r in group}
     rows = []
-    for grid, run in runs:
-        model, _ = parse_run(run)
+    for grid, run in sweep_runs():
+        model, act = parse_run(run)
         spec, cfg = get_spec(model), train_config(model, "full")
         tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
-        if packed and not spec.n_experts and spec.non_embedding_params <= packed[1]:
-            rate, basis, extra = packed[0], "packed like the proof runs (all-in rate)", 0.0
-        elif model in best.index:
-            rate, extra = best.loc[model, "tokens_per_s"], overhead_s
-            basis = f"measured {model}" + ("" if best.loc[model, "compiled"] else ", eager")
-        elif spec.n_experts:
-            raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
+        twin = next((r for r in solo if r["model"] == model and r["tokens"] == tokens), None)
+        done = grid != "recipe" and run in measured
+        if done:
+            seconds, basis = measured[run]
+        elif twin:
+            seconds, basis = twin["wall_s"] + startup_s, f"as the finished {twin['run']}"
         else:
-            mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
-            rate, basis, extra = mfu * H200_BF16_FLOPS / fpt, "MFU interpolated", overhead_s
-        rows.append(dict(grid=grid, run=run, done=grid != "recipe" and run in done, tokens=tokens,
-                         tokens_per_param=tokens / spec.non_embedding_params, tokens_per_s=rate, basis=basis,
-                         train_minutes=tokens / rate / 60, overhead_minutes=extra / 60,
-                         minutes=tokens / rate / 60 + extra / 60))
+            if model in best.index:
+                rate = best.loc[model, "tokens_per_s"]
+                basis = f"benchmark rate{'' if best.loc[model, 'compiled'] else ' (eager)'} + mean overhead"
+            elif spec.n_experts:
+                raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
+            else:
+                mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
+                rate, basis = mfu * H200_BF16_FLOPS / fpt, "interpolated MFU + mean overhead"
+            seconds = tokens / rate + overhead + startup_s
+        rows.append(dict(grid=grid, run=run, done=done, tokens=tokens, tokens_per_param=tokens / spec.non_embedding_params,
+                         basis=basis, minutes=seconds / 60))
     return pd.DataFrame(rows)
 
 
 def summary(sweep: pd.DataFrame) -> str:
     """Minutes of H200 time by grid, and the total."""
-    by = sweep.groupby("grid", sort=False)[["train_minutes", "overhead_minutes", "minutes"]].sum()
+    by = sweep.pivot_table(index="grid", columns="done", values="minutes", aggfunc="sum", fill_value=0.0, sort=False)
+    by = by.rename(columns={True: "done", False: "to_do"}).assign(minutes=lambda d: d.sum(axis=1))
     done = sweep.loc[sweep["done"], "minutes"].sum()
-    return (by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time "
-            f"({sweep['train_minutes'].sum():.1f} at the training rates + {sweep['overhead_minutes'].sum():.1f} "
-            f"per-run overhead); {done:.1f} min of it are runs already done")
+    return (by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time, "
+            f"{done:.1f} of them measured on the {int(sweep['done'].sum())} runs already done")
 
 
 def main() -> None:
@@ -176,22 +184,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plan", nargs="+", type=Path, default=None,
                     help="only price the sweep from these measured throughput CSVs (no GPU needed)")
-    ap.add_argument("--solo-runs", nargs="*", type=Path, default=[],
-                    help="finished run folders trained alone: their wall time beyond training prices every run")
-    ap.add_argument("--packed-runs", nargs="*", type=Path, default=[],
-                    help="finished run folders trained side by side in one call: their all-in rate prices runs "
-                         "no larger than them")
-    ap.add_argument("--done", nargs="*", type=Path, default=[], help="run folders already finished (marked)")
+    ap.add_argument("--solo-runs", nargs="*", type=Path, default=[], help="finished run folders that trained alone")
+    ap.add_argument("--packed", nargs="+", type=Path, action="append", default=[],
+                    help="finished run folders that trained side by side in one call (repeat per call)")
+    ap.add_argument("--startup-s", type=float, default=0.0,
+                    help="seconds per call beyond the runs' own wall times (process start, imports)")
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        rates = bench[bench["processes"] == 1].groupby("model")["tokens_per_s"].max()
-        overhead = run_overhead(load_runs(args.solo_runs), rates) if args.solo_runs else 0.0
-        packed = packed_rate(load_runs(args.packed_runs)) if args.packed_runs else None
-        sweep = plan(bench, int(bench["vocab"].iloc[0]), overhead, packed, {f.name for f in args.done})
-        print(f"per-run overhead {overhead:.1f} s" + (f"; packed all-in rate {packed[0] / 1e6:.2f}M tokens/s for "
-                                                     f"models up to {packed[1] / 1e6:.2f}M parameters" if packed else ""))
-        print(sweep.to_string())
+        sweep = plan(bench, int(bench["vocab"].iloc[0]), load_runs(args.solo_runs),
+                     [load_runs(g) for g in args.packed], args.startup_s)
+        print(sweep.to_string(formatters={"minutes": "{:.2f}".format, "tokens_per_param": "{:.1f}".format}))
         print(summary(sweep))
         if args.out:
             sweep.to_csv(args.out / "throughput_plan.csv", index=False)
