@@ -192,8 +192,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        sweep = plan(bench, int(bench["vocab"].iloc[0]), load_runs(args.solo_runs),
-                     [load_runs(g) for g in args.packed], args.startup_s)
+        solo = load_runs(args.solo_runs)
+        sweep = plan(bench, int(bench["vocab"].iloc[0]), solo, [load_runs(g) for g in args.packed], args.startup_s)
+        if solo:
+            rates = bench[bench["processes"] == 1].groupby("model")["tokens_per_s"].max()
+            print(f"mean overhead of the {len(solo)} solo runs beyond tokens / benchmark rate: "
+                  f"{run_overhead(solo, rates):.1f} s; start-up per call: {args.startup_s:.0f} s")
         print(sweep.to_string(formatters={"minutes": "{:.2f}".format, "tokens_per_param": "{:.1f}".format}))
         print(summary(sweep))
         if args.out:

@@ -91,7 +91,7 @@ def _width_depth() -> list[ModelSpec]:
 def _moe() -> list[ModelSpec]:
     # Fig. 12: mini-192x4 with its FFN split into 16 / 30 / 60 fine-grained experts (total parameters within 5%),
     # a quarter of them routed to per token during training (the paper does not give its top-k). Routing to an
-    # eighth instead trains barely faster (0-10%, throughput_v2_moe_top8th.csv): the cost grows with the number
+    # eighth instead trains barely faster (0-10%, throughput_moe_top8th.csv): the cost grows with the number
     # of experts, not with the number routed to
     return [ModelSpec(f"moe-192x4-e{e}", 192, 4, kind="moe", n_experts=e, top_k=e // 4) for e in (16, 30, 60)]
 
@@ -133,8 +133,9 @@ def granite_config(spec: ModelSpec, activation: str, vocab_size: int, max_seq_le
         pad_token_id=None,
         use_cache=False,
     )
-    if spec.n_experts:
-        return GraniteMoeConfig(**common, num_local_experts=spec.n_experts, num_experts_per_tok=spec.top_k)
+    if spec.n_experts:  # load-balancing loss weight 0.01 as in the Switch Transformer (used by train.lm_loss)
+        return GraniteMoeConfig(**common, num_local_experts=spec.n_experts, num_experts_per_tok=spec.top_k,
+                                router_aux_loss_coef=0.01)
     return GraniteConfig(**common)
 
 

@@ -1,7 +1,8 @@
 """Resumable runner for the mini training grids: ``python -m sparsing_lib.run --grid proof --out data/runs``.
 
 Each run ``<model>-<activation>`` gets ``<out>/<run>/`` with config.json, metrics.csv, sparsity.csv,
-pareto.csv, neuron_frequency.npz, token_ratios.npz, cett.json and env.json (written atomically).
+pareto.csv, neuron_frequency.npz, token_ratios.npz, cett.json and env.json (written atomically); an MoE
+run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``train.probe_moe_checkpoints``).
 Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
 env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
 Several runs go concurrently as separate processes with ``--jobs``.
@@ -26,7 +27,7 @@ import torch
 
 from .book import check_choice, git_revision
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
-from .train import ProbeConfig, TrainConfig, probe_checkpoints, train, write_json
+from .train import ProbeConfig, TrainConfig, probe_checkpoints, probe_moe_checkpoints, train, write_json
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
 MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long stable phase (134M tokens)
@@ -182,8 +183,12 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
             del model
             build = lambda: build_model(spec, act, vocab)  # noqa: E731
             probe_ids = mix(val_by_domain, pcfg.tokens, cfg.seq_len)
-            probe_checkpoints(build, ckpt_dir, run_dir, probe_ids, val_by_domain, cfg.seq_len, cfg.tokens_per_step,
-                              pcfg, device=device, progress=progress)
+            if spec.n_experts:
+                probe_moe_checkpoints(build, ckpt_dir, run_dir, probe_ids, cfg.seq_len, cfg.tokens_per_step,
+                                      pcfg.batch_size, device=device, progress=progress)
+            else:
+                probe_checkpoints(build, ckpt_dir, run_dir, probe_ids, val_by_domain, cfg.seq_len,
+                                  cfg.tokens_per_step, pcfg, device=device, progress=progress)
     except Exception as exc:  # keep a record of what broke; the run stays resumable
         record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_seconds"] += time.time() - t0

@@ -163,10 +163,13 @@ def make_optimizer(model: PreTrainedModel, cfg: TrainConfig, fused: bool) -> tor
 def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` ([b, T] each), bf16 autocast on
     CUDA, the softmax in fp32. Compiled as one graph with the model (``torch.compile(lm_loss)``), the fp32
-    logits are never written out, which matters when the vocabulary is wide and the model narrow."""
+    logits are never written out, which matters when the vocabulary is wide and the model narrow.
+    An MoE model in training mode adds its routers' load-balancing loss × ``config.router_aux_loss_coef``."""
+    balance = model.training and bool(getattr(model.config, "num_local_experts", 0))
     with torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda"):
-        logits = model(input_ids=x).logits
-    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
+        out = model(input_ids=x, output_router_logits=True) if balance else model(input_ids=x)
+    loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
+    return loss + model.config.router_aux_loss_coef * out.aux_loss if balance else loss
 
 
 def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, x: torch.Tensor,
@@ -183,7 +186,7 @@ def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optim
 
 @torch.no_grad()
 def val_loss(model: torch.nn.Module, val: torch.Tensor, batch_size: int, device: torch.device) -> float:
-    """Mean next-token loss over the rows of ``val`` ([n, T] int64)."""
+    """Mean next-token loss over the rows of ``val`` ([n, T] int64); leaves ``model`` in training mode."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(val), batch_size):
@@ -395,4 +398,54 @@ def probe_checkpoints(
     write_npz(out_dir / "token_ratios.npz", steps=steps, token_ratios=np.stack(token_ratios))
     write_json(out_dir / "cett.json", dict(cett=cett, p=cfg.p, joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
                                            joint_mean_ppl_ratio=float(search.mean_ppl_ratio), probe=asdict(cfg)))
+    return pd.DataFrame(rows)
+
+
+def set_top_k(model: PreTrainedModel, k: int) -> None:
+    """Route every token of a GraniteMoe model to ``k`` experts from now on."""
+    n = model.config.num_local_experts
+    if not 1 <= k <= n:
+        raise ValueError(f"top-k must be between 1 and the {n} experts, got {k}")
+    for layer in model.model.layers:
+        layer.block_sparse_moe.router.top_k = k
+
+
+def probe_moe_checkpoints(
+    build: Callable[[], PreTrainedModel],
+    ckpt_dir: Path,
+    out_dir: Path,
+    val_ids: np.ndarray,
+    seq_len: int,
+    tokens_per_step: int,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fig. 12's readings of an MoE run: PPL at the trained top-k for every checkpoint (sparsity.csv), and
+    for the last one PPL against the number of experts a token is routed to, k = 1 .. E/2 (pareto.csv).
+
+    An MoE's activation ratio is k / E: every neuron of a routed expert counts as active, whatever its
+    activation value (the paper varies MoE sparsity by the number of activated experts)."""
+    device = torch.device(device)
+    ckpts = checkpoint_files(ckpt_dir)
+    if not ckpts:
+        raise ValueError(f"no checkpoints in {ckpt_dir}")
+    ids = windows(val_ids, seq_len)
+    rows, pareto_rows = [], []
+    for i, (step, path) in enumerate(tqdm(ckpts, desc="probe", disable=not progress)):
+        model = build()
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        model.to(device)
+        n, k = model.config.num_local_experts, model.config.num_experts_per_tok
+        loss = val_loss(model, ids, batch_size, device)
+        rows.append(dict(step=step, tokens=step * tokens_per_step, top_k=k, activation_ratio=k / n, loss=loss,
+                         ppl=math.exp(loss)))
+        for j in range(1, n // 2 + 1) if i == len(ckpts) - 1 else ():
+            set_top_k(model, j)
+            ppl = math.exp(val_loss(model, ids, batch_size, device))
+            pareto_rows.append(dict(step=step, method="experts", value=j, activation_ratio=j / n, ppl=ppl,
+                                    ppl_ratio=ppl / rows[-1]["ppl"]))
+        del model
+    write_csv(Path(out_dir) / "sparsity.csv", rows)
+    write_csv(Path(out_dir) / "pareto.csv", pareto_rows)
     return pd.DataFrame(rows)

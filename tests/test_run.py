@@ -82,3 +82,12 @@ def test_a_broken_probe_is_recorded_not_raised(tiny, tmp_path, monkeypatch):
     assert rec["status"] == "failed" and "probe exploded" in rec["error"]
     env = json.loads((tmp_path / "runs" / "tiny-32x2-silu" / "env.json").read_text())
     assert env["status"] == "failed"
+
+
+def test_an_moe_run_trains_and_probes_its_expert_counts(tiny, tmp_path):
+    rec = runner.run_one("moe-192x4-e16-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                         progress=False)
+    assert rec["status"] == "done", rec.get("traceback")
+    run = runner.load_run(tmp_path / "runs" / "moe-192x4-e16-relu")
+    assert len(run["sparsity"]) == 4 and (run["sparsity"]["top_k"] == 4).all()
+    assert list(run["pareto"]["value"]) == list(range(1, 9)) and "cett" not in run

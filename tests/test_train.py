@@ -7,11 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsing_lib.models import TINY, build_model
-from sparsing_lib.train import (Batches, ProbeConfig, TrainConfig, checkpoint_files, make_optimizer,
-                                probe_checkpoints, train)
+from sparsing_lib.models import TINY, ModelSpec, build_model
+from sparsing_lib.train import (Batches, ProbeConfig, TrainConfig, checkpoint_files, lm_loss, make_optimizer,
+                                probe_checkpoints, probe_moe_checkpoints, set_top_k, train)
 
 VOCAB = 64
+
+
+TINY_MOE = ModelSpec("tiny-moe", 32, 2, kind="moe", head_dim=16, n_experts=8, top_k=2)
 
 
 def corpus(n=40_000, seed=0):
@@ -131,3 +134,41 @@ def test_probes_write_joint_cett_results(tmp_path):
         assert list(cett.index) == [0.05, 0.5] and sorted(cur[cur.method == "fat"]["value"]) == [0.0, 2.0]
         assert cett.loc[0.5, "activation_ratio"] < cett.loc[0.05, "activation_ratio"]  # larger CETT, sparser
         assert cett.loc[0.5, "ppl_ratio"] > 1.0
+
+
+def test_moe_training_loss_adds_the_load_balancing_loss():
+    model = build_model(TINY_MOE, "relu", VOCAB)
+    x = torch.from_numpy(corpus(2 * 33).astype(np.int64)).view(2, 33)
+    model.eval()
+    plain = lm_loss(model, x[:, :-1], x[:, 1:])
+    out = model(input_ids=x[:, :-1], output_router_logits=True)
+    model.train()
+    trained = lm_loss(model, x[:, :-1], x[:, 1:])
+    assert model.config.router_aux_loss_coef == 0.01 and out.aux_loss > 0
+    assert torch.allclose(trained, plain + 0.01 * out.aux_loss, atol=1e-5)
+
+
+def test_set_top_k_changes_routing_and_rejects_bad_k():
+    model = build_model(TINY_MOE, "relu", VOCAB).eval()
+    x = torch.from_numpy(corpus(64).astype(np.int64)).view(2, 32)
+    before = lm_loss(model, x[:, :-1], x[:, 1:])
+    set_top_k(model, 8)
+    assert all(layer.block_sparse_moe.router.top_k == 8 for layer in model.model.layers)
+    assert not torch.allclose(lm_loss(model, x[:, :-1], x[:, 1:]), before)
+    with pytest.raises(ValueError, match="between 1 and the 8 experts"):
+        set_top_k(model, 9)
+
+
+def test_moe_probes_write_loss_per_checkpoint_and_ppl_per_expert_count(tmp_path):
+    cfg = small_cfg(n_checkpoints=4, tokens=20 * 8 * 32)
+    model = build_model(TINY_MOE, "relu", VOCAB)
+    train(model, corpus(), corpus(5000, 1), cfg, ckpt_dir=tmp_path / "ck", progress=False)
+    df = probe_moe_checkpoints(lambda: build_model(TINY_MOE, "relu", VOCAB), tmp_path / "ck", tmp_path,
+                               corpus(2048, 1), cfg.seq_len, cfg.tokens_per_step, batch_size=16, progress=False)
+    assert list(df["step"]) == cfg.checkpoint_steps and (df["activation_ratio"] == 2 / 8).all()
+    assert df["loss"].iloc[-1] < df["loss"].iloc[0] and np.allclose(df["ppl"], np.exp(df["loss"]))
+    par = pd.read_csv(tmp_path / "pareto.csv")
+    assert list(par["value"]) == [1, 2, 3, 4] and (par["step"] == cfg.checkpoint_steps[-1]).all()
+    assert np.allclose(par["activation_ratio"], par["value"] / 8)
+    assert par.set_index("value").loc[2, "ppl_ratio"] == pytest.approx(1.0)  # the trained top-k is the reference
+    assert par.set_index("value").loc[1, "ppl_ratio"] > 1.0
