@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
 from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
 
 from .book import check_choice
@@ -158,12 +160,26 @@ def init_weights(model: PreTrainedModel, seed: int = 0) -> None:
             p.fill_(1.0)
 
 
+class AutocastWeight(nn.Module):
+    """Parametrization that hands a weight out in the autocast dtype while autocast is on, as autocast does
+    for ``nn.Linear``. transformers' grouped expert matmul is not autocast-aware: without this, an MoE's expert
+    matmuls would run on the fp32 master weights while every other matmul runs in bf16."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        device = weight.device.type
+        return weight.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else weight
+
+
 def build_model(spec: ModelSpec, activation: str = "relu", vocab_size: int = 16384, seed: int = 0) -> PreTrainedModel:
-    """A freshly initialised GraniteForCausalLM (or GraniteMoeForCausalLM) for ``spec``, float32 on CPU."""
+    """A freshly initialised GraniteForCausalLM (or GraniteMoeForCausalLM) for ``spec``, float32 on CPU.
+    An MoE's expert weights follow autocast (``AutocastWeight``)."""
     config = granite_config(spec, activation, vocab_size)
     cls = GraniteMoeForCausalLM if spec.n_experts else GraniteForCausalLM
     model = cls(config)
     init_weights(model, seed)
+    for layer in model.model.layers if spec.n_experts else ():
+        for name in ("gate_up_proj", "down_proj"):
+            parametrize.register_parametrization(layer.block_sparse_moe.experts, name, AutocastWeight())
     return model
 
 

@@ -135,3 +135,19 @@ def test_config_table_lists_every_spec():
     t = config_table(vocab_size=1000)
     assert list(t["name"]) == list(MINI)
     assert (t["embedding_params"] == t["d_model"] * 1000).all()
+
+
+def test_moe_expert_weights_follow_autocast():
+    spec = ModelSpec("t-moe", 32, 2, kind="moe", head_dim=16, n_experts=8, top_k=2)
+    model = build_model(spec, "relu", vocab_size=64)
+    experts = model.model.layers[0].block_sparse_moe.experts
+    x = torch.arange(64).view(2, 32) % 64
+    assert experts.gate_up_proj.dtype == torch.float32
+    plain = model(input_ids=x, labels=x).loss
+    with torch.autocast("cpu", torch.bfloat16):
+        assert experts.gate_up_proj.dtype == torch.bfloat16 and experts.down_proj.dtype == torch.bfloat16
+        loss = model(input_ids=x, labels=x).loss
+    assert loss != plain and abs(loss.item() - plain.item()) < 0.05 * plain.item()  # bf16 rounding, same model
+    loss.backward()
+    master = experts.parametrizations.gate_up_proj.original
+    assert master.dtype == torch.float32 and master.grad is not None and master.grad.abs().sum() > 0
