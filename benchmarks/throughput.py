@@ -8,8 +8,8 @@ scores and values; the embedding lookup is free). 790 TFLOP/s is the dense bf16 
 the lent H200 (8192^3, random data). Each case trains with the real step (bf16 autocast, torch.compile,
 fused AdamW, clip) on random token ids (``--eager``: without torch.compile); concurrency cases start k
 identical processes at once and add their rates. The plan (``--plan``, CPU only) prices every grid run from
-committed measurements: benchmark rates, the per-run overhead of finished runs that trained alone
-(``--solo-runs``) and the all-in rate of runs that trained side by side (``--packed-runs``); see ``plan``.
+committed measurements: benchmark rates and the wall times of finished runs, alone (``--solo-runs``) or
+side by side in one call (``--packed``, once per call); see ``plan``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[di
         measured |= {r["run"]: (wall * r["tokens"] / tokens, f"measured, {len(group)} side by side") for r in group}
     rows = []
     for grid, run in sweep_runs():
-        model, act = parse_run(run)
+        model, _ = parse_run(run)
         spec, cfg = get_spec(model), train_config(model, "full")
         tokens, fpt = cfg.steps * cfg.tokens_per_step, spec.flops_per_token(cfg.seq_len, vocab)
         twin = next((r for r in solo if r["model"] == model and r["tokens"] == tokens), None)
@@ -148,12 +148,12 @@ def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[di
         else:
             if model in best.index:
                 rate = best.loc[model, "tokens_per_s"]
-                basis = f"benchmark rate{'' if best.loc[model, 'compiled'] else ' (eager)'} + mean overhead"
+                basis = f"benchmark rate{'' if best.loc[model, 'compiled'] else ' (eager)'} + mean overhead {overhead:.1f} s"
             elif spec.n_experts:
                 raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
             else:
                 mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
-                rate, basis = mfu * H200_BF16_FLOPS / fpt, "interpolated MFU + mean overhead"
+                rate, basis = mfu * H200_BF16_FLOPS / fpt, f"interpolated MFU + mean overhead {overhead:.1f} s"
             seconds = tokens / rate + overhead + startup_s
         rows.append(dict(grid=grid, run=run, done=done, tokens=tokens, tokens_per_param=tokens / spec.non_embedding_params,
                          basis=basis, minutes=seconds / 60))
@@ -192,12 +192,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        solo = load_runs(args.solo_runs)
-        sweep = plan(bench, int(bench["vocab"].iloc[0]), solo, [load_runs(g) for g in args.packed], args.startup_s)
-        if solo:
-            rates = bench[bench["processes"] == 1].groupby("model")["tokens_per_s"].max()
-            print(f"mean overhead of the {len(solo)} solo runs beyond tokens / benchmark rate: "
-                  f"{run_overhead(solo, rates):.1f} s; start-up per call: {args.startup_s:.0f} s")
+        sweep = plan(bench, int(bench["vocab"].iloc[0]), load_runs(args.solo_runs),
+                     [load_runs(g) for g in args.packed], args.startup_s)
+        print(f"start-up per call: {args.startup_s:.0f} s")
         print(sweep.to_string(formatters={"minutes": "{:.2f}".format, "tokens_per_param": "{:.1f}".format}))
         print(summary(sweep))
         if args.out:
@@ -227,6 +224,7 @@ def main() -> None:
             pd.DataFrame(rows).to_csv(args.out / "throughput.csv", index=False)
     print(pd.DataFrame(rows)[["model", "compiled", "processes", "batch", "tokens_per_s", "mfu", "warmup_s",
                               "peak_mem_gib"]].to_string())
+
 
 if __name__ == "__main__":
     main()

@@ -311,6 +311,13 @@ def checkpoint_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted((int(p.stem.split("_")[1]), p) for p in Path(ckpt_dir).glob("step_*.pt"))
 
 
+def load_checkpoint(build: Callable[[], PreTrainedModel], path: Path, device: torch.device) -> PreTrainedModel:
+    """A model from ``build()`` with the weights saved at ``path``, on ``device`` in eval mode."""
+    model = build()
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    return model.to(device).eval()
+
+
 @dataclass
 class ProbeConfig:
     """What the end-of-run sparsity probes measure on each stable-phase checkpoint."""
@@ -359,20 +366,15 @@ def probe_checkpoints(
     ids = windows(val_ids, seq_len)
     dom_ids = {d: windows(v, seq_len, cfg.domain_tokens) for d, v in val_by_domain.items()}
 
-    def load(path: Path) -> PreTrainedModel:
-        m = build()
-        m.load_state_dict(torch.load(path, map_location="cpu"))
-        return m.to(device).eval()
-
     max_tokens = cfg.batch_size * seq_len  # few, large forward passes: the minis are launch-bound
-    last = [load(p) for _, p in ckpts[-cfg.joint_last :]]
+    last = [load_checkpoint(build, p, device) for _, p in ckpts[-cfg.joint_last :]]
     search = metrics.cett_ppl(last, ids, p=cfg.p, max_tokens=max_tokens)
     cett = float(search.cett)
     del last
     rows, pareto_rows, freqs, token_ratios = [], [], [], []
     curve_steps = {s for s, _ in ckpts[len(ckpts) - cfg.curve_last :]} if cfg.curve_last > 0 else set()
     for step, path in tqdm(ckpts, desc="probe", disable=not progress):
-        model = load(path)
+        model = load_checkpoint(build, path, device)
         dense = metrics.evaluate(model, ids, batch_size=cfg.batch_size)
         thr = metrics.cett_thresholds(model, ids, cett, max_tokens=max_tokens)
         ev = metrics.evaluate(model, ids, thresholds=thr, batch_size=cfg.batch_size)
@@ -433,9 +435,7 @@ def probe_moe_checkpoints(
     ids = windows(val_ids, seq_len)
     rows, pareto_rows = [], []
     for i, (step, path) in enumerate(tqdm(ckpts, desc="probe", disable=not progress)):
-        model = build()
-        model.load_state_dict(torch.load(path, map_location="cpu"))
-        model.to(device)
+        model = load_checkpoint(build, path, device)
         n, k = model.config.num_local_experts, model.config.num_experts_per_tok
         loss = val_loss(model, ids, batch_size, device)
         rows.append(dict(step=step, tokens=step * tokens_per_step, top_k=k, activation_ratio=k / n, loss=loss,
