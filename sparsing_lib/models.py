@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
+from transformers.models.granitemoe.modeling_granitemoe import load_balancing_loss_func
 
 from .book import check_choice
 
@@ -170,9 +172,23 @@ class AutocastWeight(nn.Module):
         return weight.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else weight
 
 
+def keep_router_logits(router: nn.Module, args: tuple, output: object) -> None:
+    """Forward hook on an MoE router: in training, keep its logits for ``load_balancing_loss``. (transformers
+    5.17's GraniteMoe never returns router logits, so its own ``aux_loss`` is always 0.)"""
+    if router.training:
+        router.logits = F.linear(args[0], router.weight).float()
+
+
+def load_balancing_loss(model: PreTrainedModel) -> torch.Tensor:
+    """The Switch Transformer load-balancing loss of an MoE model's latest training forward, over all layers."""
+    logits = tuple(layer.block_sparse_moe.router.logits for layer in model.model.layers)
+    return load_balancing_loss_func(logits, model.config.num_local_experts, model.config.num_experts_per_tok)
+
+
 def build_model(spec: ModelSpec, activation: str = "relu", vocab_size: int = 16384, seed: int = 0) -> PreTrainedModel:
     """A freshly initialised GraniteForCausalLM (or GraniteMoeForCausalLM) for ``spec``, float32 on CPU.
-    An MoE's expert weights follow autocast (``AutocastWeight``)."""
+    An MoE's expert weights follow autocast (``AutocastWeight``) and its routers keep their training logits
+    (``keep_router_logits``)."""
     config = granite_config(spec, activation, vocab_size)
     cls = GraniteMoeForCausalLM if spec.n_experts else GraniteForCausalLM
     model = cls(config)
@@ -180,6 +196,7 @@ def build_model(spec: ModelSpec, activation: str = "relu", vocab_size: int = 163
     for layer in model.model.layers if spec.n_experts else ():
         for name in ("gate_up_proj", "down_proj"):
             parametrize.register_parametrization(layer.block_sparse_moe.experts, name, AutocastWeight())
+        layer.block_sparse_moe.router.register_forward_hook(keep_router_logits)
     return model
 
 

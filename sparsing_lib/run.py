@@ -79,10 +79,7 @@ def train_config(model: str, profile: str) -> TrainConfig:
     spec = get_spec(model)
     if spec.kind == "width_depth":
         return TrainConfig(tokens=WIDTH_DEPTH_TOKENS_PER_PARAM * spec.non_embedding_params)
-    # MoE trains eager: under torch.compile transformers' expert matmuls took a slower fallback on fp32 weights
-    # (data/benchmarks/throughput_v2_moe.csv: eager was 12-23% faster on the H200). Measured before the expert
-    # weights followed autocast (models.AutocastWeight), which may remove that fallback; not re-measured yet
-    return TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS), compile=not spec.n_experts)
+    return TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS))
 
 
 def probe_config(profile: str) -> ProbeConfig:

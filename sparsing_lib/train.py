@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_wsd_schedule
 
-from .models import width_mult
+from .models import load_balancing_loss, width_mult
 
 H200_BF16_FLOPS = 790e12  # measured dense bf16 matmul rate on the lent H200 (KINDS.md)
 
@@ -167,9 +167,9 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction:
     An MoE model in training mode adds its routers' load-balancing loss × ``config.router_aux_loss_coef``."""
     balance = model.training and bool(getattr(model.config, "num_local_experts", 0))
     with torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda"):
-        out = model(input_ids=x, output_router_logits=True) if balance else model(input_ids=x)
+        out = model(input_ids=x)
     loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
-    return loss + model.config.router_aux_loss_coef * out.aux_loss if balance else loss
+    return loss + model.config.router_aux_loss_coef * load_balancing_loss(model) if balance else loss
 
 
 def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, x: torch.Tensor,
