@@ -109,7 +109,8 @@ def run_overhead(solo: list[dict], rates: pd.Series) -> float:
 
 def sweep_runs() -> list[tuple[str, str]]:
     """(grid, run) for every run of the mini sweep; the recipe-validation run repeats mini-160x3-relu (the
-    cheapest scale) with a decay phase."""
+    cheapest scale) with a decay phase (``python -m sparsing_lib.run --grid scales --slice mini-160x3-relu
+    --decay-frac 0.1 --out data/runs/recipe --ckpt .scratch/ckpt-recipe``)."""
     return [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
             if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
 

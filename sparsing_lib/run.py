@@ -148,9 +148,10 @@ def environment() -> dict:
 
 
 def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_limit: float | None,
-            device: str, tokens: int | None = None, progress: bool = True) -> dict:
+            device: str, tokens: int | None = None, progress: bool = True, decay_frac: float = 0.0) -> dict:
     """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
-    count everything from loading the corpus to the last probe."""
+    count everything from loading the corpus to the last probe. ``decay_frac`` > 0 ends the run with a decay
+    phase of that share of its steps (the recipe-validation run); its checkpoints stay in the stable phase."""
     t0 = time.time()
     model_name, act = parse_run(run)
     run_dir, ckpt_dir = out / run, ckpt / run
@@ -163,6 +164,8 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
     cfg, pcfg = train_config(model_name, profile), probe_config(profile)
     if tokens:
         cfg = replace(cfg, tokens=tokens)
+    if decay_frac:
+        cfg = replace(cfg, decay_frac=decay_frac)
     train_ids, _, val_by_domain, vocab = load_corpus(corpus)
     val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
     write_json(run_dir / "config.json", dict(run=run, activation=act, model=spec_dict(spec), train=asdict(cfg),
@@ -206,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained concurrently (separate processes)")
     ap.add_argument("--tokens", type=int, default=None, help="override the recipe's training tokens (tests)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before pausing a run")
+    ap.add_argument("--decay-frac", type=float, default=0.0,
+                    help="end with a decay phase of this share of the steps (the recipe-validation run: 0.1, "
+                         "with its own --out and --ckpt)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
@@ -213,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile == "smoke" and args.device == "cpu":
             torch.set_num_threads(1)  # a toy model gains nothing from threads and loses much on a busy machine
         rec = run_one(args.run, args.out, args.ckpt, args.corpus, args.profile, args.time_limit, args.device,
-                      args.tokens, progress=args.jobs == 1)
+                      args.tokens, progress=args.jobs == 1, decay_frac=args.decay_frac)
         print(f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
               + (f" error {rec['error']}" if rec.get("error") else ""), flush=True)
         return 0 if rec["status"] in FINISHED + ("paused",) else 1
@@ -224,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         base += ["--time-limit", str(args.time_limit)]
     if args.tokens:
         base += ["--tokens", str(args.tokens)]
+    if args.decay_frac:
+        base += ["--decay-frac", str(args.decay_frac)]
     t0, pending, active, failures = time.time(), list(runs), [], 0
     while pending or active:
         while pending and len(active) < args.jobs:

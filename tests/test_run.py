@@ -91,3 +91,14 @@ def test_an_moe_run_trains_and_probes_its_expert_counts(tiny, tmp_path):
     run = runner.load_run(tmp_path / "runs" / "moe-192x4-e16-relu")
     assert len(run["sparsity"]) == 4 and (run["sparsity"]["top_k"] == 4).all()
     assert list(run["pareto"]["value"]) == list(range(1, 9)) and "cett" not in run
+
+
+def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
+    rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                         progress=False, decay_frac=0.2)
+    assert rec["status"] == "done", rec.get("traceback")
+    run = runner.load_run(tmp_path / "runs" / "tiny-32x2-relu")
+    assert run["config"]["train"]["decay_frac"] == 0.2
+    lr = run["metrics"].set_index("step")["lr"]
+    assert lr[20] == lr.max() and lr[30] < 0.2 * lr.max()  # steps 25-30 are the decay phase
