@@ -174,7 +174,9 @@ class AutocastWeight(nn.Module):
 
 def keep_router_logits(router: nn.Module, args: tuple, output: object) -> None:
     """Forward hook on an MoE router: in training, keep its logits for ``load_balancing_loss``. (transformers
-    5.17's GraniteMoe never returns router logits, so its own ``aux_loss`` is always 0.)"""
+    5.17's GraniteMoe never returns router logits, so its own ``aux_loss`` is always 0.) The logits are
+    recomputed, a [tokens, d] x [d, E] matmul, because the router's output order differs between
+    transformers versions (5.17 puts them last, 5.24 first)."""
     if router.training:
         router.logits = F.linear(args[0], router.weight).float()
 

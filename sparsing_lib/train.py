@@ -85,6 +85,7 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write named arrays as a compressed .npz atomically."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     _atomic_write(path, buf.getvalue())
