@@ -33,10 +33,32 @@ from sparsing_lib.capture import Hooks, ffn_layers, run
 from sparsing_lib.search import AROUND, CurveBuilder, around, broad_targets, cett_sums
 
 SIZES = {  # d_model, d_ff, layers, heads, vocab, tokens for A (per layer), tokens for B, tokens for C, seq len
-    "tiny": dict(d=64, d_ff=160, layers=4, heads=4, vocab=512, tokens_a=4096, tokens_b=16384, tokens_c=4096,
-                 seq=128, layers_a=[0, 3], max_tokens=4096),
-    "full": dict(d=2304, d_ff=5760, layers=40, heads=36, vocab=32000, tokens_a=65536, tokens_b=1 << 20,
-                 tokens_c=1 << 16, seq=1024, layers_a=[0, 13, 26, 39], max_tokens=16384),
+    "tiny": dict(
+        d=64,
+        d_ff=160,
+        layers=4,
+        heads=4,
+        vocab=512,
+        tokens_a=4096,
+        tokens_b=16384,
+        tokens_c=4096,
+        seq=128,
+        layers_a=[0, 3],
+        max_tokens=4096,
+    ),
+    "full": dict(
+        d=2304,
+        d_ff=5760,
+        layers=40,
+        heads=36,
+        vocab=32000,
+        tokens_a=65536,
+        tokens_b=1 << 20,
+        tokens_c=1 << 16,
+        seq=1024,
+        layers_a=[0, 13, 26, 39],
+        max_tokens=16384,
+    ),
 }
 CETTS = (0.05, 0.1, 0.2, 0.4)
 OUTER_ROUNDS = 20  # bisection of [0, 1] to 1e-6 takes 20 rounds
@@ -96,10 +118,17 @@ def exact_cett_and_activity(a, w, y, t):
 
 def build(size, device, dtype):
     s = SIZES[size]
-    cfg = tf.LlamaConfig(vocab_size=s["vocab"], hidden_size=s["d"], intermediate_size=s["d_ff"],
-                         num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
-                         num_key_value_heads=s["heads"], hidden_act="relu", max_position_embeddings=s["seq"],
-                         tie_word_embeddings=True)
+    cfg = tf.LlamaConfig(
+        vocab_size=s["vocab"],
+        hidden_size=s["d"],
+        intermediate_size=s["d_ff"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        num_key_value_heads=s["heads"],
+        hidden_act="relu",
+        max_position_embeddings=s["seq"],
+        tie_word_embeddings=True,
+    )
     with torch.device(device):
         model = tf.LlamaForCausalLM(cfg).to(dtype).eval()
     return model
@@ -128,7 +157,7 @@ def gemm_rates(device, dtype):
         x = torch.randn(n, n, device=device, dtype=dt)
         yy = torch.randn(n, n, device=device, dtype=dt)
         sec, _ = timed(lambda: [x @ yy for _ in range(10)], device, repeat=3)
-        out[name] = 2 * n ** 3 * 10 / sec / 1e12
+        out[name] = 2 * n**3 * 10 / sec / 1e12
     return out
 
 
@@ -141,19 +170,35 @@ def part_a(model, device, s, log):
         t_our1, th_our = timed(lambda: ours_thresholds(a, w, y, [CETTS[1]], broad=False), device, repeat=3)
         grid = CurveBuilder(around(CETTS[1]))
         grid.add(a, w, y, w.float().norm(dim=0))
-        t_grid, _ = timed(lambda: cett_sums(a, w, y.float().norm(dim=1), w.float().norm(dim=0), grid.grid), device,
-                          repeat=3)
+        t_grid, _ = timed(
+            lambda: cett_sums(a, w, y.float().norm(dim=1), w.float().norm(dim=0), grid.grid), device, repeat=3
+        )
         t_broad, th_broad = timed(lambda: ours_thresholds(a, w, y, list(CETTS), broad=True), device, repeat=3)
         for c, tb in zip(CETTS, th_broad):
             t_off, to = timed(lambda: official_threshold(a, w, y, c), device, repeat=2 if c == CETTS[1] else 1)
             c_off, act_off = exact_cett_and_activity(a, w, y, to)
             c_b, act_b = exact_cett_and_activity(a, w, y, tb)
-            row = dict(layer=i, cett=c, official_threshold=to, broad_threshold=tb, official_cett=c_off,
-                       broad_cett=c_b, official_act=act_off, broad_act=act_b, time_official_s=t_off)
+            row = dict(
+                layer=i,
+                cett=c,
+                official_threshold=to,
+                broad_threshold=tb,
+                official_cett=c_off,
+                broad_cett=c_b,
+                official_act=act_off,
+                broad_act=act_b,
+                time_official_s=t_off,
+            )
             if c == CETTS[1]:
                 c_o, act_o = exact_cett_and_activity(a, w, y, th_our[0])
-                row.update(targeted_threshold=th_our[0], targeted_cett=c_o, targeted_act=act_o,
-                           time_targeted_s=t_our1, time_targeted_grid_s=t_grid, time_broad_s=t_broad)
+                row.update(
+                    targeted_threshold=th_our[0],
+                    targeted_cett=c_o,
+                    targeted_act=act_o,
+                    time_targeted_s=t_our1,
+                    time_targeted_grid_s=t_grid,
+                    time_broad_s=t_broad,
+                )
             rows.append(row)
             log(json.dumps(row))
     return rows
@@ -172,8 +217,15 @@ def ffn_dominant(model, embed_gain=5.0, ffn_gain=4.0):
 def sampled(model, n_seq, length, vocab, device):
     g = torch.Generator(device=device).manual_seed(1)
     ids = torch.randint(0, vocab, (n_seq, 1), device=device, generator=g)
-    out = model.generate(ids, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=length - 1,
-                         min_new_tokens=length - 1, pad_token_id=0)
+    out = model.generate(
+        ids,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        max_new_tokens=length - 1,
+        min_new_tokens=length - 1,
+        pad_token_id=0,
+    )
     return out.cpu()
 
 
@@ -196,9 +248,18 @@ def main():
         logf.write(msg + "\n")
         logf.flush()
 
-    meta = dict(size=args.size, shape=s, rev=args.rev, device=torch.cuda.get_device_name() if device.type == "cuda"
-                else platform.processor() or "cpu", torch=torch.__version__, transformers=tf.__version__,
-                python=platform.python_version(), dtype=str(dtype), cetts=CETTS, outer_rounds=OUTER_ROUNDS)
+    meta = dict(
+        size=args.size,
+        shape=s,
+        rev=args.rev,
+        device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        torch=torch.__version__,
+        transformers=tf.__version__,
+        python=platform.python_version(),
+        dtype=str(dtype),
+        cetts=CETTS,
+        outer_rounds=OUTER_ROUNDS,
+    )
     log(json.dumps(meta))
     torch.manual_seed(0)
     model = build(args.size, device, dtype)
@@ -213,9 +274,15 @@ def main():
             torch.cuda.reset_peak_memory_stats()
         t_dense, _ = timed(lambda: M.evaluate(model, ids, batch_size=s["max_tokens"] // s["seq"]), device)
         t_curves, _ = timed(lambda: M.cett_curves(model, ids, max_tokens=s["max_tokens"]), device)
-        peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else float("nan")
-        result["B"] = dict(tokens=ids.numel(), dense_pass_s=t_dense, curves_s=t_curves, grid_points=24,
-                           peak_gib=peak, max_tokens=s["max_tokens"])
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+        result["B"] = dict(
+            tokens=ids.numel(),
+            dense_pass_s=t_dense,
+            curves_s=t_curves,
+            grid_points=24,
+            peak_gib=peak,
+            max_tokens=s["max_tokens"],
+        )
         log(json.dumps(result["B"]))
     if "C" in args.parts:
         ffn_dominant(model)
@@ -223,10 +290,20 @@ def main():
         t_dense, dense = timed(lambda: M.evaluate(model, ids, batch_size=s["max_tokens"] // s["seq"]), device)
         try:
             t_ppl, res = timed(lambda: M.cett_ppl(model, ids, p=0.01, tol=5e-4, max_tokens=s["max_tokens"]), device)
-            result["C"] = dict(tokens=ids.numel(), generate_s=t_gen, dense_pass_s=t_dense, dense_ppl=dense.ppl,
-                               cett_ppl_s=t_ppl, forward_equivalents=t_ppl / t_dense, passes=res.forward_passes,
-                               cett=res.cett, ppl_ratio=res.mean_ppl_ratio, activation_ratio=res.activation_ratio[0],
-                               converged=res.converged, history=res.history)
+            result["C"] = dict(
+                tokens=ids.numel(),
+                generate_s=t_gen,
+                dense_pass_s=t_dense,
+                dense_ppl=dense.ppl,
+                cett_ppl_s=t_ppl,
+                forward_equivalents=t_ppl / t_dense,
+                passes=res.forward_passes,
+                cett=res.cett,
+                ppl_ratio=res.mean_ppl_ratio,
+                activation_ratio=res.activation_ratio[0],
+                converged=res.converged,
+                history=res.history,
+            )
         except ValueError as e:  # e.g. the target is unreachable on this random model
             result["C"] = dict(tokens=ids.numel(), dense_ppl=dense.ppl, error=str(e))
         log(json.dumps(result["C"]))
@@ -245,33 +322,45 @@ def summarize(r, log):
         off_all = sum(x["time_official_s"] for x in r["A"])
         n = len(single)
         log(f"A  layers {[x['layer'] for x in single]}, {r['meta']['shape']['tokens_a']} tokens each")
-        log(f"   one CETT value:   official {off / n:.3f} s/layer, ours {tgt / n:.4f} s/layer  -> {off / tgt:.1f}x"
-            f"  (of which the {len(AROUND)} exact grid evaluations {grid / n:.4f} s)")
-        log(f"   {len(CETTS)} CETT values (measured): official {off_all / n:.2f} s/layer, ours (one curve) "
-            f"{broad / n:.4f} s/layer -> {off_all / broad:.0f}x")
-        log(f"   CETT-PPL search ({OUTER_ROUNDS} outer rounds, official re-searches each round; extrapolated from the "
+        log(
+            f"   one CETT value:   official {off / n:.3f} s/layer, ours {tgt / n:.4f} s/layer  -> {off / tgt:.1f}x"
+            f"  (of which the {len(AROUND)} exact grid evaluations {grid / n:.4f} s)"
+        )
+        log(
+            f"   {len(CETTS)} CETT values (measured): official {off_all / n:.2f} s/layer, ours (one curve) "
+            f"{broad / n:.4f} s/layer -> {off_all / broad:.0f}x"
+        )
+        log(
+            f"   CETT-PPL search ({OUTER_ROUNDS} outer rounds, official re-searches each round; extrapolated from the "
             f"one-value time x{OUTER_ROUNDS}): official {OUTER_ROUNDS * off / n:.2f} s/layer, ours (one curve) "
-            f"{broad / n:.4f} s/layer -> {OUTER_ROUNDS * off / broad:.0f}x")
+            f"{broad / n:.4f} s/layer -> {OUTER_ROUNDS * off / broad:.0f}x"
+        )
         d_cett = max(abs(x["targeted_cett"] - x["cett"]) for x in single)
         d_act = max(abs(x["targeted_act"] - x["official_act"]) for x in single)
         log(f"   targeted vs official: max |CETT - target| {d_cett:.2e}, max |act - act_official| {100 * d_act:.3f} pp")
         d_cett = max(abs(x["broad_cett"] - x["cett"]) for x in r["A"])
         d_off = max(abs(x["official_cett"] - x["cett"]) for x in r["A"])
         d_act = max(abs(x["broad_act"] - x["official_act"]) for x in r["A"])
-        log(f"   curve vs official over CETT {list(CETTS)}: max |CETT - target| ours {d_cett:.2e}, official "
-            f"{d_off:.2e}; max |act - act_official| {100 * d_act:.3f} pp")
+        log(
+            f"   curve vs official over CETT {list(CETTS)}: max |CETT - target| ours {d_cett:.2e}, official "
+            f"{d_off:.2e}; max |act - act_official| {100 * d_act:.3f} pp"
+        )
     if "B" in r:
         b = r["B"]
-        log(f"B  {b['tokens']} tokens: curves {b['curves_s']:.1f} s ({b['curves_s'] / b['dense_pass_s']:.1f} dense "
-            f"passes of {b['dense_pass_s']:.1f} s), peak {b['peak_gib']:.1f} GiB")
+        log(
+            f"B  {b['tokens']} tokens: curves {b['curves_s']:.1f} s ({b['curves_s'] / b['dense_pass_s']:.1f} dense "
+            f"passes of {b['dense_pass_s']:.1f} s), peak {b['peak_gib']:.1f} GiB"
+        )
     if "C" in r:
         c = r["C"]
         if "error" in c:
             log(f"C  {c['tokens']} tokens: {c['error']}")
         else:
-            log(f"C  {c['tokens']} tokens: CETT-PPL-1% cett {c['cett']:.4f}, PPL ratio {c['ppl_ratio']:.5f}, "
+            log(
+                f"C  {c['tokens']} tokens: CETT-PPL-1% cett {c['cett']:.4f}, PPL ratio {c['ppl_ratio']:.5f}, "
                 f"{c['passes']} passes, {c['forward_equivalents']:.1f} forward-equivalents, "
-                f"activation {100 * c['activation_ratio']:.2f}%")
+                f"activation {100 * c['activation_ratio']:.2f}%"
+            )
 
 
 if __name__ == "__main__":

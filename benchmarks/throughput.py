@@ -28,21 +28,37 @@ import pandas as pd
 import torch
 
 from sparsing_lib.models import ModelSpec, build_model, get_spec
-from sparsing_lib.run import GRIDS, load_run, parse_run, train_config
-from sparsing_lib.train import H200_BF16_FLOPS, TrainConfig, lm_loss, make_optimizer, train_step
+from sparsing_lib.paths import H200_BF16_FLOPS
+from sparsing_lib.run import GRIDS, train_config
+from sparsing_lib.runs import load_run, parse_run
+from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
 
 # shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and two former
 # candidates for the largest mini scale
-EXTRA = {s.name: s for s in (ModelSpec("paper-0.1B", 768, 16, head_dim=128), ModelSpec("mini-384x7", 384, 7),
-                             ModelSpec("mini-352x7", 352, 7))}
+EXTRA = {
+    s.name: s
+    for s in (
+        ModelSpec("paper-0.1B", 768, 16, head_dim=128),
+        ModelSpec("mini-384x7", 384, 7),
+        ModelSpec("mini-352x7", 352, 7),
+    )
+}
 
 
 def spec_by_name(name: str) -> ModelSpec:
     return EXTRA[name] if name in EXTRA else get_spec(name)
 
 
-def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup: int,
-            barrier: tuple[Path, int] | None = None, compiled: bool = True) -> dict:
+def measure(
+    name: str,
+    batch: int,
+    seq_len: int,
+    vocab: int,
+    steps: int,
+    warmup: int,
+    barrier: tuple[Path, int] | None = None,
+    compiled: bool = True,
+) -> dict:
     """Time ``steps`` compiled training steps of model ``name`` after ``warmup`` steps; tokens/s and MFU.
 
     ``barrier`` = (folder, k): after warm-up, wait until k processes have checked in there, so that the
@@ -75,18 +91,43 @@ def measure(name: str, batch: int, seq_len: int, vocab: int, steps: int, warmup:
     seconds = start.elapsed_time(end) / 1e3
     tok_s = steps * batch * seq_len / seconds
     fpt = spec.flops_per_token(seq_len, vocab)
-    return dict(model=name, compiled=compiled, batch=batch, seq_len=seq_len, vocab=vocab,
-                non_embedding_params=spec.non_embedding_params,
-                flops_per_token=fpt, tokens_per_s=tok_s, mfu=tok_s * fpt / H200_BF16_FLOPS, warmup_s=compile_s,
-                peak_mem_gib=torch.cuda.max_memory_allocated() / 2**30, gpu=torch.cuda.get_device_name())
+    return dict(
+        model=name,
+        compiled=compiled,
+        batch=batch,
+        seq_len=seq_len,
+        vocab=vocab,
+        non_embedding_params=spec.non_embedding_params,
+        flops_per_token=fpt,
+        tokens_per_s=tok_s,
+        mfu=tok_s * fpt / H200_BF16_FLOPS,
+        warmup_s=compile_s,
+        peak_mem_gib=torch.cuda.max_memory_allocated() / 2**30,
+        gpu=torch.cuda.get_device_name(),
+    )
 
 
 def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
     """Start ``k`` worker processes training ``name`` at once; their summed tokens/s."""
     barrier = Path(tempfile.mkdtemp())
-    cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--seq-len", str(args.seq_len),
-           "--vocab", str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--barrier", f"{barrier}:{k}"] + (["--eager"] if args.eager else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--vocab",
+        str(args.vocab),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--barrier",
+        f"{barrier}:{k}",
+    ] + (["--eager"] if args.eager else [])
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     row = results[0] | dict(tokens_per_s=sum(r["tokens_per_s"] for r in results))
@@ -97,8 +138,15 @@ def concurrent(name: str, k: int, args: argparse.Namespace) -> dict:
 def load_runs(folders: list[Path]) -> list[dict]:
     """Run name, model, tokens and wall seconds (training, probing and everything around them) of finished runs."""
     runs = [load_run(f) for f in folders]
-    return [dict(run=r["config"]["run"], model=parse_run(r["config"]["run"])[0], tokens=r["env"]["tokens"],
-                 wall_s=r["env"]["wall_seconds"]) for r in runs]
+    return [
+        dict(
+            run=r["config"]["run"],
+            model=parse_run(r["config"]["run"])[0],
+            tokens=r["env"]["tokens"],
+            wall_s=r["env"]["wall_seconds"],
+        )
+        for r in runs
+    ]
 
 
 def run_overhead(solo: list[dict], rates: pd.Series) -> float:
@@ -111,8 +159,12 @@ def sweep_runs() -> list[tuple[str, str]]:
     """(grid, run) for every run of the mini sweep; the recipe-validation run repeats mini-160x3-relu (the
     cheapest scale) with a decay phase (``python -m sparsing_lib.run --grid scales --slice mini-160x3-relu
     --decay-frac 0.1 --out data/runs/recipe --ckpt .scratch/ckpt-recipe``)."""
-    return [(g, r) for g in ("scales", "width_depth", "moe") for r in GRIDS[g]
-            if not (g == "width_depth" and r == "mini-192x4-relu")] + [("recipe", "mini-160x3-relu")]
+    return [
+        (g, r)
+        for g in ("scales", "width_depth", "moe")
+        for r in GRIDS[g]
+        if not (g == "width_depth" and r == "mini-192x4-relu")
+    ] + [("recipe", "mini-160x3-relu")]
 
 
 def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[dict]], startup_s: float) -> pd.DataFrame:
@@ -149,15 +201,25 @@ def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[di
         else:
             if model in best.index:
                 rate = best.loc[model, "tokens_per_s"]
-                basis = f"benchmark rate{'' if best.loc[model, 'compiled'] else ' (eager)'} + mean overhead {overhead:.1f} s"
+                eager = "" if best.loc[model, "compiled"] else " (eager)"
+                basis = f"benchmark rate{eager} + mean overhead {overhead:.1f} s"
             elif spec.n_experts:
                 raise ValueError(f"{model}: MoE throughput is not interpolated; measure it first")
             else:
                 mfu = np.interp(np.log(fpt), np.log(dense["flops_per_token"]), dense["mfu"])
                 rate, basis = mfu * H200_BF16_FLOPS / fpt, f"interpolated MFU + mean overhead {overhead:.1f} s"
             seconds = tokens / rate + overhead + startup_s
-        rows.append(dict(grid=grid, run=run, done=done, tokens=tokens, tokens_per_param=tokens / spec.non_embedding_params,
-                         basis=basis, minutes=seconds / 60))
+        rows.append(
+            dict(
+                grid=grid,
+                run=run,
+                done=done,
+                tokens=tokens,
+                tokens_per_param=tokens / spec.non_embedding_params,
+                basis=basis,
+                minutes=seconds / 60,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -166,8 +228,10 @@ def summary(sweep: pd.DataFrame) -> str:
     by = sweep.pivot_table(index="grid", columns="done", values="minutes", aggfunc="sum", fill_value=0.0, sort=False)
     by = by.rename(columns={True: "done", False: "to_do"}).assign(minutes=lambda d: d.sum(axis=1))
     done = sweep.loc[sweep["done"], "minutes"].sum()
-    return (by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time, "
-            f"{done:.1f} of them measured on the {int(sweep['done'].sum())} runs already done")
+    return (
+        by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time, "
+        f"{done:.1f} of them measured on the {int(sweep['done'].sum())} runs already done"
+    )
 
 
 def main() -> None:
@@ -183,18 +247,38 @@ def main() -> None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--plan", nargs="+", type=Path, default=None,
-                    help="only price the sweep from these measured throughput CSVs (no GPU needed)")
+    ap.add_argument(
+        "--plan",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="only price the sweep from these measured throughput CSVs (no GPU needed)",
+    )
     ap.add_argument("--solo-runs", nargs="*", type=Path, default=[], help="finished run folders that trained alone")
-    ap.add_argument("--packed", nargs="+", type=Path, action="append", default=[],
-                    help="finished run folders that trained side by side in one call (repeat per call)")
-    ap.add_argument("--startup-s", type=float, default=0.0,
-                    help="seconds per call beyond the runs' own wall times (process start, imports)")
+    ap.add_argument(
+        "--packed",
+        nargs="+",
+        type=Path,
+        action="append",
+        default=[],
+        help="finished run folders that trained side by side in one call (repeat per call)",
+    )
+    ap.add_argument(
+        "--startup-s",
+        type=float,
+        default=0.0,
+        help="seconds per call beyond the runs' own wall times (process start, imports)",
+    )
     args = ap.parse_args()
     if args.plan:
         bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
-        sweep = plan(bench, int(bench["vocab"].iloc[0]), load_runs(args.solo_runs),
-                     [load_runs(g) for g in args.packed], args.startup_s)
+        sweep = plan(
+            bench,
+            int(bench["vocab"].iloc[0]),
+            load_runs(args.solo_runs),
+            [load_runs(g) for g in args.packed],
+            args.startup_s,
+        )
         print(f"start-up per call: {args.startup_s:.0f} s")
         print(sweep.to_string(formatters={"minutes": "{:.2f}".format, "tokens_per_param": "{:.1f}".format}))
         print(summary(sweep))
@@ -204,10 +288,24 @@ def main() -> None:
     if args.worker:
         folder, k = args.barrier.rsplit(":", 1) if args.barrier else (None, 0)
         barrier = (Path(folder), int(k)) if folder else None
-        print(json.dumps(measure(args.worker, args.batch, args.seq_len, args.vocab, args.steps, args.warmup, barrier,
-                                 compiled=not args.eager)))
+        print(
+            json.dumps(
+                measure(
+                    args.worker,
+                    args.batch,
+                    args.seq_len,
+                    args.vocab,
+                    args.steps,
+                    args.warmup,
+                    barrier,
+                    compiled=not args.eager,
+                )
+            )
+        )
         return
-    print("MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)")
+    print(
+        "MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)"
+    )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     cases = [(m, 1) for m in filter(None, args.models.split(","))]
@@ -223,8 +321,11 @@ def main() -> None:
         print(f"{name:14s} x{k} {row['tokens_per_s'] / 1e6:7.2f} M tok/s  MFU {row['mfu']:.1%}", flush=True)
         if args.out:  # after every case, so a run cut short keeps what it measured
             pd.DataFrame(rows).to_csv(args.out / "throughput.csv", index=False)
-    print(pd.DataFrame(rows)[["model", "compiled", "processes", "batch", "tokens_per_s", "mfu", "warmup_s",
-                              "peak_mem_gib"]].to_string())
+    print(
+        pd.DataFrame(rows)[
+            ["model", "compiled", "processes", "batch", "tokens_per_s", "mfu", "warmup_s", "peak_mem_gib"]
+        ].to_string()
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ for non-gated FFNs ``s = a``. No modeling code is modified: everything goes thro
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,10 @@ from torch import nn
 
 # model_type -> (suffix of the down projection, suffix of the gate activation module or None if not gated)
 ADAPTERS: dict[str, tuple[str, str | None]] = {
-    **{t: ("mlp.down_proj", "mlp.act_fn")
-       for t in ("llama", "mistral", "qwen2", "qwen3", "granite", "gemma", "gemma2", "gemma3_text")},
+    **{
+        t: ("mlp.down_proj", "mlp.act_fn")
+        for t in ("llama", "mistral", "qwen2", "qwen3", "granite", "gemma", "gemma2", "gemma3_text")
+    },
     "gpt2": ("mlp.c_proj", None),
     "gpt_neox": ("mlp.dense_4h_to_h", None),
     "opt": ("fc2", None),
@@ -50,7 +51,8 @@ def ffn_layers(model: nn.Module) -> list[FFN]:
         raise ValueError(
             f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}. "
             "To add a family, put its down-projection module suffix and gate-activation suffix "
-            "(None if not gated) into sparsing_lib.capture.ADAPTERS.")
+            "(None if not gated) into sparsing_lib.capture.ADAPTERS."
+        )
     down_suffix, act_suffix = ADAPTERS[model_type]
     modules = dict(model.named_modules())
     downs = [n for n in modules if n.endswith("." + down_suffix) or n == down_suffix]
@@ -76,8 +78,12 @@ class Hooks:
     ``a``; ``watch(layer, a, s, y)`` sees the (edited) input and the FFN output. Tensors passed to both are
     flattened to [n_tokens, ·] and restricted to the tokens selected by ``self.token_mask``."""
 
-    def __init__(self, model: nn.Module, edit: LayerFn | None = None,
-                 watch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        edit: LayerFn | None = None,
+        watch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    ):
         self.ffns = ffn_layers(model)
         self.edit, self.watch = edit, watch
         self.token_mask: torch.Tensor | None = None  # flat bool [batch*seq] of tokens to consider
@@ -88,7 +94,7 @@ class Hooks:
         x = x.reshape(-1, x.shape[-1])
         return x if self.token_mask is None else x[self.token_mask]
 
-    def __enter__(self) -> "Hooks":
+    def __enter__(self) -> Hooks:
         for f in self.ffns:
             if f.act is not None:
                 self._handles.append(f.act.register_forward_hook(self._act_hook(f.index)))
@@ -106,6 +112,7 @@ class Hooks:
     def _act_hook(self, i: int):
         def hook(module, args, output):
             self._gate[i] = output
+
         return hook
 
     def _check(self, i: int, a: torch.Tensor) -> None:
@@ -122,6 +129,7 @@ class Hooks:
                 raise RuntimeError(f"layer {i}: gate activation shape {tuple(s.shape)} != {tuple(a.shape)}")
             new = self.edit(i, a, s)
             return None if new is None else (new, *args[1:])
+
         return hook
 
     def _post_hook(self, i: int):
@@ -130,29 +138,38 @@ class Hooks:
             s = self._gate.pop(i, a)
             self._check(i, a)
             self.watch(i, self._flat(a), self._flat(s), self._flat(output))
+
         return hook
 
 
-def batches(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-            max_tokens: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_tokens: int | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Split [n_seq, seq_len] ids and mask into row batches of at most ``max_tokens`` tokens (≥1 row)."""
     if input_ids.ndim == 1:
         input_ids = input_ids[None]
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     elif attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape "
-                         f"{tuple(input_ids.shape)}")
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
+        )
     if input_ids.numel() == 0 or not attention_mask.bool().any():
         raise ValueError("input is empty or all padding: nothing to measure")
     rows = input_ids.shape[0] if max_tokens is None else max(1, max_tokens // input_ids.shape[1])
     for k in range(0, input_ids.shape[0], rows):
-        yield input_ids[k:k + rows], attention_mask[k:k + rows]
+        yield input_ids[k : k + rows], attention_mask[k : k + rows]
 
 
 @torch.no_grad()
-def run(model: nn.Module, hooks: Hooks, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        max_tokens: int | None = None, progress: bool = False) -> tuple[float, int]:
+def run(
+    model: nn.Module,
+    hooks: Hooks,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    max_tokens: int | None = None,
+    progress: bool = False,
+) -> tuple[float, int]:
     """Forward all batches with ``hooks`` installed; returns (summed next-token NLL, number of predicted
     tokens), where a prediction counts only if both the current and the next token are not padding."""
     from tqdm.auto import tqdm

@@ -12,14 +12,14 @@ are resampled in blocks of consecutive checkpoints) and, for the limit A0, a pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy.optimize import brentq, least_squares
 from scipy.stats import chi2
 
-from .book import check_choice
+from .checks import check_choice
 
 TOKENS_UNIT = 1e9
 INF = np.inf
@@ -31,13 +31,13 @@ class Form:
 
     name: str
     formula: str
-    theta: tuple[str, ...]          # nonlinear parameter names
+    theta: tuple[str, ...]  # nonlinear parameter names
     theta_bounds: tuple[tuple[float, float], ...]
-    theta_log: tuple[bool, ...]     # search this parameter on a log scale
-    beta: tuple[str, str]           # names of beta0 (amplitude) and beta1 (offset)
+    theta_log: tuple[bool, ...]  # search this parameter on a log scale
+    beta: tuple[str, str]  # names of beta0 (amplitude) and beta1 (offset)
     beta_bounds: tuple[tuple[float, float], tuple[float, float]]
     basis: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    limit: str | None = "A0"        # name of the D -> infinity limit, if the form has one
+    limit: str | None = "A0"  # name of the D -> infinity limit, if the form has one
     to_params: Callable[[np.ndarray, np.ndarray], dict] | None = None  # custom naming of the coefficients
 
     @property
@@ -51,26 +51,81 @@ class Form:
 
 
 def _logspace_params(theta: np.ndarray, beta: np.ndarray) -> dict[str, float]:
-    return {"alpha": float(theta[0]), "b": float(np.log(max(beta[0], 1e-300))), "c": float(theta[1]),
-            "A0": float(beta[1])}
+    return {
+        "alpha": float(theta[0]),
+        "b": float(np.log(max(beta[0], 1e-300))),
+        "c": float(theta[1]),
+        "A0": float(beta[1]),
+    }
 
 
-FORMS: dict[str, Form] = {f.name: f for f in (
-    Form("logspace", "exp(-c·D^α + b) + A0", ("alpha", "c"), ((1e-3, 10.0), (1e-9, 1e3)), (True, True),
-         ("exp_b", "A0"), ((1e-12, 1e9), (0.0, 1.0)),
-         lambda D, t: np.exp(-t[1] * D ** t[0]), to_params=_logspace_params),
-    Form("power", "-c·D^(-α) + A0", ("alpha",), ((1e-3, 10.0),), (True,),
-         ("c", "A0"), ((0.0, INF), (0.0, 1.0)), lambda D, t: -(D ** -t[0])),
-    Form("power_offset", "-c·(D + d)^(-α) + A0  (c of either sign)", ("alpha", "d"),
-         ((1e-3, 10.0), (0.0, 1e3)), (True, False), ("c", "A0"), ((-INF, INF), (0.0, 1.0)),
-         lambda D, t: -((D + t[1]) ** -t[0])),
-    Form("log", "k + c·ln(D + d)  (no limit)", ("d",), ((0.0, 1e3),), (False,),
-         ("c", "k"), ((-INF, INF), (-INF, INF)), lambda D, t: np.log(D + t[0]), limit=None),
-    Form("sigmoid", "A0 + h / (1 + exp((D - m)/s))", ("m", "s"), ((-1e3, 1e3), (1e-2, 1e4)), (False, True),
-         ("h", "A0"), ((-INF, INF), (0.0, 1.0)), lambda D, t: 1.0 / (1.0 + np.exp(np.clip((D - t[0]) / t[1], -700, 700)))),
-    Form("exp", "A0 + h·exp(-D/τ)", ("tau",), ((1e-2, 1e5),), (True,),
-         ("h", "A0"), ((-INF, INF), (0.0, 1.0)), lambda D, t: np.exp(-D / t[0])),
-)}
+FORMS: dict[str, Form] = {
+    f.name: f
+    for f in (
+        Form(
+            "logspace",
+            "exp(-c·D^α + b) + A0",
+            ("alpha", "c"),
+            ((1e-3, 10.0), (1e-9, 1e3)),
+            (True, True),
+            ("exp_b", "A0"),
+            ((1e-12, 1e9), (0.0, 1.0)),
+            lambda D, t: np.exp(-t[1] * D ** t[0]),
+            to_params=_logspace_params,
+        ),
+        Form(
+            "power",
+            "-c·D^(-α) + A0",
+            ("alpha",),
+            ((1e-3, 10.0),),
+            (True,),
+            ("c", "A0"),
+            ((0.0, INF), (0.0, 1.0)),
+            lambda D, t: -(D ** -t[0]),
+        ),
+        Form(
+            "power_offset",
+            "-c·(D + d)^(-α) + A0  (c of either sign)",
+            ("alpha", "d"),
+            ((1e-3, 10.0), (0.0, 1e3)),
+            (True, False),
+            ("c", "A0"),
+            ((-INF, INF), (0.0, 1.0)),
+            lambda D, t: -((D + t[1]) ** -t[0]),
+        ),
+        Form(
+            "log",
+            "k + c·ln(D + d)  (no limit)",
+            ("d",),
+            ((0.0, 1e3),),
+            (False,),
+            ("c", "k"),
+            ((-INF, INF), (-INF, INF)),
+            lambda D, t: np.log(D + t[0]),
+            limit=None,
+        ),
+        Form(
+            "sigmoid",
+            "A0 + h / (1 + exp((D - m)/s))",
+            ("m", "s"),
+            ((-1e3, 1e3), (1e-2, 1e4)),
+            (False, True),
+            ("h", "A0"),
+            ((-INF, INF), (0.0, 1.0)),
+            lambda D, t: 1.0 / (1.0 + np.exp(np.clip((D - t[0]) / t[1], -700, 700))),
+        ),
+        Form(
+            "exp",
+            "A0 + h·exp(-D/τ)",
+            ("tau",),
+            ((1e-2, 1e5),),
+            (True,),
+            ("h", "A0"),
+            ((-INF, INF), (0.0, 1.0)),
+            lambda D, t: np.exp(-D / t[0]),
+        ),
+    )
+}
 PAPER_FORM = {"relu": "logspace", "silu": "power"}
 ALTERNATIVES = ("power_offset", "log", "sigmoid", "exp")  # compared with the paper's form of each activation
 
@@ -82,6 +137,7 @@ def get_form(form: str) -> Form:
 
 # ---------------------------------------------------------------------------------------------------------
 # Evaluating a law from its named parameters (e.g. the paper's printed coefficients)
+
 
 def curve(form: str, params: dict[str, float], tokens: np.ndarray) -> np.ndarray:
     """A law evaluated at ``tokens`` (counted, not in billions) from its named parameters."""
@@ -97,6 +153,7 @@ def curve(form: str, params: dict[str, float], tokens: np.ndarray) -> np.ndarray
 
 # ---------------------------------------------------------------------------------------------------------
 # Variable projection
+
 
 def _lsq2(g: np.ndarray, y: np.ndarray, bounds) -> tuple[np.ndarray, float]:
     """Exact box-bounded least squares of ``y ≈ beta0·g + beta1`` (interior optimum, or best on an edge)."""
@@ -165,7 +222,7 @@ class _Projected:
             return beta[0] * g + beta[1] - self.y
 
     def grid(self, per_dim: int) -> np.ndarray:
-        axes = [np.linspace(l + 0.02 * (h - l), h - 0.02 * (h - l), per_dim) for l, h in zip(self.lo, self.hi)]
+        axes = [np.linspace(lo + 0.02 * (hi - lo), hi - 0.02 * (hi - lo), per_dim) for lo, hi in zip(self.lo, self.hi)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
 
     def minimize(self, starts: np.ndarray, n_refine: int) -> tuple[np.ndarray, float, bool]:
@@ -174,8 +231,16 @@ class _Projected:
         best_u, best_rss, converged = None, INF, False
         for i in np.argsort(rss0)[:n_refine]:
             u0 = np.clip(starts[i], self.lo + 1e-9, self.hi - 1e-9)
-            res = least_squares(self.residuals, u0, bounds=(self.lo, self.hi), method="trf",
-                                xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=300)
+            res = least_squares(
+                self.residuals,
+                u0,
+                bounds=(self.lo, self.hi),
+                method="trf",
+                xtol=1e-10,
+                ftol=1e-10,
+                gtol=1e-10,
+                max_nfev=300,
+            )
             rss = float(res.fun @ res.fun)
             if rss < best_rss:
                 best_u, best_rss, converged = res.x, rss, res.status > 0
@@ -185,13 +250,14 @@ class _Projected:
 # ---------------------------------------------------------------------------------------------------------
 # Results
 
+
 @dataclass
 class FitResult:
     """A fitted law: ``.params`` (named coefficients), ``.ci`` (95% intervals), ``.aicc`` and diagnostics."""
 
     form: str
     params: dict[str, float]
-    tokens: np.ndarray                 # the points used (after the warm-up rule)
+    tokens: np.ndarray  # the points used (after the warm-up rule)
     activation_ratio: np.ndarray
     n_dropped: int
     rss: float
@@ -201,7 +267,7 @@ class FitResult:
     converged: bool
     on_bound: list[str]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
-    boot: np.ndarray | None = None     # bootstrap (theta, beta) rows, for bands
+    boot: np.ndarray | None = None  # bootstrap (theta, beta) rows, for bands
     boot_resid: np.ndarray | None = None
     _theta: np.ndarray | None = None
     _beta: np.ndarray | None = None
@@ -279,8 +345,15 @@ def aicc(rss: float, n: int, n_coef: int) -> float:
     return n * np.log(rss / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
 
 
-def _fit_core(f: Form, D: np.ndarray, y: np.ndarray, starts: np.ndarray | None = None, per_dim: int = 12,
-              n_refine: int = 2, beta_bounds=None):
+def _fit_core(
+    f: Form,
+    D: np.ndarray,
+    y: np.ndarray,
+    starts: np.ndarray | None = None,
+    per_dim: int = 12,
+    n_refine: int = 2,
+    beta_bounds=None,
+):
     proj = _Projected(f, D, y, beta_bounds)
     grid = proj.grid(per_dim if len(f.theta) == 1 else max(per_dim // 2, 3))
     starts = grid if starts is None else np.vstack([starts, grid])
@@ -302,9 +375,19 @@ def _on_bound(f: Form, proj: _Projected, u: np.ndarray, beta: np.ndarray) -> lis
     return hits
 
 
-def fit(tokens, activation_ratio, form: str, *, drop_first: int = 0, min_tokens: float = 0.0,
-        n_boot: int = 0, block: int | None = None, profile: bool = True, level: float = 0.95,
-        seed: int = 0) -> FitResult:
+def fit(
+    tokens,
+    activation_ratio,
+    form: str,
+    *,
+    drop_first: int = 0,
+    min_tokens: float = 0.0,
+    n_boot: int = 0,
+    block: int | None = None,
+    profile: bool = True,
+    level: float = 0.95,
+    seed: int = 0,
+) -> FitResult:
     """Fit ``form`` to one curve; ``tokens`` are counted (rescaled here to D = tokens / 1e9).
 
     Warm-up rule (explicit, default: keep every point): drop the first ``drop_first`` checkpoints and those
@@ -318,15 +401,29 @@ def fit(tokens, activation_ratio, form: str, *, drop_first: int = 0, min_tokens:
     t, a = t[keep], a[keep]
     n_min = f.n_coef + 3
     if len(t) < n_min:
-        raise ValueError(f"curve too short to fit {form!r}: {len(t)} points after the warm-up rule "
-                         f"(dropped {int((~keep).sum())}), need at least {n_min}")
+        raise ValueError(
+            f"curve too short to fit {form!r}: {len(t)} points after the warm-up rule "
+            f"(dropped {int((~keep).sum())}), need at least {n_min}"
+        )
     D = t / TOKENS_UNIT
     proj, u, beta, rss, converged = _fit_core(f, D, a)
     theta = proj.theta(u)
     resid = a - (beta[0] * f.basis(D, theta) + beta[1])
-    res = FitResult(form, f.params(theta, beta), t, a, int((~keep).sum()), rss, float(np.mean(np.abs(resid))),
-                    float(np.mean(resid ** 2)), float(aicc(rss, len(t), f.n_coef)), converged,
-                    _on_bound(f, proj, u, beta), _theta=theta, _beta=beta)
+    res = FitResult(
+        form,
+        f.params(theta, beta),
+        t,
+        a,
+        int((~keep).sum()),
+        rss,
+        float(np.mean(np.abs(resid))),
+        float(np.mean(resid**2)),
+        float(aicc(rss, len(t), f.n_coef)),
+        converged,
+        _on_bound(f, proj, u, beta),
+        _theta=theta,
+        _beta=beta,
+    )
     if n_boot > 0:
         _bootstrap(res, f, D, a, resid, u, n_boot, block, level, seed)
     if profile and f.limit is not None:
@@ -338,7 +435,7 @@ def _blocks(resid: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarr
     """One moving-block resample of ``resid`` (same length, blocks of consecutive checkpoints)."""
     n = len(resid)
     starts = rng.integers(0, n - block + 1, size=-(-n // block))
-    return np.concatenate([resid[s:s + block] for s in starts])[:n]
+    return np.concatenate([resid[s : s + block] for s in starts])[:n]
 
 
 def _bootstrap(res: FitResult, f: Form, D, a, resid, u, n_boot, block, level, seed) -> None:
@@ -379,7 +476,11 @@ def _profile_limit(f: Form, D, a, u, a0_hat: float, rss_hat: float, level: float
         while True:
             nxt = a0_hat + direction * step
             if (direction > 0 and nxt >= edge) or (direction < 0 and nxt <= edge):
-                return edge if excess(edge - direction * 1e-9) < 0 else brentq(excess, prev, edge - direction * 1e-9, xtol=1e-6)
+                return (
+                    edge
+                    if excess(edge - direction * 1e-9) < 0
+                    else brentq(excess, prev, edge - direction * 1e-9, xtol=1e-6)
+                )
             if excess(nxt) > 0:
                 return brentq(excess, prev, nxt, xtol=1e-6)
             prev, step = nxt, step * 2
@@ -390,6 +491,7 @@ def _profile_limit(f: Form, D, a, u, a0_hat: float, rss_hat: float, level: float
 # ---------------------------------------------------------------------------------------------------------
 # Extrapolation check
 
+
 @dataclass
 class Extrapolation:
     """Leave-future-out result: fit on tokens <= ``frac`` · max, predict the rest."""
@@ -397,15 +499,16 @@ class Extrapolation:
     form: str
     n_train: int
     n_test: int
-    mae: float          # mean absolute error on the held-out future points
+    mae: float  # mean absolute error on the held-out future points
     max_error: float
-    coverage: float     # fraction of future points inside the 95% bootstrap prediction interval
-    limit_train: float | None   # A0 fitted on the training part only
+    coverage: float  # fraction of future points inside the 95% bootstrap prediction interval
+    limit_train: float | None  # A0 fitted on the training part only
     fit: FitResult
 
 
-def leave_future_out(tokens, activation_ratio, form: str, frac: float = 0.7, n_boot: int = 200,
-                     **fit_kw) -> Extrapolation:
+def leave_future_out(
+    tokens, activation_ratio, form: str, frac: float = 0.7, n_boot: int = 200, **fit_kw
+) -> Extrapolation:
     """Fit on the points with tokens <= ``frac``·max(tokens), then score the prediction of the rest."""
     if not 0 < frac < 1:
         raise ValueError(f"frac must be in (0, 1), got {frac}")
@@ -418,9 +521,16 @@ def leave_future_out(tokens, activation_ratio, form: str, frac: float = 0.7, n_b
     lo, hi = res.band(t[~train], prediction=True)
     err = np.abs(pred - a[~train])
     limit = get_form(form).limit
-    return Extrapolation(form, res.n, int((~train).sum()), float(err.mean()), float(err.max()),
-                         float(np.mean((a[~train] >= lo) & (a[~train] <= hi))),
-                         res.params.get(limit) if limit else None, res)
+    return Extrapolation(
+        form,
+        res.n,
+        int((~train).sum()),
+        float(err.mean()),
+        float(err.max()),
+        float(np.mean((a[~train] >= lo) & (a[~train] <= hi))),
+        res.params.get(limit) if limit else None,
+        res,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -429,8 +539,17 @@ def leave_future_out(tokens, activation_ratio, form: str, frac: float = 0.7, n_b
 RESULT_TABLES = ("coef", "quality", "bands", "lfo", "kscan")
 
 
-def refit_released(curves, n_boot: int, drop_first: int = 0, min_tokens: float = 0.0, frac: float = 0.7,
-                   n_boot_lfo: int | None = None, kmax: int = 10, seed: int = 0, workers: int | None = None) -> dict:
+def refit_released(
+    curves,
+    n_boot: int,
+    drop_first: int = 0,
+    min_tokens: float = 0.0,
+    frac: float = 0.7,
+    n_boot_lfo: int | None = None,
+    kmax: int = 10,
+    seed: int = 0,
+    workers: int | None = None,
+) -> dict:
     """Refit every released curve with its paper form and the alternatives; returns ``RESULT_TABLES``.
 
     coef: one row per (curve, form, coefficient) with value and 95% interval (bootstrap for the paper's
@@ -445,10 +564,19 @@ def refit_released(curves, n_boot: int, drop_first: int = 0, min_tokens: float =
     import pandas as pd
     from tqdm import tqdm
 
-    settings = dict(n_boot=n_boot, drop_first=drop_first, min_tokens=min_tokens, frac=frac,
-                    n_boot_lfo=n_boot if n_boot_lfo is None else n_boot_lfo, kmax=kmax, seed=seed)
-    jobs = [(act, str(scale), g["tokens"].to_numpy(), g["activation_ratio"].to_numpy(), settings)
-            for (act, scale), g in curves.groupby(["activation", "scale"], observed=True)]
+    settings = dict(
+        n_boot=n_boot,
+        drop_first=drop_first,
+        min_tokens=min_tokens,
+        frac=frac,
+        n_boot_lfo=n_boot if n_boot_lfo is None else n_boot_lfo,
+        kmax=kmax,
+        seed=seed,
+    )
+    jobs = [
+        (act, str(scale), g["tokens"].to_numpy(), g["activation_ratio"].to_numpy(), settings)
+        for (act, scale), g in curves.groupby(["activation", "scale"], observed=True)
+    ]
     rows = {name: [] for name in RESULT_TABLES}
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         for part in tqdm(pool.map(_refit_curve, jobs), total=len(jobs), desc="curves", disable=None):
@@ -470,31 +598,62 @@ def _refit_curve(job) -> dict[str, list]:
             lo, hi = ci.get(name, (np.nan, np.nan))
             rows["coef"].append({**key, "form": form, "name": name, "value": value, "ci_lo": lo, "ci_hi": hi})
         if "A0_profile" in ci:
-            rows["coef"].append({**key, "form": form, "name": "A0_profile", "value": res.params["A0"],
-                                 "ci_lo": ci["A0_profile"][0], "ci_hi": ci["A0_profile"][1]})
-        rows["quality"].append({**key, "form": form, "n": res.n, "n_dropped": res.n_dropped, "mae": res.mae,
-                                "mse": res.mse, "rss": res.rss, "aicc": res.aicc, "converged": res.converged,
-                                "warning": res.warning})
+            rows["coef"].append(
+                {
+                    **key,
+                    "form": form,
+                    "name": "A0_profile",
+                    "value": res.params["A0"],
+                    "ci_lo": ci["A0_profile"][0],
+                    "ci_hi": ci["A0_profile"][1],
+                }
+            )
+        rows["quality"].append(
+            {
+                **key,
+                "form": form,
+                "n": res.n,
+                "n_dropped": res.n_dropped,
+                "mae": res.mae,
+                "mse": res.mse,
+                "rss": res.rss,
+                "aicc": res.aicc,
+                "converged": res.converged,
+                "warning": res.warning,
+            }
+        )
         if paper_form:
             grid = np.geomspace(t.min(), max(t.max(), 1e12 if scale == "2.4B" else 0), 120)
             lo, hi = res.band(grid) if st["n_boot"] else (np.full_like(grid, np.nan),) * 2
-            rows["bands"] += [{**key, "tokens": x, "fit": y, "lo": l, "hi": h}
-                              for x, y, l, h in zip(grid, res.predict(grid), lo, hi)]
+            rows["bands"] += [
+                {**key, "tokens": x, "fit": y, "lo": a, "hi": b} for x, y, a, b in zip(grid, res.predict(grid), lo, hi)
+            ]
             for k in range(st["kmax"] + 1):
                 try:
                     rk = fit(t, a, form, drop_first=k, profile=False)
                 except ValueError:  # too few points left
                     break
-                rows["kscan"].append({**key, "k": k, "first_tokens": rk.tokens[0], **rk.params,
-                                      "rss": rk.rss, "warning": rk.warning})
+                rows["kscan"].append(
+                    {**key, "k": k, "first_tokens": rk.tokens[0], **rk.params, "rss": rk.rss, "warning": rk.warning}
+                )
         try:
             ex = leave_future_out(t, a, form, frac=st["frac"], n_boot=max(st["n_boot_lfo"], 1), seed=st["seed"], **rule)
         except ValueError:  # too few training points under this warm-up rule
             continue
-        rows["lfo"].append({**key, "form": form, "n_train": ex.n_train, "n_test": ex.n_test, "mae": ex.mae,
-                            "max_error": ex.max_error, "coverage": ex.coverage, "limit_train": ex.limit_train,
-                            "limit_full": res.params.get("A0") if get_form(form).limit else None,
-                            "warning": ex.fit.warning})
+        rows["lfo"].append(
+            {
+                **key,
+                "form": form,
+                "n_train": ex.n_train,
+                "n_test": ex.n_test,
+                "mae": ex.mae,
+                "max_error": ex.max_error,
+                "coverage": ex.coverage,
+                "limit_train": ex.limit_train,
+                "limit_full": res.params.get("A0") if get_form(form).limit else None,
+                "warning": ex.fit.warning,
+            }
+        )
     return rows
 
 
@@ -520,6 +679,7 @@ def load_results(folder) -> tuple[dict, dict]:
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
         raise FileNotFoundError(f"no committed law fits in {str(folder)!r}; run the laws chapter with profile='full'")
-    tables = {name: pd.read_csv(folder / f"{name}.csv", keep_default_na=False, na_values=[""])
-              for name in RESULT_TABLES}
+    tables = {
+        name: pd.read_csv(folder / f"{name}.csv", keep_default_na=False, na_values=[""]) for name in RESULT_TABLES
+    }
     return tables, json.loads((folder / "meta.json").read_text())

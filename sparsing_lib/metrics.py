@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from torch import nn
 
 from . import __version__
 from .capture import Hooks, ffn_layers, run
-from .search import (Curve, CurveBuilder, around, broad_targets, check_cett, solve_increasing)
+from .search import Curve, CurveBuilder, around, broad_targets, check_cett, solve_increasing
 
 METHODS = ("cett", "topk_token", "topk_layer", "fat", "zero")
 MAX_TOKENS = 16384  # default tokens per forward pass = most tokens of FFN activations held per layer
@@ -92,6 +92,7 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
 
         def edit(i, a, s):  # keep n_i = |a_i|·‖W_down[:, i]‖ >= t, written |a_i| >= t / ‖W_down[:, i]‖
             return a * (a.abs() >= limits[i]).to(a.dtype)
+
         return edit
     if method == "fat":
         if not value >= 0:
@@ -100,12 +101,15 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
     if not 0 < value <= 1:
         raise ValueError(f"Top-k keeps a fraction of neurons in (0, 1], got {value!r}")
     if method == "topk_token":
+
         def edit(i, a, s):
             k = max(1, round(value * a.shape[-1]))
             kth = s.abs().topk(k, dim=-1).values[..., -1:]
             return a * (s.abs() >= kth).to(a.dtype)
+
         return edit
     if method == "topk_layer":
+
         def edit(i, a, s):
             mask = hooks_ref[0].token_mask
             flat = s.abs().reshape(-1, s.shape[-1])
@@ -113,6 +117,7 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
             k = max(1, round(value * flat.numel()))
             kth = flat.kthvalue(flat.numel() - k + 1).values
             return a * (s.abs() >= kth).to(a.dtype)
+
         return edit
     raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
 
@@ -149,9 +154,17 @@ class Evaluation:
     n_tokens: int = 0
 
 
-def evaluate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-             thresholds: Sequence[float] | None = None, batch_size: int | None = None, *,
-             method: str | None = None, value: float | None = None, progress: bool = False) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    thresholds: Sequence[float] | None = None,
+    batch_size: int | None = None,
+    *,
+    method: str | None = None,
+    value: float | None = None,
+    progress: bool = False,
+) -> Evaluation:
     """Mean next-token loss, PPL and neuron activity of ``model`` on ``input_ids``.
 
     With ``thresholds`` (one per layer) neurons are zeroed by CETT-style norm thresholds; otherwise
@@ -167,8 +180,15 @@ def evaluate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     if count == 0:
         raise ValueError("no token has a non-padding successor: cannot compute a next-token loss")
     loss = nll / count
-    return Evaluation(loss, math.exp(loss), stats.activation_ratio, stats.layer_ratios,
-                      stats.neuron_frequency, stats.token_ratios, sum(stats.tokens) // len(stats.tokens))
+    return Evaluation(
+        loss,
+        math.exp(loss),
+        stats.activation_ratio,
+        stats.layer_ratios,
+        stats.neuron_frequency,
+        stats.token_ratios,
+        sum(stats.tokens) // len(stats.tokens),
+    )
 
 
 @dataclass
@@ -188,9 +208,15 @@ class CettCurves:
 
 
 @torch.no_grad()
-def cett_curves(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                targets: Sequence[float] | None = None, grid_points: int = 24,
-                max_tokens: int = MAX_TOKENS, progress: bool = False) -> CettCurves:
+def cett_curves(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    targets: Sequence[float] | None = None,
+    grid_points: int = 24,
+    max_tokens: int = MAX_TOKENS,
+    progress: bool = False,
+) -> CettCurves:
     """One dense pass that measures every layer's exact CETT at grid thresholds placed near the CETT
     values ``targets`` (default: ``grid_points`` values spread over [0, 0.98]). At most ``max_tokens``
     tokens of activations are held per layer at a time."""
@@ -209,8 +235,13 @@ def cett_curves(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
     return CettCurves([b.curve(i) for i, b in enumerate(builders)], nll / count, builders[0].tokens)
 
 
-def cett_thresholds(model: nn.Module, input_ids: torch.Tensor, cett: float,
-                    attention_mask: torch.Tensor | None = None, max_tokens: int = MAX_TOKENS) -> list[float]:
+def cett_thresholds(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    cett: float,
+    attention_mask: torch.Tensor | None = None,
+    max_tokens: int = MAX_TOKENS,
+) -> list[float]:
     """Per-layer thresholds (neuron-output-norm units) at which each layer's CETT equals ``cett``."""
     check_cett(cett)
     curves = cett_curves(model, input_ids, attention_mask, targets=around(cett), max_tokens=max_tokens)
@@ -234,35 +265,67 @@ class CettPplResult:
     converged: bool
 
 
-def cett_ppl(models: nn.Module | Sequence[nn.Module], input_ids: torch.Tensor, p: float = 0.01,
-             attention_mask: torch.Tensor | None = None, tol: float = 5e-4, grid_points: int = 24,
-             max_tokens: int = MAX_TOKENS, progress: bool = False) -> CettPplResult:
+def cett_ppl(
+    models: nn.Module | Sequence[nn.Module],
+    input_ids: torch.Tensor,
+    p: float = 0.01,
+    attention_mask: torch.Tensor | None = None,
+    tol: float = 5e-4,
+    grid_points: int = 24,
+    max_tokens: int = MAX_TOKENS,
+    progress: bool = False,
+) -> CettPplResult:
     """CETT-PPL-p%: the CETT value at which the (mean over ``models``) PPL ratio sparse/dense is 1 + p,
     to within ``tol`` in PPL-ratio units. One dense pass per model measures the CETT curves and the dense
     loss; each search step is one sparse pass per model."""
     if not (isinstance(p, (int, float)) and p > 0):
         raise ValueError(f"p must be > 0 (a PPL increase, 0.01 for 1%), got {p!r}")
     models = [models] if isinstance(models, nn.Module) else list(models)
-    curves = [cett_curves(m, input_ids, attention_mask, grid_points=grid_points, max_tokens=max_tokens,
-                          progress=progress) for m in models]
+    curves = [
+        cett_curves(m, input_ids, attention_mask, grid_points=grid_points, max_tokens=max_tokens, progress=progress)
+        for m in models
+    ]
     evals: dict[float, list[Evaluation]] = {}
 
     def mean_ratio(c: float) -> float:
-        evals[c] = [evaluate(m, input_ids, attention_mask, cv.thresholds(c), max_tokens // input_ids.shape[-1]
-                             or 1, progress=progress) for m, cv in zip(models, curves)]
+        evals[c] = [
+            evaluate(
+                m,
+                input_ids,
+                attention_mask,
+                cv.thresholds(c),
+                max_tokens // input_ids.shape[-1] or 1,
+                progress=progress,
+            )
+            for m, cv in zip(models, curves)
+        ]
         return float(np.mean([math.exp(e.loss - cv.dense_loss) for e, cv in zip(evals[c], curves)]))
 
     root = solve_increasing(mean_ratio, 1.0 + p, tol)
     final = evals[root.x]
     ratios = [math.exp(e.loss - cv.dense_loss) for e, cv in zip(final, curves)]
-    return CettPplResult(root.x, [cv.thresholds(root.x) for cv in curves], [e.activation_ratio for e in final],
-                         ratios, root.value, p, len(models) * (1 + root.evaluations), root.history,
-                         root.converged)
+    return CettPplResult(
+        root.x,
+        [cv.thresholds(root.x) for cv in curves],
+        [e.activation_ratio for e in final],
+        ratios,
+        root.value,
+        p,
+        len(models) * (1 + root.evaluations),
+        root.history,
+        root.converged,
+    )
 
 
-def pareto(model: nn.Module, input_ids: torch.Tensor, method: str, values: Sequence[float],
-           attention_mask: torch.Tensor | None = None, max_tokens: int = MAX_TOKENS,
-           dense: Evaluation | None = None) -> pd.DataFrame:
+def pareto(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    method: str,
+    values: Sequence[float],
+    attention_mask: torch.Tensor | None = None,
+    max_tokens: int = MAX_TOKENS,
+    dense: Evaluation | None = None,
+) -> pd.DataFrame:
     """Activation ratio and PPL for each value of one method (columns: method, value, activation_ratio,
     ppl, ppl_ratio). ``values``: CETT values for "cett", fractions kept for Top-k, ε for "fat";
     ignored for "zero" (one row). Pass ``dense`` (the dense ``evaluate`` on the same tokens) to save a pass."""
@@ -272,15 +335,22 @@ def pareto(model: nn.Module, input_ids: torch.Tensor, method: str, values: Seque
     dense = dense or evaluate(model, input_ids, attention_mask, batch_size=batch)
     curves = cett_curves(model, input_ids, attention_mask, max_tokens=max_tokens) if method == "cett" else None
     rows = []
-    for v in ([0.0] if method == "zero" else values):
+    for v in [0.0] if method == "zero" else values:
         if method == "cett":
             e = evaluate(model, input_ids, attention_mask, curves.thresholds(v), batch)
         elif method == "zero":
             e = dense
         else:
             e = evaluate(model, input_ids, attention_mask, batch_size=batch, method=method, value=v)
-        rows.append(dict(method=method, value=float(v), activation_ratio=e.activation_ratio, ppl=e.ppl,
-                         ppl_ratio=e.ppl / dense.ppl))
+        rows.append(
+            dict(
+                method=method,
+                value=float(v),
+                activation_ratio=e.activation_ratio,
+                ppl=e.ppl,
+                ppl_ratio=e.ppl / dense.ppl,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -308,7 +378,7 @@ class ThresholdSet:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ThresholdSet":
+    def load(cls, path: str | Path) -> ThresholdSet:
         return cls(**json.loads(Path(path).read_text()))
 
 

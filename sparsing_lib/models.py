@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
 from transformers.models.granitemoe.modeling_granitemoe import load_balancing_loss_func
 
-from .book import check_choice
+from .checks import check_choice
 
 SCALE_EMB = 12.0
 SCALE_DEPTH = 1.4
@@ -73,7 +73,10 @@ class ModelSpec:
 
     def flops_per_token(self, seq_len: int, vocab_size: int) -> float:
         """Training FLOPs per token: 6·(active non-embedding + lm_head) params + 12·L·d·T attention (PaLM)."""
-        return 6 * (self.active_non_embedding_params + self.d_model * vocab_size) + 12 * self.n_layers * self.d_model * seq_len
+        return (
+            6 * (self.active_non_embedding_params + self.d_model * vocab_size)
+            + 12 * self.n_layers * self.d_model * seq_len
+        )
 
 
 def _scales() -> list[ModelSpec]:
@@ -138,8 +141,9 @@ def granite_config(spec: ModelSpec, activation: str, vocab_size: int, max_seq_le
         use_cache=False,
     )
     if spec.n_experts:  # load-balancing loss weight 0.01 as in the Switch Transformer (used by train.lm_loss)
-        return GraniteMoeConfig(**common, num_local_experts=spec.n_experts, num_experts_per_tok=spec.top_k,
-                                router_aux_loss_coef=0.01)
+        return GraniteMoeConfig(
+            **common, num_local_experts=spec.n_experts, num_experts_per_tok=spec.top_k, router_aux_loss_coef=0.01
+        )
     return GraniteConfig(**common)
 
 
@@ -206,10 +210,20 @@ def config_table(vocab_size: int | None = None) -> pd.DataFrame:
     """The mini family as a table (the book's counterpart of the paper's Table 3)."""
     rows = []
     for s in MINI.values():
-        row = dict(name=s.name, kind=s.kind, d_model=s.d_model, n_layers=s.n_layers, d_ff=s.d_ff, n_heads=s.n_heads,
-                   head_dim=s.head_dim, width_depth=round(s.width_depth, 1), experts=s.n_experts or "",
-                   top_k=s.top_k or "", non_embedding_params=s.non_embedding_params,
-                   active_non_embedding_params=s.active_non_embedding_params)
+        row = dict(
+            name=s.name,
+            kind=s.kind,
+            d_model=s.d_model,
+            n_layers=s.n_layers,
+            d_ff=s.d_ff,
+            n_heads=s.n_heads,
+            head_dim=s.head_dim,
+            width_depth=round(s.width_depth, 1),
+            experts=s.n_experts or "",
+            top_k=s.top_k or "",
+            non_embedding_params=s.non_embedding_params,
+            active_non_embedding_params=s.active_non_embedding_params,
+        )
         if vocab_size:
             row["embedding_params"] = s.d_model * vocab_size
         rows.append(row)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparsing_lib.book import DATA, check_choice
+from .checks import check_choice
+from .paths import DATA
 
 ENV_VAR = "SPARSINGLAW_DATA"
 REPO = "Raincleared-Song/SparsingLawData"
@@ -86,7 +87,9 @@ def _read(path: Path) -> dict:
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256[path.name]:
-        raise _help(f"{str(path)!r} is corrupted: SHA-256 {digest[:12]}… differs from the released {SHA256[path.name][:12]}…")
+        raise _help(
+            f"{str(path)!r} is corrupted: SHA-256 {digest[:12]}… differs from the released {SHA256[path.name][:12]}…"
+        )
     try:
         content = json.loads(raw)
         tokens, ratio = content["token_passed"], content["activation_ratio"]
@@ -109,12 +112,16 @@ def released_curves(path: str | os.PathLike | None = None) -> pd.DataFrame:
     for name in SHA256:
         content = _read(root / name)
         scale, act = name.removesuffix(".txt").split("_")
-        frames.append(pd.DataFrame({
-            "scale": scale.upper(),
-            "activation": act,
-            "tokens": pd.Series(content["token_passed"], dtype="int64"),
-            "activation_ratio": pd.Series(content["activation_ratio"], dtype="float64"),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scale": scale.upper(),
+                    "activation": act,
+                    "tokens": pd.Series(content["token_passed"], dtype="int64"),
+                    "activation_ratio": pd.Series(content["activation_ratio"], dtype="float64"),
+                }
+            )
+        )
     curves = pd.concat(frames, ignore_index=True)
     curves["scale"] = pd.Categorical(curves["scale"], categories=SCALES, ordered=True)
     return curves.sort_values(["activation", "scale", "tokens"], ignore_index=True)

@@ -38,8 +38,12 @@ def fig4(curves: pd.DataFrame, bands: pd.DataFrame, table2: pd.DataFrame) -> plt
             ax.plot(grid / 1e9, 100 * law, **PAPER_STYLE)
         ax.plot([], [], color="grey", lw=1.6, label="refit (95% band)")
         ax.plot([], [], **PAPER_STYLE, label="paper, Table 2")
-        ax.set(title=f"{ACT_LABEL[act]}-activated models", xlabel="tokens passed (B)", ylabel="activation ratio (%)",
-               ylim=(6.8, 10.8) if act == "relu" else (29, 41))
+        ax.set(
+            title=f"{ACT_LABEL[act]}-activated models",
+            xlabel="tokens passed (B)",
+            ylabel="activation ratio (%)",
+            ylim=(6.8, 10.8) if act == "relu" else (29, 41),
+        )
         ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
@@ -52,23 +56,38 @@ def fig7(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame) -> plt.
     for ax, act in zip(axes, ("relu", "silu")):
         form = laws.PAPER_FORM[act]
         rows = coef[(coef.activation == act) & (coef.form == form)]
-        for name, shift, marker, label in (("A0", -0.012, "o", "refit, bootstrap 95%"),
-                                           ("A0_profile", 0.012, "s", "refit, profile 95%")):
+        for name, shift, marker, label in (
+            ("A0", -0.012, "o", "refit, bootstrap 95%"),
+            ("A0_profile", 0.012, "s", "refit, profile 95%"),
+        ):
             r = rows[rows.name == name].set_index("scale").reindex([s for s in SCALES if s in set(rows.scale)])
             x = params.loc[r.index].to_numpy() + shift
-            ax.errorbar(x, 100 * r.value, yerr=100 * np.abs(np.vstack([r.value - r.ci_lo, r.ci_hi - r.value])),
-                        fmt=marker, ms=5, capsize=3, label=label)
+            ax.errorbar(
+                x,
+                100 * r.value,
+                yerr=100 * np.abs(np.vstack([r.value - r.ci_lo, r.ci_hi - r.value])),
+                fmt=marker,
+                ms=5,
+                capsize=3,
+                label=label,
+            )
         t2 = table2[table2.activation == act]
-        ax.plot(params.loc[t2.scale].to_numpy(), 100 * t2.A0, "*", color="saddlebrown", ms=11,
-                label="paper, Table 2", zorder=4)
+        ax.plot(
+            params.loc[t2.scale].to_numpy(),
+            100 * t2.A0,
+            "*",
+            color="saddlebrown",
+            ms=11,
+            label="paper, Table 2",
+            zorder=4,
+        )
         ax.set(title=f"{ACT_LABEL[act]}", xlabel="non-embedding parameters (B)", ylabel="limit activation ratio A0 (%)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def fig8(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame,
-         curves: pd.DataFrame) -> plt.Figure:
+def fig8(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame, curves: pd.DataFrame) -> plt.Figure:
     """Fig. 8: d(sparsity)/dD (D in billions of tokens) against the tokens-per-parameter ratio."""
     params = table3.set_index("scale").non_embedding_params
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -87,8 +106,11 @@ def fig8(coef: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame,
         ax.plot([], [], color="grey", lw=1.8, label="refit")
         ax.plot([], [], color="grey", lw=1.0, ls="--", label="paper, Table 2")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set(title=f"{ACT_LABEL[act]}", xlabel="training tokens / non-embedding parameters",
-               ylabel="d(1 − A)/dD   (per billion tokens)")
+        ax.set(
+            title=f"{ACT_LABEL[act]}",
+            xlabel="training tokens / non-embedding parameters",
+            ylabel="d(1 − A)/dD   (per billion tokens)",
+        )
         ax.set(ylim=(-0.02, 0.02), xlim=(0, 120))
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
@@ -101,18 +123,35 @@ def fig11(curves: pd.DataFrame, bands: pd.DataFrame, final: dict, interim: dict)
     band = bands[(bands.activation == "relu") & (bands.scale == "2.4B")]
     fig, ax = plt.subplots(figsize=(8, 4.4))
     x = band.tokens.to_numpy() / 1e9
-    ax.scatter(pts.tokens / 1e9, 100 * pts.activation_ratio, s=16, color=PALETTE["2.4B"], zorder=3,
-               label="released points (interim run)")
+    ax.scatter(
+        pts.tokens / 1e9,
+        100 * pts.activation_ratio,
+        s=16,
+        color=PALETTE["2.4B"],
+        zorder=3,
+        label="released points (interim run)",
+    )
     ax.plot(x, 100 * band.fit, color=PALETTE["2.4B"], lw=1.8, label="refit to the released points")
     if band.lo.notna().all():
         ax.fill_between(x, 100 * band.lo, 100 * band.hi, color=PALETTE["2.4B"], alpha=0.2, lw=0, label="refit 95% band")
     grid = np.linspace(1, 1000, 400) * 1e9
     ax.plot(grid / 1e9, 100 * laws.curve("logspace", final, grid), **PAPER_STYLE, label="paper's final law (Fig. 11)")
-    ax.plot(grid / 1e9, 100 * laws.curve("logspace", interim, grid), color="grey", lw=1.0, ls=":",
-            label="authors' interim law")
+    ax.plot(
+        grid / 1e9,
+        100 * laws.curve("logspace", interim, grid),
+        color="grey",
+        lw=1.0,
+        ls=":",
+        label="authors' interim law",
+    )
     ax.axvline(pts.tokens.max() / 1e9, color="k", lw=0.5, ls=":")
-    ax.set(xlabel="tokens passed (B)", ylabel="activation ratio (%)", ylim=(5.5, 10), xlim=(0, 1000),
-           title="2.4B ReLU model")
+    ax.set(
+        xlabel="tokens passed (B)",
+        ylabel="activation ratio (%)",
+        ylim=(5.5, 10),
+        xlim=(0, 1000),
+        title="2.4B ReLU model",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

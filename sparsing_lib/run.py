@@ -22,12 +22,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .book import check_choice, git_revision
+from .checks import check_choice
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
-from .train import ProbeConfig, TrainConfig, probe_checkpoints, probe_moe_checkpoints, train, write_json
+from .paths import H200_BF16_FLOPS, git_state
+from .runs import FINISHED, parse_run, write_json
+from .train import ProbeConfig, TrainConfig, probe_checkpoints, probe_moe_checkpoints, train
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
 MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long stable phase (134M tokens)
@@ -44,38 +45,21 @@ GRIDS: dict[str, list[str]] = {
     "moe": [f"{s.name}-relu" for s in MINI.values() if s.kind == "moe"],
     "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
 }
-FINISHED = ("done", "diverged")
-
-
-def load_run(folder: Path) -> dict:
-    """A run folder's files: config, metrics and env (empty until the run ends), plus sparsity, pareto and
-    cett once its checkpoints are probed."""
-    folder = Path(folder)
-    out = dict(config=json.loads((folder / "config.json").read_text()), metrics=pd.read_csv(folder / "metrics.csv"),
-               env=json.loads((folder / "env.json").read_text()) if (folder / "env.json").exists() else {})
-    for name in ("sparsity", "pareto"):
-        if (folder / f"{name}.csv").exists():
-            out[name] = pd.read_csv(folder / f"{name}.csv")
-    if (folder / "cett.json").exists():
-        out["cett"] = json.loads((folder / "cett.json").read_text())
-    return out
-
-
-def parse_run(run: str) -> tuple[str, str]:
-    """Split ``<model>-<activation>`` into its model name and activation."""
-    model, _, act = run.rpartition("-")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"run {run!r} does not end in one of: {', '.join(ACTIVATIONS)}")
-    get_spec(model)
-    return model, act
 
 
 def train_config(model: str, profile: str) -> TrainConfig:
     """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M), 50 for the
     width-depth variants; smoke = toy size."""
     if profile == "smoke":
-        return TrainConfig(tokens=150 * 8 * 64, batch_size=8, seq_len=64, n_checkpoints=6, eval_tokens=2048,
-                           log_every=10, compile=False)
+        return TrainConfig(
+            tokens=150 * 8 * 64,
+            batch_size=8,
+            seq_len=64,
+            n_checkpoints=6,
+            eval_tokens=2048,
+            log_every=10,
+            compile=False,
+        )
     spec = get_spec(model)
     if spec.kind == "width_depth":
         return TrainConfig(tokens=WIDTH_DEPTH_TOKENS_PER_PARAM * spec.non_embedding_params)
@@ -84,8 +68,16 @@ def train_config(model: str, profile: str) -> TrainConfig:
 
 def probe_config(profile: str) -> ProbeConfig:
     if profile == "smoke":
-        return ProbeConfig(joint_last=3, tokens=1024, domain_tokens=256, token_ratio_tokens=1024, batch_size=16,
-                           topk_values=[0.1, 0.3], fat_values=[0.0, 0.1, 1.0], cett_values=[0.1, 0.3])
+        return ProbeConfig(
+            joint_last=3,
+            tokens=1024,
+            domain_tokens=256,
+            token_ratio_tokens=1024,
+            batch_size=16,
+            topk_values=[0.1, 0.3],
+            fat_values=[0.0, 0.1, 1.0],
+            cett_values=[0.1, 0.3],
+        )
     return ProbeConfig()
 
 
@@ -109,12 +101,16 @@ def load_corpus(corpus: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarr
     if corpus == "synthetic":  # development only: Zipf-distributed ids, no structure
         rng = np.random.default_rng(0)
         ids = np.minimum(rng.zipf(1.2, 2**20), 12287).astype(np.uint16)
-        return ids, ids[-2**16:], {"a": ids[:2**14], "b": ids[2**14:2**15]}, 12288
+        return ids, ids[-(2**16) :], {"a": ids[: 2**14], "b": ids[2**14 : 2**15]}, 12288
     from . import corpus as corpus_lib
 
     root = "smoke" if corpus == "smoke" else None
-    return (corpus_lib.load_tokens("train", root=root), corpus_lib.load_tokens("val", root=root),
-            corpus_lib.load_val_by_domain(root=root), len(corpus_lib.load_tokenizer()))
+    return (
+        corpus_lib.load_tokens("train", root=root),
+        corpus_lib.load_tokens("val", root=root),
+        corpus_lib.load_val_by_domain(root=root),
+        len(corpus_lib.load_tokenizer()),
+    )
 
 
 def mix(val_by_domain: dict[str, np.ndarray], tokens: int, window: int) -> np.ndarray:
@@ -133,22 +129,45 @@ def corpus_identity(corpus: str) -> dict:
     from . import corpus as corpus_lib
 
     idx = json.loads((corpus_lib.corpus_root("smoke" if corpus == "smoke" else None) / "index.json").read_text())
-    return dict(train_sha256=idx["files"]["train"]["sha256"], tokenizer_sha256=idx.get("tokenizer_sha256"),
-                train_tokens=idx["files"]["train"]["tokens"])
+    return dict(
+        train_sha256=idx["files"]["train"]["sha256"],
+        tokenizer_sha256=idx.get("tokenizer_sha256"),
+        train_tokens=idx["files"]["train"]["tokens"],
+    )
 
 
 def environment() -> dict:
-    """Code revision, package versions and hardware of this process."""
+    """Code revision (from git, with a dirty-tree flag and where it came from), package versions and hardware."""
     import transformers
 
     cuda = torch.cuda.is_available()
-    return dict(git_rev=git_revision(), python=platform.python_version(), torch=torch.__version__,
-                transformers=transformers.__version__, numpy=np.__version__, host=platform.node(),
-                gpu=torch.cuda.get_device_name() if cuda else None, cpu_count=os.cpu_count())
+    git = git_state()
+    return dict(
+        git_rev=git["revision"],
+        git_dirty=git["dirty"],
+        git_rev_source=git["source"],
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        numpy=np.__version__,
+        host=platform.node(),
+        gpu=torch.cuda.get_device_name() if cuda else None,
+        cpu_count=os.cpu_count(),
+    )
 
 
-def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_limit: float | None,
-            device: str, tokens: int | None = None, progress: bool = True, decay_frac: float = 0.0) -> dict:
+def run_one(
+    run: str,
+    out: Path,
+    ckpt: Path,
+    corpus: str,
+    profile: str,
+    time_limit: float | None,
+    device: str,
+    tokens: int | None = None,
+    progress: bool = True,
+    decay_frac: float = 0.0,
+) -> dict:
     """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
     count everything from loading the corpus to the last probe. ``decay_frac`` > 0 ends the run with a decay
     phase of that share of its steps (the recipe-validation run); its checkpoints stay in the stable phase."""
@@ -168,28 +187,72 @@ def run_one(run: str, out: Path, ckpt: Path, corpus: str, profile: str, time_lim
         cfg = replace(cfg, decay_frac=decay_frac)
     train_ids, _, val_by_domain, vocab = load_corpus(corpus)
     val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
-    write_json(run_dir / "config.json", dict(run=run, activation=act, model=spec_dict(spec), train=asdict(cfg),
-                                             probe=asdict(pcfg), corpus=corpus, profile=profile, vocab_size=vocab,
-                                             corpus_identity=corpus_identity(corpus),
-                                             tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params))
+    write_json(
+        run_dir / "config.json",
+        dict(
+            run=run,
+            activation=act,
+            model=spec_dict(spec),
+            train=asdict(cfg),
+            probe=asdict(pcfg),
+            corpus=corpus,
+            profile=profile,
+            vocab_size=vocab,
+            corpus_identity=corpus_identity(corpus),
+            tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params,
+        ),
+    )
     model = build_model(spec, act, vocab, seed=cfg.seed).to(device)
     fpt = spec.flops_per_token(cfg.seq_len, vocab)
-    record = environment() | dict(run=run, corpus_tokens=int(len(train_ids)), flops_per_token=fpt,
-                                  peak_flops=790e12, wall_seconds=prev.get("wall_seconds", 0.0))
+    record = environment() | dict(
+        run=run,
+        corpus_tokens=int(len(train_ids)),
+        flops_per_token=fpt,
+        peak_flops=H200_BF16_FLOPS,
+        wall_seconds=prev.get("wall_seconds", 0.0),
+    )
     try:
-        summary = train(model, train_ids, val_ids, cfg, out_dir=run_dir, ckpt_dir=ckpt_dir, time_limit=time_limit,
-                        flops_per_token=fpt, progress=progress)
+        summary = train(
+            model,
+            train_ids,
+            val_ids,
+            cfg,
+            out_dir=run_dir,
+            ckpt_dir=ckpt_dir,
+            time_limit=time_limit,
+            flops_per_token=fpt,
+            progress=progress,
+        )
         record |= summary
         if summary["status"] == "done":
             del model
             build = lambda: build_model(spec, act, vocab)  # noqa: E731
             probe_ids = mix(val_by_domain, pcfg.tokens, cfg.seq_len)
             if spec.n_experts:
-                probe_moe_checkpoints(build, ckpt_dir, run_dir, probe_ids, cfg.seq_len, cfg.tokens_per_step,
-                                      pcfg.batch_size, device=device, progress=progress)
+                probe_moe_checkpoints(
+                    build,
+                    ckpt_dir,
+                    run_dir,
+                    probe_ids,
+                    cfg.seq_len,
+                    cfg.tokens_per_step,
+                    pcfg.batch_size,
+                    device=device,
+                    progress=progress,
+                )
             else:
-                probe_checkpoints(build, ckpt_dir, run_dir, probe_ids, val_by_domain, cfg.seq_len,
-                                  cfg.tokens_per_step, pcfg, device=device, progress=progress)
+                probe_checkpoints(
+                    build,
+                    ckpt_dir,
+                    run_dir,
+                    probe_ids,
+                    val_by_domain,
+                    cfg.seq_len,
+                    cfg.tokens_per_step,
+                    pcfg,
+                    device=device,
+                    progress=progress,
+                )
     except Exception as exc:  # keep a record of what broke; the run stays resumable
         record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_seconds"] += time.time() - t0
@@ -209,23 +272,55 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained concurrently (separate processes)")
     ap.add_argument("--tokens", type=int, default=None, help="override the recipe's training tokens (tests)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before pausing a run")
-    ap.add_argument("--decay-frac", type=float, default=0.0,
-                    help="end with a decay phase of this share of the steps (the recipe-validation run: 0.1, "
-                         "with its own --out and --ckpt)")
+    ap.add_argument(
+        "--decay-frac",
+        type=float,
+        default=0.0,
+        help="end with a decay phase of this share of the steps (the recipe-validation run: 0.1, "
+        "with its own --out and --ckpt)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
     if args.run:
         if args.profile == "smoke" and args.device == "cpu":
             torch.set_num_threads(1)  # a toy model gains nothing from threads and loses much on a busy machine
-        rec = run_one(args.run, args.out, args.ckpt, args.corpus, args.profile, args.time_limit, args.device,
-                      args.tokens, progress=args.jobs == 1, decay_frac=args.decay_frac)
-        print(f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
-              + (f" error {rec['error']}" if rec.get("error") else ""), flush=True)
+        rec = run_one(
+            args.run,
+            args.out,
+            args.ckpt,
+            args.corpus,
+            args.profile,
+            args.time_limit,
+            args.device,
+            args.tokens,
+            progress=args.jobs == 1,
+            decay_frac=args.decay_frac,
+        )
+        print(
+            f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
+            + (f" error {rec['error']}" if rec.get("error") else ""),
+            flush=True,
+        )
         return 0 if rec["status"] in FINISHED + ("paused",) else 1
     runs = select(args.grid, args.slice)
-    base = [sys.executable, "-m", "sparsing_lib.run", "--out", str(args.out), "--ckpt", str(args.ckpt),
-            "--corpus", args.corpus, "--profile", args.profile, "--device", args.device, "--jobs", str(args.jobs)]
+    base = [
+        sys.executable,
+        "-m",
+        "sparsing_lib.run",
+        "--out",
+        str(args.out),
+        "--ckpt",
+        str(args.ckpt),
+        "--corpus",
+        args.corpus,
+        "--profile",
+        args.profile,
+        "--device",
+        args.device,
+        "--jobs",
+        str(args.jobs),
+    ]
     if args.time_limit:
         base += ["--time-limit", str(args.time_limit)]
     if args.tokens:

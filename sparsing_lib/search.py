@@ -7,7 +7,8 @@ neuron i's output norm on token j is ``n_ji = |a_ji|·‖W[:, i]‖`` and
 
 Instead of bisecting over 65,536 candidate thresholds for every CETT value (the official way), we evaluate
 CETT exactly at a few grid thresholds per layer, with masked matrix products stacked over thresholds (bf16
-tensor cores on GPU: bf16 products are exact and accumulate in fp32), and invert the monotone curve by interpolation. The grid
+tensor cores on GPU: bf16 products are exact and accumulate in fp32), and invert the monotone curve by
+interpolation. The grid
 is placed with a cheap pilot curve on a token subsample, either evenly in CETT over [0, 1] (for searches
 that visit many CETT values) or tightly around the requested values.
 """
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,12 +55,20 @@ def _mask(a: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
             return _small_part_fused(a, limits)
         except Exception as exc:  # e.g. no working Triton on this machine
             _fused["ok"] = False
-            warnings.warn(f"compiling the CETT mask failed ({type(exc).__name__}: {exc}); masking eagerly instead")
+            warnings.warn(
+                f"compiling the CETT mask failed ({type(exc).__name__}: {exc}); masking eagerly instead", stacklevel=2
+            )
     return small_part(a, limits)
 
 
-def cett_sums(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_norm: torch.Tensor,
-              thresholds: torch.Tensor, max_elements: int = GROUP_ELEMENTS) -> torch.Tensor:
+def cett_sums(
+    a: torch.Tensor,
+    weight: torch.Tensor,
+    y_norm: torch.Tensor,
+    col_norm: torch.Tensor,
+    thresholds: torch.Tensor,
+    max_elements: int = GROUP_ELEMENTS,
+) -> torch.Tensor:
     """Σ over tokens of ‖Σ_{n<t} a_i W[:, i]‖ / ‖y‖ for every threshold t (float64 [K]).
 
     The masked activations of several thresholds are stacked into one [k·m, d_ff] x [d_ff, d] product in the
@@ -111,8 +120,9 @@ class Curve:
         return cett == 0.0 or cett >= 1.0 or bool(self.cett[1] <= cett <= self.cett[-1])
 
 
-def pilot_grid(a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_norm: torch.Tensor,
-               targets: Sequence[float]) -> torch.Tensor:
+def pilot_grid(
+    a: torch.Tensor, weight: torch.Tensor, y_norm: torch.Tensor, col_norm: torch.Tensor, targets: Sequence[float]
+) -> torch.Tensor:
     """Thresholds at which a cheap pilot curve (token subsample, quantile grid) reaches each target CETT."""
     step = max(1, a.shape[0] // PILOT_TOKENS)
     sub, ys = a[::step][:PILOT_TOKENS], y_norm[::step][:PILOT_TOKENS]
@@ -162,7 +172,7 @@ class CurveBuilder:
 def broad_targets(points: int) -> list[float]:
     """CETT values at which a general-purpose curve is evaluated (denser at small CETT)."""
     u = np.linspace(0, 1, points + 1)[1:]
-    return list(0.98 * (0.6 * u + 0.4 * u ** 2))
+    return list(0.98 * (0.6 * u + 0.4 * u**2))
 
 
 def around(cett: float) -> list[float]:
@@ -179,8 +189,15 @@ class RootResult:
     converged: bool = True  # False: f jumps over the target (a step too coarse for tol); best point returned
 
 
-def solve_increasing(f: Callable[[float], float], target: float, tol: float, x0: float = 0.1,
-                     f0: float = 1.0, xtol: float = 1e-6, max_evals: int = 40) -> RootResult:
+def solve_increasing(
+    f: Callable[[float], float],
+    target: float,
+    tol: float,
+    x0: float = 0.1,
+    f0: float = 1.0,
+    xtol: float = 1e-6,
+    max_evals: int = 40,
+) -> RootResult:
     """Find x in (0, 1] with |f(x) − target| ≤ tol for an increasing f with f(0) = f0 < target.
 
     Secant steps in (log x, log(f − f0)) coordinates (f − f0 grows like a power of x), kept inside the
@@ -208,7 +225,7 @@ def solve_increasing(f: Callable[[float], float], target: float, tol: float, x0:
             break
         x = _next_point(history, lo, hi, target, f0, stuck=len(sides) > 2 and sides[-1] == sides[-2] == sides[-3])
     best = min(history, key=lambda h: abs(h[1] - target))
-    warnings.warn(f"target {target:.6g} not met within {tol}: closest {best[1]:.6g} at x={best[0]:.6g}")
+    warnings.warn(f"target {target:.6g} not met within {tol}: closest {best[1]:.6g} at x={best[0]:.6g}", stacklevel=2)
     return RootResult(best[0], best[1], len(history), history, converged=False)
 
 

@@ -9,14 +9,12 @@ non-overlapping windows in a fresh seeded order, so a resumed run sees exactly t
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,8 +24,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_wsd_schedule
 
 from .models import load_balancing_loss, width_mult
-
-H200_BF16_FLOPS = 790e12  # measured dense bf16 matmul rate on the lent H200 (KINDS.md)
+from .paths import H200_BF16_FLOPS
+from .runs import write_csv, write_json, write_npz
 
 
 @dataclass
@@ -71,31 +69,6 @@ class TrainConfig:
         first, last = self.warmup_steps, self.steps - self.decay_steps
         n = min(self.n_checkpoints, last - first + 1)
         return sorted({int(round(s)) for s in np.linspace(first, last, n)} - {0})
-
-
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write ``obj`` as indented JSON atomically (temporary file + rename)."""
-    _atomic_write(Path(path), json.dumps(obj, indent=1, default=str) + "\n")
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write named arrays as a compressed .npz atomically."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    _atomic_write(path, buf.getvalue())
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Write a list of dict rows as CSV atomically."""
-    buf = io.StringIO()
-    pd.DataFrame(rows).to_csv(buf, index=False)
-    _atomic_write(Path(path), buf.getvalue())
 
 
 class Batches:
@@ -173,8 +146,14 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction:
     return loss + model.config.router_aux_loss_coef * load_balancing_loss(model) if balance else loss
 
 
-def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grad_clip: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on batch (x, y): loss, backward, gradient clipping, update. Returns the detached
     loss and the pre-clipping gradient norm (device tensors, no synchronisation)."""
     loss = loss_fn(model, x, y)
@@ -221,8 +200,7 @@ def train(
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg, fused=cuda)
-    sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps,
-                             decay_type="linear")
+    sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps, decay_type="linear")
     batches = Batches(train_ids, cfg.seq_len, cfg.batch_size, cfg.seed, device)
     val = windows(val_ids, cfg.seq_len + 1, cfg.eval_tokens)
     loss_fn = torch.compile(lm_loss) if (cuda and cfg.compile) else lm_loss
@@ -244,8 +222,17 @@ def train(
     def save_state() -> None:
         if state_path:
             tmp = state_path.with_suffix(".tmp")
-            torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            step=step, rows=rows, start_loss=start_loss), tmp)
+            torch.save(
+                dict(
+                    model=model.state_dict(),
+                    optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(),
+                    step=step,
+                    rows=rows,
+                    start_loss=start_loss,
+                ),
+                tmp,
+            )
             os.replace(tmp, state_path)
 
     ckpts = set(cfg.checkpoint_steps)
@@ -269,9 +256,16 @@ def train(
             n = step - step_log
             train_loss = loss_sum.item() / n  # synchronises
             now = time.perf_counter()
-            row = dict(step=step, tokens=step * cfg.tokens_per_step, epoch=round(batches.epoch_of(step), 4),
-                       lr=sched.get_last_lr()[1], train_loss=train_loss, grad_norm=gnorm_sum.item() / n,
-                       tokens_per_s=n * cfg.tokens_per_step / (now - t_log), val_loss=float("nan"))
+            row = dict(
+                step=step,
+                tokens=step * cfg.tokens_per_step,
+                epoch=round(batches.epoch_of(step), 4),
+                lr=sched.get_last_lr()[1],
+                train_loss=train_loss,
+                grad_norm=gnorm_sum.item() / n,
+                tokens_per_s=n * cfg.tokens_per_step / (now - t_log),
+                val_loss=float("nan"),
+            )
             train_time += now - t_log
             if start_loss is None:
                 start_loss = train_loss
@@ -298,10 +292,17 @@ def train(
     bar.close()
     measured = [r for r in rows if r["step"] > cfg.log_every]  # skip the compile-dominated first interval
     tok_s = float(np.median([r["tokens_per_s"] for r in measured])) if measured else float("nan")
-    summary = dict(status=status, step=step, steps=cfg.steps, tokens=step * cfg.tokens_per_step,
-                   epochs=batches.epoch_of(step), corpus_tokens=int(len(train_ids)),
-                   final_train_loss=rows[-1]["train_loss"] if rows else float("nan"),
-                   tokens_per_s=tok_s, session_train_seconds=train_time)
+    summary = dict(
+        status=status,
+        step=step,
+        steps=cfg.steps,
+        tokens=step * cfg.tokens_per_step,
+        epochs=batches.epoch_of(step),
+        corpus_tokens=int(len(train_ids)),
+        final_train_loss=rows[-1]["train_loss"] if rows else float("nan"),
+        tokens_per_s=tok_s,
+        session_train_seconds=train_time,
+    )
     if flops_per_token:
         summary["mfu"] = tok_s * flops_per_token / H200_BF16_FLOPS if cuda else float("nan")
     return summary
@@ -379,9 +380,17 @@ def probe_checkpoints(
         dense = metrics.evaluate(model, ids, batch_size=cfg.batch_size)
         thr = metrics.cett_thresholds(model, ids, cett, max_tokens=max_tokens)
         ev = metrics.evaluate(model, ids, thresholds=thr, batch_size=cfg.batch_size)
-        row = dict(step=step, tokens=step * tokens_per_step, cett=cett, activation_ratio=ev.activation_ratio,
-                   ppl=ev.ppl, dense_ppl=dense.ppl, ppl_ratio=ev.ppl / dense.ppl, loss=dense.loss,
-                   zero_ratio=dense.activation_ratio)
+        row = dict(
+            step=step,
+            tokens=step * tokens_per_step,
+            cett=cett,
+            activation_ratio=ev.activation_ratio,
+            ppl=ev.ppl,
+            dense_ppl=dense.ppl,
+            ppl_ratio=ev.ppl / dense.ppl,
+            loss=dense.loss,
+            zero_ratio=dense.activation_ratio,
+        )
         row |= {f"layer_{i}": r for i, r in enumerate(ev.layer_ratios)}
         row |= {f"zero_layer_{i}": r for i, r in enumerate(dense.layer_ratios)}
         rows.append(row)
@@ -389,8 +398,14 @@ def probe_checkpoints(
         for method, values in sweeps if step in curve_steps else ():
             df = metrics.pareto(model, ids, method, values, max_tokens=max_tokens, dense=dense)
             pareto_rows += [dict(step=step, **r) for r in df.to_dict("records")]
-        freqs.append(np.stack([metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
-                               for d in dom_ids.values()]).astype(np.float16))
+        freqs.append(
+            np.stack(
+                [
+                    metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
+                    for d in dom_ids.values()
+                ]
+            ).astype(np.float16)
+        )
         token_ratios.append(np.asarray(ev.token_ratios[: cfg.token_ratio_tokens], dtype=np.float16))
         del model
     out_dir = Path(out_dir)
@@ -399,8 +414,16 @@ def probe_checkpoints(
     steps = np.array([s for s, _ in ckpts])
     write_npz(out_dir / "neuron_frequency.npz", steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
     write_npz(out_dir / "token_ratios.npz", steps=steps, token_ratios=np.stack(token_ratios))
-    write_json(out_dir / "cett.json", dict(cett=cett, p=cfg.p, joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
-                                           joint_mean_ppl_ratio=float(search.mean_ppl_ratio), probe=asdict(cfg)))
+    write_json(
+        out_dir / "cett.json",
+        dict(
+            cett=cett,
+            p=cfg.p,
+            joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
+            joint_mean_ppl_ratio=float(search.mean_ppl_ratio),
+            probe=asdict(cfg),
+        ),
+    )
     return pd.DataFrame(rows)
 
 
@@ -439,13 +462,24 @@ def probe_moe_checkpoints(
         model = load_checkpoint(build, path, device)
         n, k = model.config.num_local_experts, model.config.num_experts_per_tok
         loss = val_loss(model, ids, batch_size, device)
-        rows.append(dict(step=step, tokens=step * tokens_per_step, top_k=k, activation_ratio=k / n, loss=loss,
-                         ppl=math.exp(loss)))
+        rows.append(
+            dict(
+                step=step, tokens=step * tokens_per_step, top_k=k, activation_ratio=k / n, loss=loss, ppl=math.exp(loss)
+            )
+        )
         for j in range(1, n // 2 + 1) if i == len(ckpts) - 1 else ():
             set_top_k(model, j)
             ppl = math.exp(val_loss(model, ids, batch_size, device))
-            pareto_rows.append(dict(step=step, method="experts", value=j, activation_ratio=j / n, ppl=ppl,
-                                    ppl_ratio=ppl / rows[-1]["ppl"]))
+            pareto_rows.append(
+                dict(
+                    step=step,
+                    method="experts",
+                    value=j,
+                    activation_ratio=j / n,
+                    ppl=ppl,
+                    ppl_ratio=ppl / rows[-1]["ppl"],
+                )
+            )
         del model
     write_csv(Path(out_dir) / "sparsity.csv", rows)
     write_csv(Path(out_dir) / "pareto.csv", pareto_rows)

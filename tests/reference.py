@@ -51,8 +51,9 @@ def capture(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Ten
     seen = [dict() for _ in parts]
     handles = []
     for k, (down, act, _) in enumerate(parts):
-        handles.append(down.register_forward_hook(
-            lambda mod, args, out, k=k: seen[k].update(a=args[0].detach(), y=out.detach())))
+        handles.append(
+            down.register_forward_hook(lambda mod, args, out, k=k: seen[k].update(a=args[0].detach(), y=out.detach()))
+        )
         if gated:
             handles.append(act.register_forward_hook(lambda mod, args, out, k=k: seen[k].update(s=out.detach())))
     with torch.no_grad():
@@ -96,8 +97,9 @@ def threshold(layer: dict, target: float) -> float:
     return float(cands[lo])
 
 
-def sparse_eval(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                rule) -> tuple[float, list[float]]:
+def sparse_eval(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rule
+) -> tuple[float, list[float]]:
     """float64 (mean next-token loss over non-pad pairs, per-layer activation ratios) when
     ``rule(layer, a, s)`` returns the boolean keep-mask of the down-projection input."""
     m = copy.deepcopy(model).double()
@@ -154,20 +156,52 @@ def topk_token_rule(frac: float):
             kth = s[idx].abs()[order[n - 1]]
             keep[idx] = s[idx].abs() >= kth
         return keep
+
     return rule
 
 
 SHAPES = {  # family -> (config class, model class, config arguments besides activation and vocabulary)
-    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(hidden_size=32, intermediate_size=80, num_hidden_layers=2,
-                                                      num_attention_heads=4, num_key_value_heads=2)),
-    "granite": ("GraniteConfig", "GraniteForCausalLM", dict(
-        hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-        embedding_multiplier=4.0, residual_multiplier=0.5, logits_scaling=2.0, attention_multiplier=0.125)),
+    "llama": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+    ),
+    "granite": (
+        "GraniteConfig",
+        "GraniteForCausalLM",
+        dict(
+            hidden_size=32,
+            intermediate_size=80,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            embedding_multiplier=4.0,
+            residual_multiplier=0.5,
+            logits_scaling=2.0,
+            attention_multiplier=0.125,
+        ),
+    ),
     "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=32, n_inner=96, n_layer=2, n_head=4, n_positions=64)),
-    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2,
-                                                            num_attention_heads=4, max_position_embeddings=64)),
-    "opt": ("OPTConfig", "OPTForCausalLM", dict(hidden_size=32, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4,
-                                                max_position_embeddings=64, word_embed_proj_dim=32, init_std=0.15)),
+    "gpt_neox": (
+        "GPTNeoXConfig",
+        "GPTNeoXForCausalLM",
+        dict(
+            hidden_size=32, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64
+        ),
+    ),
+    "opt": (
+        "OPTConfig",
+        "OPTForCausalLM",
+        dict(
+            hidden_size=32,
+            ffn_dim=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+            init_std=0.15,
+        ),
+    ),
 }
 ACT_ARG = {"gpt2": "activation_function", "opt": "activation_function"}
 
@@ -178,8 +212,15 @@ def tiny_model(family: str, act: str = "relu", seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     cfg_cls, model_cls, kwargs = SHAPES[family]
-    cfg = getattr(tf, cfg_cls)(vocab_size=48, initializer_range=0.15, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                               **{ACT_ARG.get(family, "hidden_act"): act}, **kwargs)
+    cfg = getattr(tf, cfg_cls)(
+        vocab_size=48,
+        initializer_range=0.15,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        **{ACT_ARG.get(family, "hidden_act"): act},
+        **kwargs,
+    )
     return getattr(tf, model_cls)(cfg).eval()
 
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from sparsing_lib.book import DATA, PROFILES, ROOT, check_choice, check_profile
+from sparsing_lib.checks import PROFILES, check_choice, check_profile
+from sparsing_lib.paths import DATA, ROOT
 
 CHAPTERS = sorted((ROOT / "book").glob("*.md"))
 

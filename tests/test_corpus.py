@@ -14,8 +14,10 @@ import pytest
 
 from sparsing_lib import corpus as C
 
-WORDS = ("the sea whale ship captain water wind night star light river stone king law court "
-         "function value return list index module error file system memory thread process").split()
+WORDS = (
+    "the sea whale ship captain water wind night star light river stone king law court "
+    "function value return list index module error file system memory thread process"
+).split()
 SHARED_DOC = " ".join(["This document is copied into two sources and must survive only once."] * 6)
 SHARED_PARA = "A boilerplate paragraph that repeats in many documents of the technical source."
 
@@ -44,11 +46,10 @@ def _make_sources(cache: Path) -> tuple[C.Source, ...]:
     sources = []
     for k, domain in enumerate(C.DOMAINS):
         docs = [_doc(rng, int(rng.integers(3, 9))) for _ in range(60)]
-        docs[5] = SHARED_DOC                       # exact duplicate across sources
+        docs[5] = SHARED_DOC  # exact duplicate across sources
         if domain == "technical":
             docs = [d + "\n\n" + SHARED_PARA for d in docs]  # repeated paragraph
-        src = C.Source(f"src{k}", domain, "pip", f"synthetic-{domain}", "1.0", "", "public domain",
-                       x_plain, True)
+        src = C.Source(f"src{k}", domain, "pip", f"synthetic-{domain}", "1.0", "", "public domain", x_plain, True)
         payload = "\n====\n".join(docs).encode()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tf:
@@ -69,6 +70,7 @@ def _build(tmp: Path, cache: Path, sources, name: str = "out", **kw) -> tuple[Pa
 
 def _text(ids: np.ndarray, tok_path: Path) -> list[str]:
     from tokenizers import Tokenizer
+
     tok = Tokenizer.from_file(str(tok_path))
     docs, start = [], 0
     for end in np.flatnonzero(ids == C.EOT_ID):
@@ -109,7 +111,7 @@ def test_manifest_fields_and_counts(built):
     assert all(r["sha256"] == s.sha256 for r, s in zip(rows, sources))
     n_docs = int(C.load_tokens("train", out).size)
     kept = sum(int(r["train_tokens_kept"]) for r in rows)
-    assert kept + index["train_docs"]["docs"] == n_docs           # plus one EOT per document
+    assert kept + index["train_docs"]["docs"] == n_docs  # plus one EOT per document
     assert sum(int(r["tokens"]) for r in rows) == sum(int(r["train_tokens"]) + int(r["val_tokens"]) for r in rows)
     docs = np.load(out / "train_docs.npz")
     train = C.load_tokens("train", out)
@@ -119,19 +121,19 @@ def test_manifest_fields_and_counts(built):
 def test_build_is_deterministic(built):
     tmp, cache, sources, out, _ = built
     out2, _ = _build(tmp, cache, sources, name="again")
-    for f in ["train.u16.xz", "tokenizer.json", "manifest.csv", "index.json"] + \
-             [f"val_{d}.u16.xz" for d in C.DOMAINS]:
+    for f in ["train.u16.xz", "tokenizer.json", "manifest.csv", "index.json"] + [f"val_{d}.u16.xz" for d in C.DOMAINS]:
         assert (out / f).read_bytes() == (out2 / f).read_bytes(), f
 
 
 def test_subsample_keeps_mixture_and_val(built):
     tmp, cache, sources, out, index = built
     full = index["files"]["train"]["bytes"]
-    small_out, small = _build(tmp, cache, sources, name="small", max_train_bytes=full // 2,
-                              tokenizer=out / "tokenizer.json")
+    small_out, small = _build(
+        tmp, cache, sources, name="small", max_train_bytes=full // 2, tokenizer=out / "tokenizer.json"
+    )
     assert small["files"]["train"]["bytes"] <= full // 2
     assert small["train_subsample_fraction"] < 1
-    assert small["files"]["val"] == index["files"]["val"]          # val fixed before subsetting
+    assert small["files"]["val"] == index["files"]["val"]  # val fixed before subsetting
     rows = list(csv.DictReader(open(small_out / "manifest.csv")))
     shares = [int(r["train_tokens_kept"]) / int(r["train_tokens"]) for r in rows]
     assert max(shares) - min(shares) < 0.15
@@ -157,19 +159,23 @@ def test_failed_build_leaves_nothing(tmp_path):
     broken = replace(sources[0], extract=x_broken)
     with pytest.raises(RuntimeError, match="half-way"):
         _build(tmp_path, cache, [broken] + sources[1:], name="out")
-    assert (out / "train.u16.xz").read_bytes() == before        # old build untouched
+    assert (out / "train.u16.xz").read_bytes() == before  # old build untouched
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
 
 
 def test_html_and_dictionary_cleaning():
-    page = ("<html><head><title>x</title><script>var a=1;</script></head><body><nav>Home | Next</nav>"
-            "<div class='sphinxsidebar'><p>Sidebar</p></div><h1>Title</h1><p>First &amp; second\n line.</p>"
-            "<pre>x = 1\n    y = 2</pre><ul><li>item</li></ul></body></html>")
+    page = (
+        "<html><head><title>x</title><script>var a=1;</script></head><body><nav>Home | Next</nav>"
+        "<div class='sphinxsidebar'><p>Sidebar</p></div><h1>Title</h1><p>First &amp; second\n line.</p>"
+        "<pre>x = 1\n    y = 2</pre><ul><li>item</li></ul></body></html>"
+    )
     assert C.html_text(page) == "Title\n\nFirst & second line.\n\nx = 1\n    y = 2\n\nitem"
     entry = 'Abuse \\A*buse"\\, v. t.\n   1. To put to a wrong use.\n      [1913 Webster]\n\n   Syn: {Misuse}.'
     assert C.dict_clean(entry) == "Abuse , v. t. 1. To put to a wrong use.\n\nSyn: Misuse."
-    assert C.brown_text("\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ,/, it's/pps+bez fine/jj ./.") == \
-        'The jury said "no", it\'s fine.'
+    assert (
+        C.brown_text("\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ,/, it's/pps+bez fine/jj ./.")
+        == 'The jury said "no", it\'s fine.'
+    )
     assert C.split_long("a" * 10 + "\n\n" + "b" * 10, limit=12) == ["a" * 10, "b" * 10]
 
 

@@ -8,8 +8,16 @@ from sparsing_lib import laws, paper
 
 # Warm-up drops (first k checkpoints) that reproduce Table 2, as documented in the paper inventory
 # (shared/paper/inventory.md, Appendix A); the paper itself does not state them.
-DOCUMENTED_K = {("relu", "0.1B"): 0, ("relu", "0.2B"): 0, ("relu", "0.8B"): 0, ("relu", "1.2B"): 6,
-                ("silu", "0.1B"): 5, ("silu", "0.2B"): 6, ("silu", "0.4B"): 8, ("silu", "1.2B"): 9}
+DOCUMENTED_K = {
+    ("relu", "0.1B"): 0,
+    ("relu", "0.2B"): 0,
+    ("relu", "0.8B"): 0,
+    ("relu", "1.2B"): 6,
+    ("silu", "0.1B"): 5,
+    ("silu", "0.2B"): 6,
+    ("silu", "0.4B"): 8,
+    ("silu", "1.2B"): 9,
+}
 
 
 def _curve(curves, act, scale):
@@ -86,11 +94,14 @@ def test_bounded_two_coefficient_solver_matches_scipy():
         assert rss <= ref_rss * (1 + 1e-7) + 1e-12
 
 
-@pytest.mark.parametrize("form,truth", [
-    ("logspace", {"alpha": 0.6, "b": -3.0, "c": 0.2, "A0": 0.07}),
-    ("power", {"alpha": 0.8, "c": 0.2, "A0": 0.39}),
-    ("exp", {"tau": 30.0, "h": 0.03, "A0": 0.07}),
-])
+@pytest.mark.parametrize(
+    "form,truth",
+    [
+        ("logspace", {"alpha": 0.6, "b": -3.0, "c": 0.2, "A0": 0.07}),
+        ("power", {"alpha": 0.8, "c": 0.2, "A0": 0.39}),
+        ("exp", {"tau": 30.0, "h": 0.03, "A0": 0.07}),
+    ],
+)
 def test_recovers_synthetic_law_with_intervals(form, truth):
     rng = np.random.default_rng(0)
     tokens = np.linspace(2, 200, 40) * 1e9
@@ -136,8 +147,9 @@ def test_warmup_rule():
     t = np.array([5e9, 1e9, 2e9, 8e9, 3e9])
     assert laws.warmup_mask(t, drop_first=2).tolist() == [True, False, False, True, True]
     assert laws.warmup_mask(t, min_tokens=3e9).tolist() == [True, False, False, True, True]
-    res = laws.fit(np.linspace(1, 40, 20) * 1e9, np.linspace(0.1, 0.07, 20) ** 1.5, "power_offset",
-                   drop_first=3, profile=False)
+    res = laws.fit(
+        np.linspace(1, 40, 20) * 1e9, np.linspace(0.1, 0.07, 20) ** 1.5, "power_offset", drop_first=3, profile=False
+    )
     assert res.n == 17 and res.n_dropped == 3 and res.tokens[0] == pytest.approx(np.linspace(1, 40, 20)[3] * 1e9)
 
 
@@ -146,7 +158,7 @@ def test_derivative_matches_analytic_power_law():
     truth = {"alpha": 0.5, "c": 0.1, "A0": 0.4}
     res = laws.fit(tokens, laws.curve("power", truth, tokens), "power", profile=False)
     D = np.array([10.0, 30.0])
-    assert res.derivative(D * 1e9) == pytest.approx(0.1 * 0.5 * D ** -1.5, rel=1e-4)
+    assert res.derivative(D * 1e9) == pytest.approx(0.1 * 0.5 * D**-1.5, rel=1e-4)
 
 
 def test_block_resample_keeps_length_and_blocks():
@@ -156,14 +168,17 @@ def test_block_resample_keeps_length_and_blocks():
     assert all(out[i + 1] - out[i] == 1 for i in (0, 1, 3, 4, 6, 7))  # runs of consecutive checkpoints
 
 
-@pytest.mark.parametrize("tokens,ratio,form,message", [
-    (np.linspace(1, 5, 5) * 1e9, np.full(5, 0.1), "logspace", "curve too short to fit 'logspace': 5 points"),
-    (np.linspace(1, 9, 9) * 1e9, np.full(9, 0.1), "cubic", "form='cubic' is not valid; choose one of"),
-    (np.r_[np.nan, np.linspace(2, 9, 8)] * 1e9, np.full(9, 0.1), "power", "must be finite"),
-    (np.linspace(-1, 9, 9) * 1e9, np.full(9, 0.1), "power", "tokens must be positive"),
-    (np.linspace(1, 9, 9) * 1e9, np.full(8, 0.1), "power", "1-D of equal length"),
-    (np.linspace(1, 9, 9) * 1e9, np.full(9, 7.0), "power", "fractions in"),
-])
+@pytest.mark.parametrize(
+    "tokens,ratio,form,message",
+    [
+        (np.linspace(1, 5, 5) * 1e9, np.full(5, 0.1), "logspace", "curve too short to fit 'logspace': 5 points"),
+        (np.linspace(1, 9, 9) * 1e9, np.full(9, 0.1), "cubic", "form='cubic' is not valid; choose one of"),
+        (np.r_[np.nan, np.linspace(2, 9, 8)] * 1e9, np.full(9, 0.1), "power", "must be finite"),
+        (np.linspace(-1, 9, 9) * 1e9, np.full(9, 0.1), "power", "tokens must be positive"),
+        (np.linspace(1, 9, 9) * 1e9, np.full(8, 0.1), "power", "1-D of equal length"),
+        (np.linspace(1, 9, 9) * 1e9, np.full(9, 7.0), "power", "fractions in"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(tokens, ratio, form, message):
     with pytest.raises(ValueError, match=message):
         laws.fit(tokens, ratio, form)

@@ -40,10 +40,13 @@ def test_evaluate_dense_and_cett_match_reference(setup):
     assert got.activation_ratio < dense.activation_ratio
 
 
-@pytest.mark.parametrize("method,value,rule", [
-    ("fat", 0.05, R.fat_rule(0.05)),
-    ("topk_token", 0.25, R.topk_token_rule(0.25)),
-])
+@pytest.mark.parametrize(
+    "method,value,rule",
+    [
+        ("fat", 0.05, R.fat_rule(0.05)),
+        ("topk_token", 0.25, R.topk_token_rule(0.25)),
+    ],
+)
 def test_fat_and_topk_match_reference(setup, method, value, rule):
     model, ids, mask = setup
     got = M.evaluate(model, ids, mask, method=method, value=value)
@@ -106,8 +109,9 @@ def test_sparse_context_manager_records_ratios():
 def test_threshold_set_roundtrip(tmp_path):
     model = R.tiny_model("gpt2")
     ids = R.sampled_text(model, n_seq=2)
-    ts = M.ThresholdSet(M.model_identity(model), "cett", 0.2, M.cett_thresholds(model, ids, 0.2),
-                        ids.numel(), M.data_hash(ids))
+    ts = M.ThresholdSet(
+        M.model_identity(model), "cett", 0.2, M.cett_thresholds(model, ids, 0.2), ids.numel(), M.data_hash(ids)
+    )
     ts.save(tmp_path / "t.json")
     assert M.ThresholdSet.load(tmp_path / "t.json") == ts
     assert "gpt2:L2" in ts.model

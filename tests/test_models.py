@@ -6,8 +6,18 @@ import math
 import pytest
 import torch
 
-from sparsing_lib.models import (DIM_MODEL_BASE, INIT_STD, MINI, SCALE_DEPTH, SCALE_EMB, TINY, ModelSpec,
-                                 build_model, config_table, get_spec)
+from sparsing_lib.models import (
+    DIM_MODEL_BASE,
+    INIT_STD,
+    MINI,
+    SCALE_DEPTH,
+    SCALE_EMB,
+    TINY,
+    ModelSpec,
+    build_model,
+    config_table,
+    get_spec,
+)
 
 
 def rms_norm(x, w, eps):
@@ -45,7 +55,8 @@ def reference_logits(model, ids, act):
         h = h + att * SCALE_DEPTH / math.sqrt(L)
         x = rms_norm(h, sd[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
         ffn = (f(x @ sd[p + "mlp.gate_proj.weight"].T) * (x @ sd[p + "mlp.up_proj.weight"].T)) @ sd[
-            p + "mlp.down_proj.weight"].T
+            p + "mlp.down_proj.weight"
+        ].T
         h = h + ffn * SCALE_DEPTH / math.sqrt(L)
     h = rms_norm(h, sd["model.norm.weight"], c.rms_norm_eps)
     return (h / (d / DIM_MODEL_BASE)) @ sd["model.embed_tokens.weight"].T  # tied lm_head
@@ -57,7 +68,7 @@ def test_granite_matches_the_papers_mup_forward(spec, act):
     torch.manual_seed(0)
     model = build_model(spec, act, vocab_size=97, seed=1).double().eval()
     with torch.no_grad():  # make norms non-trivial so their placement matters
-        for n, p in model.named_parameters():
+        for p in model.parameters():
             if p.ndim == 1:
                 p.uniform_(0.5, 1.5)
     ids = torch.randint(0, 97, (2, 11))
@@ -94,8 +105,7 @@ def test_init_follows_mup_width_scaling():
 def test_non_embedding_count_matches_the_built_model(name):
     spec = get_spec(name)
     m = build_model(spec, "relu", vocab_size=50)
-    counted = sum(p.numel() for n, p in m.named_parameters()
-                  if p.ndim >= 2 and "embed" not in n and "router" not in n)
+    counted = sum(p.numel() for n, p in m.named_parameters() if p.ndim >= 2 and "embed" not in n and "router" not in n)
     assert counted == spec.non_embedding_params
 
 

@@ -14,7 +14,9 @@ def test_released_curves_shape_and_content(curves):
     assert len(sizes) == 11 and sizes[("relu", "0.1B")] == 28 and sizes[("relu", "1.2B")] == 42
     assert curves.activation_ratio.between(0.05, 0.45).all()
     # within each curve tokens increase; the last 0.1B ReLU point is the inventory's 41.63B / 7.09 %
-    assert curves.groupby(["activation", "scale"], observed=True).tokens.apply(lambda t: t.is_monotonic_increasing).all()
+    assert (
+        curves.groupby(["activation", "scale"], observed=True).tokens.apply(lambda t: t.is_monotonic_increasing).all()
+    )
     last = curves[(curves.activation == "relu") & (curves.scale == "0.1B")].iloc[-1]
     assert last.tokens == 41633519229 and abs(last.activation_ratio - 0.0709) < 1e-4
 

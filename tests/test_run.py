@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from sparsing_lib import run as runner
+from sparsing_lib import runs
 from sparsing_lib.train import ProbeConfig, TrainConfig
 
 VOCAB = 64
@@ -20,11 +21,26 @@ def fake_corpus(_name):
 @pytest.fixture
 def tiny(monkeypatch):
     monkeypatch.setattr(runner, "load_corpus", fake_corpus)
-    monkeypatch.setattr(runner, "train_config", lambda m, p: TrainConfig(
-        tokens=30 * 8 * 32, batch_size=8, seq_len=32, n_checkpoints=4, eval_tokens=512, log_every=5, compile=False))
-    monkeypatch.setattr(runner, "probe_config", lambda p: ProbeConfig(
-        joint_last=2, tokens=256, domain_tokens=64, token_ratio_tokens=64, batch_size=8, topk_values=[0.5],
-        fat_values=[0.0]))
+    monkeypatch.setattr(
+        runner,
+        "train_config",
+        lambda m, p: TrainConfig(
+            tokens=30 * 8 * 32, batch_size=8, seq_len=32, n_checkpoints=4, eval_tokens=512, log_every=5, compile=False
+        ),
+    )
+    monkeypatch.setattr(
+        runner,
+        "probe_config",
+        lambda p: ProbeConfig(
+            joint_last=2,
+            tokens=256,
+            domain_tokens=64,
+            token_ratio_tokens=64,
+            batch_size=8,
+            topk_values=[0.5],
+            fat_values=[0.0],
+        ),
+    )
 
 
 def test_grids_and_slices():
@@ -37,11 +53,12 @@ def test_grids_and_slices():
     with pytest.raises(ValueError, match="grid="):
         runner.select("nope", None)
     with pytest.raises(ValueError, match="does not end"):
-        runner.parse_run("mini-160x3-gelu")
+        runs.parse_run("mini-160x3-gelu")
 
 
 def test_full_recipe_gives_largest_scale_100_tokens_per_parameter():
     from sparsing_lib.models import MINI
+
     biggest = max((s for s in MINI.values() if s.kind == "scale"), key=lambda s: s.non_embedding_params)
     cfg = runner.train_config(biggest.name, "full")
     assert cfg.steps * cfg.tokens_per_step >= 100 * biggest.non_embedding_params
@@ -49,6 +66,7 @@ def test_full_recipe_gives_largest_scale_100_tokens_per_parameter():
 
 def test_width_depth_variants_get_half_the_data_moe_the_full_recipe():
     from sparsing_lib.models import MINI
+
     for spec in MINI.values():
         cfg = runner.train_config(spec.name, "full")
         per_param = cfg.steps * cfg.tokens_per_step / spec.non_embedding_params
@@ -56,49 +74,71 @@ def test_width_depth_variants_get_half_the_data_moe_the_full_recipe():
 
 
 def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
-    rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
-                         progress=False)
+    rec = runner.run_one(
+        "tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False
+    )
     assert rec["status"] == "done", rec.get("traceback")
     folder = tmp_path / "runs" / "tiny-32x2-relu"
-    names = {"config.json", "metrics.csv", "sparsity.csv", "pareto.csv", "env.json", "cett.json",
-             "neuron_frequency.npz", "token_ratios.npz"}
+    names = {
+        "config.json",
+        "metrics.csv",
+        "sparsity.csv",
+        "pareto.csv",
+        "env.json",
+        "cett.json",
+        "neuron_frequency.npz",
+        "token_ratios.npz",
+    }
     assert names <= {p.name for p in folder.iterdir()}
     assert not list(folder.glob("*.tmp"))  # atomic writes leave no temporaries
     env = json.loads((folder / "env.json").read_text())
     assert env["tokens"] == 30 * 8 * 32 and env["torch"] and env["git_rev"]
     assert len(pd.read_csv(folder / "sparsity.csv")) == 4
     stamp = (folder / "env.json").stat().st_mtime_ns
-    again = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
-                           progress=False)
+    again = runner.run_one(
+        "tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False
+    )
     assert again["status"] == "done" and (folder / "env.json").stat().st_mtime_ns == stamp
 
 
 def test_a_broken_probe_is_recorded_not_raised(tiny, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("probe exploded")
+
     monkeypatch.setattr(runner, "probe_checkpoints", boom)
-    rec = runner.run_one("tiny-32x2-silu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
-                         progress=False)
+    rec = runner.run_one(
+        "tiny-32x2-silu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False
+    )
     assert rec["status"] == "failed" and "probe exploded" in rec["error"]
     env = json.loads((tmp_path / "runs" / "tiny-32x2-silu" / "env.json").read_text())
     assert env["status"] == "failed"
 
 
 def test_an_moe_run_trains_and_probes_its_expert_counts(tiny, tmp_path):
-    rec = runner.run_one("moe-192x4-e16-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
-                         progress=False)
+    rec = runner.run_one(
+        "moe-192x4-e16-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False
+    )
     assert rec["status"] == "done", rec.get("traceback")
-    run = runner.load_run(tmp_path / "runs" / "moe-192x4-e16-relu")
+    run = runs.load_run(tmp_path / "runs" / "moe-192x4-e16-relu")
     assert len(run["sparsity"]) == 4 and (run["sparsity"]["top_k"] == 4).all()
     assert list(run["pareto"]["value"]) == list(range(1, 9)) and "cett" not in run
 
 
 def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
-    rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
-                         progress=False, decay_frac=0.2)
+    rec = runner.run_one(
+        "tiny-32x2-relu",
+        tmp_path / "runs",
+        tmp_path / "ck",
+        "smoke",
+        "smoke",
+        None,
+        "cpu",
+        progress=False,
+        decay_frac=0.2,
+    )
     assert rec["status"] == "done", rec.get("traceback")
-    run = runner.load_run(tmp_path / "runs" / "tiny-32x2-relu")
+    run = runs.load_run(tmp_path / "runs" / "tiny-32x2-relu")
     assert run["config"]["train"]["decay_frac"] == 0.2
     lr = run["metrics"].set_index("step")["lr"]
     assert lr[20] == lr.max() and lr[30] < 0.2 * lr.max()  # steps 25-30 are the decay phase

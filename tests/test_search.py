@@ -73,7 +73,7 @@ def test_curve_inversion_edge_cases():
 
 
 def test_solver_reaches_tolerance_quickly_and_detects_unreachable():
-    res = solve_increasing(lambda x: 1 + 0.3 * x ** 1.7, 1.01, 1e-4)
+    res = solve_increasing(lambda x: 1 + 0.3 * x**1.7, 1.01, 1e-4)
     assert abs(res.value - 1.01) <= 1e-4 and res.evaluations <= 8
     with pytest.raises(ValueError, match="unreachable"):
         solve_increasing(lambda x: 1 + 0.001 * x, 1.01, 1e-4)

@@ -21,11 +21,29 @@ def bench_rows(moe=True):
     rows = []
     for model, mfu in [("mini-160x3", 0.2), ("mini-336x7", 0.3)]:
         fpt = get_spec(model).flops_per_token(1024, VOCAB)
-        rows.append(dict(model=model, compiled=True, processes=1, vocab=VOCAB, flops_per_token=fpt, mfu=mfu,
-                         tokens_per_s=mfu * H200_BF16_FLOPS / fpt))
+        rows.append(
+            dict(
+                model=model,
+                compiled=True,
+                processes=1,
+                vocab=VOCAB,
+                flops_per_token=fpt,
+                mfu=mfu,
+                tokens_per_s=mfu * H200_BF16_FLOPS / fpt,
+            )
+        )
     for e in (16, 30, 60) if moe else ():
-        rows.append(dict(model=f"moe-192x4-e{e}", compiled=False, processes=1, vocab=VOCAB, flops_per_token=1.0,
-                         mfu=0.01, tokens_per_s=1e6))
+        rows.append(
+            dict(
+                model=f"moe-192x4-e{e}",
+                compiled=False,
+                processes=1,
+                vocab=VOCAB,
+                flops_per_token=1.0,
+                mfu=0.01,
+                tokens_per_s=1e6,
+            )
+        )
     rows.append(dict(rows[0] | dict(processes=4, tokens_per_s=1e12)))  # concurrent rates are never used
     return pd.DataFrame(rows)
 
@@ -33,11 +51,18 @@ def bench_rows(moe=True):
 def test_plan_prices_finished_runs_at_their_wall_time_and_the_rest_from_rates():
     bench = bench_rows()
     solo = [dict(run="mini-336x7-relu", model="mini-336x7", tokens=tokens("mini-336x7"), wall_s=500.0)]
-    packed = [[dict(run="wd-96x16-relu", model="wd-96x16", tokens=100, wall_s=200.0),
-               dict(run="wd-128x9-relu", model="wd-128x9", tokens=300, wall_s=100.0)]]
+    packed = [
+        [
+            dict(run="wd-96x16-relu", model="wd-96x16", tokens=100, wall_s=200.0),
+            dict(run="wd-128x9-relu", model="wd-128x9", tokens=300, wall_s=100.0),
+        ]
+    ]
     sweep = plan(bench, VOCAB, solo, packed, startup_s=10.0).set_index(["grid", "run"])
     minutes = sweep["minutes"]
-    assert minutes["scales", "mini-336x7-relu"] == pytest.approx(510 / 60) and sweep.loc[("scales", "mini-336x7-relu"), "done"]
+    assert (
+        minutes["scales", "mini-336x7-relu"] == pytest.approx(510 / 60)
+        and sweep.loc[("scales", "mini-336x7-relu"), "done"]
+    )
     twin = sweep.loc[("scales", "mini-336x7-silu")]
     assert not twin["done"] and twin["minutes"] == pytest.approx(510 / 60) and "mini-336x7-relu" in twin["basis"]
     assert minutes["width_depth", "wd-96x16-relu"] == pytest.approx(210 * 100 / 400 / 60)

@@ -8,8 +8,18 @@ import pytest
 import torch
 
 from sparsing_lib.models import TINY, ModelSpec, build_model
-from sparsing_lib.train import (Batches, ProbeConfig, TrainConfig, checkpoint_files, lm_loss, make_optimizer,
-                                probe_checkpoints, probe_moe_checkpoints, set_top_k, train)
+from sparsing_lib.train import (
+    Batches,
+    ProbeConfig,
+    TrainConfig,
+    checkpoint_files,
+    lm_loss,
+    make_optimizer,
+    probe_checkpoints,
+    probe_moe_checkpoints,
+    set_top_k,
+    train,
+)
 
 VOCAB = 64
 
@@ -25,8 +35,16 @@ def corpus(n=40_000, seed=0):
 
 
 def small_cfg(**kw):
-    base = dict(tokens=60 * 8 * 32, batch_size=8, seq_len=32, n_checkpoints=25, eval_tokens=1024, log_every=5,
-                compile=False, lr=0.01)
+    base = dict(
+        tokens=60 * 8 * 32,
+        batch_size=8,
+        seq_len=32,
+        n_checkpoints=25,
+        eval_tokens=1024,
+        log_every=5,
+        compile=False,
+        lr=0.01,
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -41,12 +59,12 @@ def test_wsd_schedule_and_mup_groups():
     model = build_model(TINY, "relu", VOCAB)
     cfg = small_cfg(tokens=200 * 8 * 32, decay_frac=0.2)
     from transformers import get_wsd_schedule
+
     opt = make_optimizer(model, cfg, fused=False)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01 / (32 / 256), 0.01, 0.01])
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.1, 0.0]
     assert opt.defaults["betas"] == (0.9, 0.95)
-    sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps,
-                             decay_type="linear")
+    sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps, decay_type="linear")
     lrs = []
     for _ in range(cfg.steps):
         lrs.append(sched.get_last_lr()[1])
@@ -74,8 +92,7 @@ def test_train_lowers_loss_writes_metrics_and_checkpoints(tmp_path):
     torch.manual_seed(0)
     model = build_model(TINY, "relu", VOCAB)
     cfg = small_cfg()
-    s = train(model, corpus(), corpus(5000, 1), cfg, out_dir=tmp_path / "run", ckpt_dir=tmp_path / "ck",
-              progress=False)
+    s = train(model, corpus(), corpus(5000, 1), cfg, out_dir=tmp_path / "run", ckpt_dir=tmp_path / "ck", progress=False)
     assert s["status"] == "done" and s["tokens"] == cfg.steps * cfg.tokens_per_step
     assert s["epochs"] == pytest.approx(cfg.steps * 8 / ((40_000 - 1) // 32))
     m = pd.read_csv(tmp_path / "run" / "metrics.csv")
@@ -113,11 +130,29 @@ def test_probes_write_joint_cett_results(tmp_path):
     cfg = small_cfg(n_checkpoints=6)
     model = build_model(TINY, "relu", VOCAB)
     train(model, corpus(), corpus(5000, 1), cfg, ckpt_dir=tmp_path / "ck", progress=False)
-    pc = ProbeConfig(joint_last=3, tokens=512, domain_tokens=128, token_ratio_tokens=100, batch_size=16,
-                     topk_values=[0.3], fat_values=[0.0, 2.0], curve_last=2, cett_values=[0.05, 0.5])
+    pc = ProbeConfig(
+        joint_last=3,
+        tokens=512,
+        domain_tokens=128,
+        token_ratio_tokens=100,
+        batch_size=16,
+        topk_values=[0.3],
+        fat_values=[0.0, 2.0],
+        curve_last=2,
+        cett_values=[0.05, 0.5],
+    )
     doms = {"x": corpus(1000, 2), "y": corpus(1000, 3)}
-    df = probe_checkpoints(lambda: build_model(TINY, "relu", VOCAB), tmp_path / "ck", tmp_path, corpus(5000, 1),
-                           doms, cfg.seq_len, cfg.tokens_per_step, pc, progress=False)
+    df = probe_checkpoints(
+        lambda: build_model(TINY, "relu", VOCAB),
+        tmp_path / "ck",
+        tmp_path,
+        corpus(5000, 1),
+        doms,
+        cfg.seq_len,
+        cfg.tokens_per_step,
+        pc,
+        progress=False,
+    )
     assert len(df) == len(cfg.checkpoint_steps) and df["cett"].nunique() == 1
     last = df.tail(3)  # the joint search targets a 1% PPL increase on average over the last checkpoints
     assert abs(last["ppl_ratio"].mean() - 1.01) < 0.01
@@ -177,8 +212,16 @@ def test_moe_probes_write_loss_per_checkpoint_and_ppl_per_expert_count(tmp_path)
     cfg = small_cfg(n_checkpoints=4, tokens=20 * 8 * 32)
     model = build_model(TINY_MOE, "relu", VOCAB)
     train(model, corpus(), corpus(5000, 1), cfg, ckpt_dir=tmp_path / "ck", progress=False)
-    df = probe_moe_checkpoints(lambda: build_model(TINY_MOE, "relu", VOCAB), tmp_path / "ck", tmp_path,
-                               corpus(2048, 1), cfg.seq_len, cfg.tokens_per_step, batch_size=16, progress=False)
+    df = probe_moe_checkpoints(
+        lambda: build_model(TINY_MOE, "relu", VOCAB),
+        tmp_path / "ck",
+        tmp_path,
+        corpus(2048, 1),
+        cfg.seq_len,
+        cfg.tokens_per_step,
+        batch_size=16,
+        progress=False,
+    )
     assert list(df["step"]) == cfg.checkpoint_steps and (df["activation_ratio"] == 2 / 8).all()
     assert df["loss"].iloc[-1] < df["loss"].iloc[0] and np.allclose(df["ppl"], np.exp(df["loss"]))
     par = pd.read_csv(tmp_path / "pareto.csv")

@@ -1,0 +1,64 @@
+"""Where the committed results live and which code produced a result: the provenance leaf of the library.
+
+Every module that reads or writes ``data/`` asks this one. A checkout finds its own ``data/`` folder; an
+installed copy (``pip install .``, Colab) has none beside it, so ``SPARSING_DATA`` names the folder instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, when the library is used from one
+DATA = Path(os.environ["SPARSING_DATA"]).expanduser() if os.environ.get("SPARSING_DATA") else ROOT / "data"
+
+# Dense bf16 matrix rate of the lent H200, the denominator of every MFU in the book. The workplace measured
+# 769-798 TFLOP/s on 8192^3 bf16 products on two machines (device KINDS.md); our own search benchmark saw 737 at
+# the 2.4B model's smaller FFN shape (data/benchmarks/search_full_2_*.json), which is a shape effect, not the
+# card's ceiling, so the ceiling is taken from the large square product.
+H200_BF16_FLOPS = 790e12
+
+
+def data_file(*parts: str) -> Path:
+    """A path under the data folder, with an error that says how to point the library at the data."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist. The book's committed results live in the repository's data/ folder; "
+            "clone the repository, or set SPARSING_DATA to the path of a copy of that folder."
+        )
+    return path
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def git_state() -> dict:
+    """The code's revision, read from git with a flag for uncommitted changes.
+
+    Machines that receive the tree without ``.git`` (the GPU machine) can pass a typed-in revision in
+    ``SPARSING_GIT_REV``; it is used only when git cannot answer, and marked as such."""
+    try:
+        rev = _git("rev-parse", "HEAD")
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        return {"revision": rev, "dirty": dirty, "source": "git"}
+    except (OSError, subprocess.CalledProcessError):
+        typed = os.environ.get("SPARSING_GIT_REV")
+        if typed:
+            return {"revision": typed, "dirty": None, "source": "SPARSING_GIT_REV (typed in, not checked)"}
+        return {"revision": "unknown", "dirty": None, "source": "unknown"}
+
+
+def git_revision(short: bool = False) -> str:
+    """The revision alone, shortened to 7 characters on request, with ``+dirty`` if the tree had changes."""
+    state = git_state()
+    rev = state["revision"][:7] if short and state["source"] == "git" else state["revision"]
+    return rev + ("+dirty" if state["dirty"] else "")
+
+
+def cpu_hardware() -> str:
+    """One line naming this machine's CPU architecture, core count and Python version, for provenance."""
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
