@@ -28,7 +28,8 @@ DPI = 150
 def series_style(names: Sequence[str], palette: str = "colorblind") -> dict[str, dict]:
     """A distinct ``color`` and ``marker`` for each name, in order (for plot keyword arguments)."""
     names = list(dict.fromkeys(names))
-    colours = sns.color_palette(palette, max(len(names), 1)) if len(names) > 10 else sns.color_palette(palette)
+    # the colour-blind palette has ten colours; past ten, evenly spaced hues keep every series distinct
+    colours = sns.color_palette(palette) if len(names) <= 10 else sns.color_palette("husl", len(names))
     return {n: {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]} for i, n in enumerate(names)}
 
 
