@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +16,9 @@ import numpy as np
 import pytest
 
 from sparsing_lib import corpus as C
+from sparsing_lib.corpus import build as B
+from sparsing_lib.corpus import extract as E
+from sparsing_lib.corpus import sources as S
 
 WORDS = (
     "the sea whale ship captain water wind night star light river stone king law court "
@@ -39,7 +45,7 @@ def _doc(rng: np.random.Generator, n_par: int) -> str:
     return "\n\n".join(paras)
 
 
-def _make_sources(cache: Path) -> tuple[C.Source, ...]:
+def _make_sources(cache: Path) -> tuple[S.Source, ...]:
     """Three synthetic sources (one per domain) packed as sdists under ``cache/dl``, sha256 pinned."""
     rng = np.random.default_rng(0)
     (cache / "dl").mkdir(parents=True, exist_ok=True)
@@ -49,14 +55,14 @@ def _make_sources(cache: Path) -> tuple[C.Source, ...]:
         docs[5] = SHARED_DOC  # exact duplicate across sources
         if domain == "technical":
             docs = [d + "\n\n" + SHARED_PARA for d in docs]  # repeated paragraph
-        src = C.Source(f"src{k}", domain, "pip", f"synthetic-{domain}", "1.0", "", "public domain", x_plain, True)
+        src = S.Source(f"src{k}", domain, "pip", f"synthetic-{domain}", "1.0", "", "public domain", x_plain, True)
         payload = "\n====\n".join(docs).encode()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tf:
             info = tarfile.TarInfo("docs/part.txt")
             info.size, info.mtime = len(payload), 0
             tf.addfile(info, io.BytesIO(payload))
-        path = cache / "dl" / C.artifact_name(src)
+        path = cache / "dl" / B.artifact_name(src)
         path.write_bytes(buf.getvalue())
         sources.append(replace(src, sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
     return tuple(sources)
@@ -65,7 +71,7 @@ def _make_sources(cache: Path) -> tuple[C.Source, ...]:
 def _build(tmp: Path, cache: Path, sources, name: str = "out", **kw) -> tuple[Path, dict]:
     out = tmp / name
     kw = {"vocab_size": 300, "fetch": False, "workers": 1, **kw}
-    return out, C.build(out, cache, sources, **kw)
+    return out, B.build(out, cache, sources, **kw)
 
 
 def _text(ids: np.ndarray, tok_path: Path) -> list[str]:
@@ -95,8 +101,8 @@ def test_dedup_and_val_disjoint(built):
     everything = "\n\n".join(train + val)
     assert everything.count(SHARED_DOC) == 1
     assert everything.count(SHARED_PARA) == 1
-    train_paras = {p for d in train for p in d.split("\n\n") if len(p) >= C.MIN_DEDUP_PARAGRAPH}
-    val_paras = {p for d in val for p in d.split("\n\n") if len(p) >= C.MIN_DEDUP_PARAGRAPH}
+    train_paras = {p for d in train for p in d.split("\n\n") if len(p) >= B.MIN_DEDUP_PARAGRAPH}
+    val_paras = {p for d in val for p in d.split("\n\n") if len(p) >= B.MIN_DEDUP_PARAGRAPH}
     assert val_paras and not (train_paras & val_paras)
     assert set(index["domains"]) == set(C.DOMAINS)
     assert all(index["files"]["val"][d]["tokens"] > 0 for d in C.DOMAINS)
@@ -144,7 +150,7 @@ def test_missing_and_changed_sources_are_named(tmp_path):
     sources = list(_make_sources(cache))
     missing = replace(sources[0], name="gone", package="no-such-package")
     changed = replace(sources[1], sha256="0" * 64)
-    with pytest.raises(C.SourceError) as e:
+    with pytest.raises(B.SourceError) as e:
         _build(tmp_path, cache, [missing, changed, sources[2]])
     assert "no-such-package" in str(e.value) and "synthetic-reference" in str(e.value)
     assert "changed upstream" in str(e.value)
@@ -169,20 +175,53 @@ def test_html_and_dictionary_cleaning():
         "<div class='sphinxsidebar'><p>Sidebar</p></div><h1>Title</h1><p>First &amp; second\n line.</p>"
         "<pre>x = 1\n    y = 2</pre><ul><li>item</li></ul></body></html>"
     )
-    assert C.html_text(page) == "Title\n\nFirst & second line.\n\nx = 1\n    y = 2\n\nitem"
+    assert E.html_text(page) == "Title\n\nFirst & second line.\n\nx = 1\n    y = 2\n\nitem"
     entry = 'Abuse \\A*buse"\\, v. t.\n   1. To put to a wrong use.\n      [1913 Webster]\n\n   Syn: {Misuse}.'
-    assert C.dict_clean(entry) == "Abuse , v. t. 1. To put to a wrong use.\n\nSyn: Misuse."
+    assert E.dict_clean(entry) == "Abuse , v. t. 1. To put to a wrong use.\n\nSyn: Misuse."
     assert (
-        C.brown_text("\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ,/, it's/pps+bez fine/jj ./.")
+        E.brown_text("\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ,/, it's/pps+bez fine/jj ./.")
         == 'The jury said "no", it\'s fine.'
     )
-    assert C.split_long("a" * 10 + "\n\n" + "b" * 10, limit=12) == ["a" * 10, "b" * 10]
+    assert E.split_long("a" * 10 + "\n\n" + "b" * 10, limit=12) == ["a" * 10, "b" * 10]
+
+
+def test_documents_normalise_cut_and_drop_short():
+    para = "w" * 10_000
+    long = "\n\n".join([para] * 3)  # 30,004 chars > MAX_DOC_CHARS: cut once 12,000 chars are reached
+    docs = E.documents([("a", "x" * 250 + "\r\n\n\n\n  "), ("b", "too short"), ("c", long)])
+    assert docs == [("a#0", "x" * 250), ("c#0", para + "\n\n" + para), ("c#1", para)]
+
+
+def _python(code_or_args: list[str]) -> subprocess.CompletedProcess:
+    """Run this checkout's library in a fresh interpreter (so imports start from nothing)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, *code_or_args], capture_output=True, text=True, env=env, cwd=root)
+
+
+def test_command_line_help():
+    r = _python(["-m", "sparsing_lib.corpus", "--help"])
+    assert r.returncode == 0, r.stderr
+    assert "python -m sparsing_lib.corpus" in r.stdout and "build" in r.stdout
+    r = _python(["-m", "sparsing_lib.corpus", "build", "--help"])
+    assert r.returncode == 0 and "--out" in r.stdout and "--publish" in r.stdout
+
+
+def test_loaders_do_not_import_the_build():
+    code = (
+        "import sys; import sparsing_lib.corpus as c; "
+        "assert callable(c.load_tokens) and c.EOT_ID == 0; "
+        "print(sorted(m for m in sys.modules if m.startswith('sparsing_lib.corpus')))"
+    )
+    r = _python(["-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['sparsing_lib.corpus']"
 
 
 def test_tokenizer_training_is_deterministic():
     rng = np.random.default_rng(1)
     texts = [_doc(rng, 4) for _ in range(200)]
-    a, b = C.train_tokenizer(texts, 300), C.train_tokenizer(texts, 300)
+    a, b = B.train_tokenizer(texts, 300), B.train_tokenizer(texts, 300)
     assert a.to_str() == b.to_str() and a.token_to_id(C.EOT) == C.EOT_ID
 
 
