@@ -1,7 +1,7 @@
 """Benchmark sparsing_lib's CETT threshold search against a re-implementation of the official algorithm.
 
     python benchmarks/search.py --size tiny --out /tmp/bench          # CPU check, seconds
-    python benchmarks/search.py --size full --out $OUT --rev <git rev>  # H200, 2.4B shape
+    python benchmarks/search.py --size full --out $OUT                  # H200, 2.4B shape
 
 Parts (all on one random-weight Llama-style ReLU model of the given shape, bf16 on GPU, fp32 on CPU):
   A  per-layer threshold search on the same captured activations: the official algorithm (65,536 candidate
@@ -14,6 +14,8 @@ Parts (all on one random-weight Llama-style ReLU model of the given shape, bf16 
   C  CETT-PPL-1% on the same model rescaled so that its FFNs matter (``ffn_dominant``), on text sampled
      from it at temperature 1 (so that sparsifying raises its PPL): forward-pass
      equivalents (wall time / one dense pass), passes, final PPL ratio.
+
+The code's revision in the output comes from ``sparsing_lib.paths.git_state`` (git, else SPARSING_GIT_REV).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import transformers as tf
 
 from sparsing_lib import metrics as M
 from sparsing_lib.capture import Hooks, ffn_layers, run
+from sparsing_lib.paths import git_state
 from sparsing_lib.search import AROUND, CurveBuilder, around, broad_targets, cett_sums
 
 SIZES = {  # d_model, d_ff, layers, heads, vocab, tokens for A (per layer), tokens for B, tokens for C, seq len
@@ -233,7 +236,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", choices=SIZES, default="tiny")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--rev", default="unknown")
     ap.add_argument("--parts", default="ABC")
     args = ap.parse_args()
     s = SIZES[args.size]
@@ -248,10 +250,13 @@ def main():
         logf.write(msg + "\n")
         logf.flush()
 
+    git = git_state()
     meta = dict(
         size=args.size,
         shape=s,
-        rev=args.rev,
+        rev=git["revision"],
+        git_dirty=git["dirty"],
+        git_rev_source=git["source"],
         device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         torch=torch.__version__,
         transformers=tf.__version__,

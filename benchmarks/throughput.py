@@ -4,12 +4,13 @@
 
 MFU = tokens/s x FLOPs per token / 790e12, with FLOPs per token = 6 (N_nonemb + d V) + 12 L d T
 (PaLM's count: forward + backward of every weight matrix including the tied lm_head, plus attention
-scores and values; the embedding lookup is free). 790 TFLOP/s is the dense bf16 matmul rate measured on
-the lent H200 (8192^3, random data). Each case trains with the real step (bf16 autocast, torch.compile,
-fused AdamW, clip) on random token ids (``--eager``: without torch.compile); concurrency cases start k
-identical processes at once and add their rates. The plan (``--plan``, CPU only) prices every grid run from
-committed measurements: benchmark rates and the wall times of finished runs, alone (``--solo-runs``) or
-side by side in one call (``--packed``, once per call); see ``plan``.
+scores and values; the embedding lookup is free). 790 TFLOP/s is the H200's dense bf16 matmul rate
+(``sparsing_lib.paths.H200_BF16_FLOPS``, which gives its source). Each case trains with the real step
+(bf16 autocast, torch.compile, fused AdamW, clip) on random token ids (``--eager``: without
+torch.compile); concurrency cases start k identical processes at once and add their rates. The plan
+(``--plan``, CPU only) prices every grid run from committed measurements: benchmark rates and the wall
+times of finished runs, alone (``--solo-runs``) or side by side in one call (``--packed``, once per
+call); see ``plan``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from sparsing_lib.run import GRIDS, train_config
 from sparsing_lib.runs import load_run, parse_run
 from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
 
-# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and two former
-# candidates for the largest mini scale
+# shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and two 7-layer
+# shapes wider than mini-336x7 with 32-wide heads, to compare head widths at the largest mini size
 EXTRA = {
     s.name: s
     for s in (
@@ -304,7 +305,8 @@ def main() -> None:
         )
         return
     print(
-        "MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / 790e12  (790 TFLOP/s: measured H200 dense bf16 rate)"
+        "MFU = tokens/s * (6*(N_active_nonemb + d*V) + 12*L*d*T) / "
+        f"{H200_BF16_FLOPS / 1e12:.0f}e12  ({H200_BF16_FLOPS / 1e12:.0f} TFLOP/s: measured H200 dense bf16 rate)"
     )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

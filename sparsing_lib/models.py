@@ -81,9 +81,8 @@ class ModelSpec:
 
 def _scales() -> list[ModelSpec]:
     # width/depth 48-56 as in the paper's Table 3, head dim 32 (the paper's 128 scaled down 4x); 10.3x in
-    # non-embedding parameters. The largest, 336x7, has 7 heads of 48 (32 does not divide 336): on the H200
-    # it trains at 1.96M tokens/s against 1.68M for 352x7 with 11 heads of 32, so its 100 tokens per
-    # parameter fit in one 10-minute device call (data/benchmarks/throughput_README.md)
+    # non-embedding parameters. The largest, 336x7, has 7 heads of 48 (32 does not divide 336), which trains
+    # faster than 352x7 with 11 heads of 32 (data/benchmarks/throughput_README.md says why it is the largest)
     shapes = [(160, 3, 32), (192, 4, 32), (256, 5, 32), (320, 6, 32), (336, 7, 48)]
     return [ModelSpec(f"mini-{d}x{n}", d, n, head_dim=h) for d, n, h in shapes]
 

@@ -2,7 +2,7 @@
 
 Each run ``<model>-<activation>`` gets ``<out>/<run>/`` with config.json, metrics.csv, sparsity.csv,
 pareto.csv, neuron_frequency.npz, token_ratios.npz, cett.json and env.json (written atomically); an MoE
-run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``train.probe_moe_checkpoints``).
+run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``probes.probe_moe_checkpoints``).
 Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
 env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
 Several runs go concurrently as separate processes with ``--jobs``.
@@ -27,8 +27,9 @@ import torch
 from .checks import check_choice
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
 from .paths import H200_BF16_FLOPS, git_state
+from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
 from .runs import FINISHED, parse_run, write_json
-from .train import ProbeConfig, TrainConfig, probe_checkpoints, probe_moe_checkpoints, train
+from .train import TrainConfig, train
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
 MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long stable phase (134M tokens)

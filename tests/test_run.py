@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sparsing_lib import paths, runs
 from sparsing_lib import run as runner
-from sparsing_lib import runs
-from sparsing_lib.train import ProbeConfig, TrainConfig
+from sparsing_lib.probes import ProbeConfig
+from sparsing_lib.train import TrainConfig
 
 VOCAB = 64
 
@@ -93,6 +94,8 @@ def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
     assert not list(folder.glob("*.tmp"))  # atomic writes leave no temporaries
     env = json.loads((folder / "env.json").read_text())
     assert env["tokens"] == 30 * 8 * 32 and env["torch"] and env["git_rev"]
+    git = paths.git_state()  # provenance comes from paths.git_state, with its dirty flag and source
+    assert (env["git_rev"], env["git_dirty"], env["git_rev_source"]) == (git["revision"], git["dirty"], git["source"])
     assert len(pd.read_csv(folder / "sparsity.csv")) == 4
     stamp = (folder / "env.json").stat().st_mtime_ns
     again = runner.run_one(

@@ -6,8 +6,8 @@ import pytest
 
 from benchmarks.throughput import plan
 from sparsing_lib.models import get_spec
+from sparsing_lib.paths import H200_BF16_FLOPS
 from sparsing_lib.run import train_config
-from sparsing_lib.train import H200_BF16_FLOPS
 
 VOCAB = 12288
 

@@ -1,0 +1,68 @@
+"""Run-folder format: what the writers put down, load_run reads back; writes are atomic; run names parse."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsing_lib import runs
+
+
+def write_run(folder, probed=True, finished=True):
+    folder.mkdir(parents=True)
+    runs.write_json(folder / "config.json", {"run": folder.name, "train": {"tokens": 4096, "betas": (0.9, 0.95)}})
+    runs.write_csv(folder / "metrics.csv", [dict(step=5, train_loss=3.5), dict(step=10, train_loss=2.25)])
+    if finished:
+        runs.write_json(folder / "env.json", {"status": "done", "wall_seconds": 12.5})
+    if probed:
+        runs.write_csv(folder / "sparsity.csv", [dict(step=10, activation_ratio=0.125, ppl=9.5)])
+        runs.write_csv(folder / "pareto.csv", [dict(step=10, method="fat", value=0.1, ppl_ratio=1.01)])
+        runs.write_json(folder / "cett.json", {"cett": 0.2, "joint_steps": [5, 10]})
+        runs.write_npz(folder / "token_ratios.npz", steps=np.array([5, 10]), token_ratios=np.eye(2, dtype=np.float16))
+
+
+def test_what_is_written_load_run_reads_back(tmp_path):
+    folder = tmp_path / "mini-160x3-relu"
+    write_run(folder)
+    run = runs.load_run(folder)
+    assert run["config"] == {"run": "mini-160x3-relu", "train": {"tokens": 4096, "betas": [0.9, 0.95]}}
+    pd.testing.assert_frame_equal(run["metrics"], pd.DataFrame(dict(step=[5, 10], train_loss=[3.5, 2.25])))
+    assert run["env"] == {"status": "done", "wall_seconds": 12.5} and run["env"]["status"] in runs.FINISHED
+    assert run["sparsity"].to_dict("records") == [dict(step=10, activation_ratio=0.125, ppl=9.5)]
+    assert run["pareto"].loc[0, "method"] == "fat" and run["pareto"].loc[0, "ppl_ratio"] == 1.01
+    assert run["cett"] == {"cett": 0.2, "joint_steps": [5, 10]}
+    npz = np.load(folder / "token_ratios.npz")
+    assert npz["steps"].tolist() == [5, 10] and npz["token_ratios"].dtype == np.float16
+    assert np.array_equal(npz["token_ratios"], np.eye(2))
+    assert not list(folder.glob("*.tmp"))  # every write renamed its temporary file into place
+
+
+def test_an_unfinished_unprobed_run_has_no_env_and_no_probe_results(tmp_path):
+    folder = tmp_path / "mini-160x3-silu"
+    write_run(folder, probed=False, finished=False)
+    run = runs.load_run(folder)
+    assert run["env"] == {} and not {"sparsity", "pareto", "cett"} & set(run)
+
+
+def test_a_rewrite_replaces_the_whole_file(tmp_path):
+    path = tmp_path / "metrics.csv"
+    runs.write_csv(path, [dict(step=s, loss=1.0) for s in range(100)])
+    runs.write_csv(path, [dict(step=1, loss=0.5)])
+    assert pd.read_csv(path).to_dict("records") == [dict(step=1, loss=0.5)]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_load_runs_takes_only_begun_runs_in_name_order(tmp_path):
+    write_run(tmp_path / "mini-192x4-relu")
+    write_run(tmp_path / "mini-160x3-relu", probed=False, finished=False)
+    (tmp_path / "mini-256x5-relu").mkdir()  # created, not yet trained: no metrics.csv
+    (tmp_path / "README.md").write_text("notes")
+    assert list(runs.load_runs(tmp_path)) == ["mini-160x3-relu", "mini-192x4-relu"]
+
+
+def test_parse_run_splits_model_and_activation():
+    assert runs.parse_run("mini-160x3-relu") == ("mini-160x3", "relu")
+    assert runs.parse_run("moe-192x4-e16-silu") == ("moe-192x4-e16", "silu")
+    with pytest.raises(ValueError, match="does not end"):
+        runs.parse_run("mini-160x3-gelu")
+    with pytest.raises(ValueError, match="unknown model"):
+        runs.parse_run("mini-999x9-relu")
