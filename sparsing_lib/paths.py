@@ -14,10 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]  # the checkout, when the library is used from one
 DATA = Path(os.environ["SPARSING_DATA"]).expanduser() if os.environ.get("SPARSING_DATA") else ROOT / "data"
 
-# Dense bf16 matrix rate of the lent H200, the denominator of every MFU in the book. The workplace measured
-# 769-798 TFLOP/s on 8192^3 bf16 products on two machines (device KINDS.md); our own search benchmark saw 737 at
-# the 2.4B model's smaller FFN shape (data/benchmarks/search_full_2_*.json), which is a shape effect, not the
-# card's ceiling, so the ceiling is taken from the large square product.
+# Dense bf16 matrix rate of the NVIDIA H200 (8192^3 bf16 products measured at 769-798 TFLOP/s), the denominator
+# of every MFU in the book; data/benchmarks/throughput_README.md says where the rate was measured and why it is
+# preferred to the 737 TFLOP/s our search benchmark saw at a smaller FFN shape.
 H200_BF16_FLOPS = 790e12
 
 

@@ -21,12 +21,13 @@ from transformers import PreTrainedModel
 
 from . import metrics
 from .runs import write_csv, write_json, write_npz
-from .train import val_loss, windows
+from .train import checkpoint_path, val_loss, windows
 
 
 def checkpoint_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
     """The saved ``step_XXXXXX.pt`` weights in ``ckpt_dir`` as sorted (step, path) pairs."""
-    return sorted((int(p.stem.split("_")[1]), p) for p in Path(ckpt_dir).glob("step_*.pt"))
+    pattern = checkpoint_path("", 0).name.replace("000000", "*")
+    return sorted((int(p.stem.split("_")[1]), p) for p in Path(ckpt_dir).glob(pattern))
 
 
 def load_checkpoint(build: Callable[[], PreTrainedModel], path: Path, device: torch.device) -> PreTrainedModel:

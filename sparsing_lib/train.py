@@ -70,6 +70,11 @@ class TrainConfig:
         return sorted({int(round(s)) for s in np.linspace(first, last, n)} - {0})
 
 
+def checkpoint_path(ckpt_dir: Path | str, step: int) -> Path:
+    """Where the weights after ``step`` are saved; ``probes.checkpoint_files`` lists them back by this name."""
+    return Path(ckpt_dir) / f"step_{step:06d}.pt"
+
+
 class Batches:
     """Deterministic epoch-shuffled windows of ``seq_len + 1`` tokens from a token array on ``device``.
 
@@ -272,7 +277,7 @@ def train(
             if at_ckpt and not diverged:
                 row["val_loss"] = val_loss(model, val, cfg.batch_size, device)  # eager: no recompile for eval
                 if ckpt_dir:
-                    torch.save(model.state_dict(), Path(ckpt_dir) / f"step_{step:06d}.pt")
+                    torch.save(model.state_dict(), checkpoint_path(ckpt_dir, step))
             rows.append(row)
             bar.set_postfix(loss=f"{train_loss:.3f}")
             loss_sum.zero_(), gnorm_sum.zero_()
