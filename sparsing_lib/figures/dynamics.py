@@ -316,6 +316,14 @@ def fig14(res: dict) -> Figure:
 # ----------------------------------------------------------------------------- numbers and verdicts
 
 
+def _split_phrase(split: int, manifest_train: int, corpus: str) -> str:
+    """The training split's size as the runs saw it; for the full corpus, also how many of its ids are the
+    end-of-text marks the manifest's text-token counts leave out (one per training document)."""
+    if corpus == "smoke" or split <= manifest_train:
+        return f"{split / 1e6:.2f}M token ids"
+    return f"{split / 1e6:.2f}M token ids, {split - manifest_train:,} of them the end-of-text marks between documents"
+
+
 def _size_ratio() -> str:
     """How many times more non-embedding parameters each paper scale has than the mini scale of the same rank."""
     paper_n = paper.table3()["non_embedding_params"].to_numpy()
@@ -343,10 +351,7 @@ def numbers(res: dict) -> dict[str, str]:
         "n_scale_runs": f"{len(scales)}",
         "ckpts": "–".join(sorted({str(n) for n in table["checkpoints probed"] if n})) or "no",
         "hardware": ", ".join(sorted(set(table["hardware"].dropna()))) or "unrecorded hardware",
-        "split_tokens": f"{split / 1e6:.2f}",
-        "split_eot": f"{split - int(dom.loc['total', 'train_tokens']):,}"
-        if split > dom.loc["total", "train_tokens"]
-        else "–",
+        "split": _split_phrase(split, int(dom.loc["total", "train_tokens"]), any_run["config"]["corpus"]),
         "corpus_tokens": f"{dom.loc['total', 'tokens'] / 1e6:.1f}",
         "corpus_domains": ", ".join(f"{d} {dom.loc[d, 'share']:.0%}" for d in dom.index if d != "total"),
         "corpus_sources": f"{int(dom.loc['total', 'sources'])}",
@@ -377,6 +382,8 @@ def numbers(res: dict) -> dict[str, str]:
     out["fig13_verdict"] = (
         f"the final validation loss falls with every step in scale for {falls}"
         if falls
+        else "only one scale was trained"
+        if lim["model"].nunique() < 2
         else "the final validation loss does not fall steadily with scale"
     )
     pairs = lim.pivot_table(index="model", columns="activation", values="last_loss")
@@ -384,7 +391,8 @@ def numbers(res: dict) -> dict[str, str]:
         gap = (pairs["relu"] - pairs["silu"]).dropna()
         out["relu_minus_silu"] = f"{gap.min():+.3f} to {gap.max():+.3f}"
         side = "above" if (gap > 0).all() else "below" if (gap < 0).all() else "on either side of"
-        span = f"{gap.abs().min():.3f}–{gap.abs().max():.3f} nats"
+        lo, hi = f"{gap.abs().min():.3f}", f"{gap.abs().max():.3f}"
+        span = f"{lo} nats" if lo == hi else f"{lo}–{hi} nats"
         out["fig13_verdict"] += f"; ReLU ends {span} {side} SiLU at every scale, " + (
             "nearly the same loss, as in the paper" if gap.abs().max() < 0.05 else "a wider gap than the paper shows"
         )
