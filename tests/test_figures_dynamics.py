@@ -122,3 +122,12 @@ def test_results_rejects_unknown_grid_and_profile():
         dynamics.results("replay", grid="every")
     with pytest.raises(ValueError, match="profile='fast'"):
         dynamics.results("fast")
+
+
+@pytest.mark.slow
+def test_smoke_profile_trains_the_smoke_grid_and_fits():
+    res = dynamics.results("smoke")
+    assert sorted(res["runs"]) == ["tiny-32x2-relu", "tiny-32x2-silu"]
+    table = dynamics.runs_table(res)
+    assert (table["status"] == "done").all()
+    assert dynamics.numbers(res)["corpus_in_run"] == "the committed smoke slice"

@@ -25,7 +25,7 @@ from scipy.optimize import curve_fit
 from .. import paper, run, style
 from ..checks import check_choice, check_range
 from ..models import get_spec
-from ..paths import DATA, data_file
+from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..runs import load_runs, parse_run
 from .methods_corpus import by_domain, manifest, public_domain_share
@@ -125,7 +125,8 @@ def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed
 
     replay reads ``data/runs``; smoke trains the runner's smoke grid (two tiny models on the committed
     smoke slice, CPU) into a temporary folder; full trains ``grid`` with the runner into ``data/runs`` (a
-    GPU; the runner writes each run's provenance into its env.json, so nothing more is saved here).
+    GPU, checkpoints in the checkout's .scratch/; the runner writes each run's provenance into its env.json, so
+    nothing more is saved here).
     ``n_boot`` = 0 means the profile's default (smoke 20 bootstrap resamples, otherwise 100)."""
     check_choice("grid", grid, run.GRIDS)
     check_range("n_boot", n_boot, 0, 5000, int)
@@ -142,7 +143,7 @@ def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed
             code = run.main(argv + ["--out", str(out), "--ckpt", str(tmp / "ckpt")])
         else:
             out = DATA / "runs"
-            code = run.main(["--grid", grid, "--out", str(out)])
+            code = run.main(["--grid", grid, "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")])
         if code:
             raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
         return _collect(load_runs(out), n_boot, seed)
