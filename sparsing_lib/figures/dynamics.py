@@ -1,0 +1,441 @@
+"""Training dynamics and the model family (paper App. D and I): Table 3, the runs, Fig. 13 and Fig. 14.
+
+This is where the book's own runs are introduced: the mini family beside the paper's Table 3, what each
+run in ``data/runs`` trained on and for how long (in tokens and in passes over the corpus), its loss
+curves (Fig. 13) and, per scale and activation, the loss it extrapolates to with unlimited data (Fig. 14).
+
+The limit of Fig. 14 is the ``E`` of a saturating power law ``L(D) = E + B·D^-β`` fitted to a run's
+validation losses. The paper does not say how it extrapolated; this form is the usual one for loss against
+data. Its interval is a percentile bootstrap over checkpoints, which treats neighbouring checkpoints as
+independent, so it is a lower bound on the real uncertainty; the fit's sensitivity to where it starts is
+reported beside it, because it is larger.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.optimize import curve_fit
+
+from .. import paper, run, style
+from ..checks import check_choice, check_range
+from ..models import get_spec
+from ..paths import DATA, ROOT, data_file
+from ..profiles import by_profile
+from ..runs import load_runs, parse_run
+from .methods_corpus import by_domain, manifest, public_domain_share
+
+SCALE_KINDS = (
+    "scale",
+    "smoke",
+)  # the runs Fig. 13 and Fig. 14 compare (width-depth and MoE runs have their own chapters)
+KIND_LABEL = {
+    "scale": "scale",
+    "width_depth": "width-depth variant",
+    "moe": "mixture of experts",
+    "smoke": "smoke test",
+}
+FIT_FROM = 0.1  # the limit fit uses validation points from this fraction of a run's tokens on (drops warm-up)
+FIT_FROM_LATE = 0.3  # ... and is repeated from this fraction on, to show how much the limit depends on the window
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def epochs(metrics: pd.DataFrame, train_tokens: int) -> float:
+    """Passes over the corpus's training split by the end of a run: its last logged token count over the
+    split's size. Why not read the logged ``epoch`` column: this recomputes it from the corpus size, so the
+    runs table and the corpus appendix agree by construction."""
+    return float(metrics["tokens"].iloc[-1] / train_tokens)
+
+
+def _power_law(d: np.ndarray, limit: float, b: float, beta: float) -> np.ndarray:
+    return limit + b * d ** (-beta)
+
+
+def _fit(d: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    lo = float(loss.min())
+    p0 = [lo - 0.2, (loss[0] - lo + 0.2) * d[0] ** 0.5, 0.5]
+    bounds = ([0.0, 0.0, 0.0], [lo, np.inf, 5.0])
+    return curve_fit(_power_law, d, loss, p0=p0, bounds=bounds, maxfev=20000)[0]
+
+
+def fit_limit_loss(tokens: np.ndarray, loss: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict:
+    """Fit ``loss = E + B·D^-β`` (D in millions of tokens) and return the limit ``E`` with a 95% percentile
+    bootstrap interval over the points (``n_boot`` resamples; 0 gives no interval). The limit is bounded
+    above by the lowest observed loss: a limit above a measured loss would mean the loss rises again."""
+    d, y = np.asarray(tokens, float) / 1e6, np.asarray(loss, float)
+    limit, b, beta = _fit(d, y)
+    boots, rng = [], np.random.default_rng(seed)
+    for _ in range(n_boot):
+        idx = np.sort(rng.integers(0, len(d), len(d)))
+        if len(np.unique(idx)) < 4:
+            continue
+        try:
+            boots.append(_fit(d[idx], y[idx])[0])
+        except RuntimeError:  # a resample the optimiser cannot fit is left out, and counted
+            continue
+    lo_hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return dict(
+        limit=float(limit),
+        lo=float(lo_hi[0]),
+        hi=float(lo_hi[1]),
+        b=float(b),
+        beta=float(beta),
+        n_points=len(d),
+        n_boot=len(boots),
+    )
+
+
+def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """One limit-loss fit per scale run, on its validation losses from ``fit_from`` of its tokens on."""
+    check_range("fit_from", fit_from, 0.0, 0.8)
+    rows = []
+    for name, r in runs.items():
+        spec = get_spec(parse_run(name)[0])
+        if spec.kind not in SCALE_KINDS:
+            continue
+        m = r["metrics"].dropna(subset=["val_loss"])
+        m = m[m["tokens"] >= fit_from * m["tokens"].iloc[-1]]
+        base = dict(run=name, model=spec.name, activation=r["config"]["activation"], params=spec.non_embedding_params)
+        base["last_loss"] = float(m["val_loss"].iloc[-1])
+        try:
+            rows.append(base | fit_limit_loss(m["tokens"].to_numpy(), m["val_loss"].to_numpy(), n_boot, seed))
+        except (RuntimeError, ValueError, TypeError):  # too few points (smoke runs) or no convergence
+            rows.append(base | dict(limit=np.nan, lo=np.nan, hi=np.nan, n_points=len(m), n_boot=0))
+    return pd.DataFrame(rows)
+
+
+def _collect(runs: dict[str, dict], n_boot: int, seed: int) -> dict:
+    return {
+        "runs": runs,
+        "limits": limit_losses(runs, FIT_FROM, n_boot, seed),
+        "limits_late": limit_losses(runs, FIT_FROM_LATE, 0, seed),
+        "manifest": manifest(),
+    }
+
+
+def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed: int = 0) -> dict:
+    """The runs, their limit-loss fits and the corpus manifest, under the profile contract.
+
+    replay reads ``data/runs``; smoke trains the runner's smoke grid (two tiny models on the committed
+    smoke slice, CPU) into a temporary folder; full trains ``grid`` with the runner into ``data/runs`` (a
+    GPU, checkpoints in the checkout's .scratch/; the runner writes each run's provenance into its env.json, so
+    nothing more is saved here).
+    ``n_boot`` = 0 means the profile's default (smoke 20 bootstrap resamples, otherwise 100)."""
+    check_choice("grid", grid, run.GRIDS)
+    check_range("n_boot", n_boot, 0, 5000, int)
+    n_boot = n_boot or (20 if profile == "smoke" else 100)
+
+    def replay() -> dict:
+        return _collect(load_runs(data_file("runs")), n_boot, seed)
+
+    def recompute(p: str) -> dict:
+        if p == "smoke":
+            tmp = Path(tempfile.mkdtemp(prefix="dynamics-smoke-"))
+            argv = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
+            out = tmp / "runs"
+            code = run.main(argv + ["--out", str(out), "--ckpt", str(tmp / "ckpt")])
+        else:
+            out = DATA / "runs"
+            code = run.main(["--grid", grid, "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")])
+        if code:
+            raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
+        return _collect(load_runs(out), n_boot, seed)
+
+    return by_profile(profile, replay, recompute, save=lambda res: None)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _kind(name: str) -> str:
+    return get_spec(parse_run(name)[0]).kind
+
+
+def _scale_runs(res: dict) -> dict[str, dict]:
+    return {n: r for n, r in res["runs"].items() if _kind(n) in SCALE_KINDS}
+
+
+def table3(res: dict | None = None) -> pd.DataFrame:
+    """The paper's Table 3 (non-embedding parameters and batch size per scale) above the mini family's
+    settings (shape, parameters, batch, steps, warm-up, training tokens) from ``models`` and the runner's
+    full recipe. The paper prints no shapes, so its shape cells stay empty. ``res`` is unused (the family
+    is the same under every profile); it is accepted so every item is called the same way."""
+    t3 = paper.table3()
+    rows = [
+        {"family": "paper", "model": s, "kind": "scale", "non-embedding parameters (M)": n / 1e6, "batch (tokens)": b}
+        for s, n, b in zip(t3["scale"], t3["non_embedding_params"], t3["batch_size"])
+    ]
+    for name in run.GRIDS["scales"][::2] + run.GRIDS["width_depth"][:-1] + run.GRIDS["moe"]:
+        spec, cfg = get_spec(parse_run(name)[0]), run.train_config(parse_run(name)[0], "full")
+        tokens = cfg.steps * cfg.tokens_per_step
+        rows.append(
+            {
+                "family": "mini (ours)",
+                "model": spec.name,
+                "kind": KIND_LABEL[spec.kind],
+                "width × layers": f"{spec.d_model} × {spec.n_layers}",
+                "heads × head dim": f"{spec.n_heads} × {spec.head_dim}",
+                "FFN width": spec.d_ff * (spec.n_experts or 1),
+                "experts (routed)": f"{spec.n_experts} ({spec.top_k})" if spec.n_experts else None,
+                "width / depth": spec.width_depth,
+                "non-embedding parameters (M)": spec.non_embedding_params / 1e6,
+                "batch (tokens)": cfg.tokens_per_step,
+                "steps": cfg.steps,
+                "warm-up steps": cfg.warmup_steps,
+                "training tokens (M)": tokens / 1e6,
+                "tokens per parameter": tokens / spec.non_embedding_params,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def runs_table(res: dict) -> pd.DataFrame:
+    """Every run folder found, finished or not: status, tokens, epochs, final validation loss, checkpoints
+    probed and the hardware it trained on."""
+    rows = []
+    for name, r in res["runs"].items():
+        m, env, cfg = r["metrics"], r["env"], r["config"]
+        model = get_spec(parse_run(name)[0])
+        hardware = env.get("gpu") or (f"CPU ({env['cpu_count']} cores)" if env.get("cpu_count") else None)
+        rows.append(
+            {
+                "run": name,
+                "kind": KIND_LABEL[model.kind],
+                "status": env.get("status", "not finished"),
+                "tokens (M)": m["tokens"].iloc[-1] / 1e6,
+                "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
+                "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
+                "final validation loss": m["val_loss"].dropna().iloc[-1],
+                "checkpoints probed": len(r["sparsity"]) if "sparsity" in r else 0,
+                "hardware": hardware,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def limits_table(res: dict) -> pd.DataFrame:
+    """The limit-loss fits behind Fig. 14, one row per scale run, with the late-window refit beside them."""
+    lim, late = res["limits"], res["limits_late"].set_index("run")["limit"]
+    return pd.DataFrame(
+        {
+            "run": lim["run"],
+            "non-embedding parameters (M)": lim["params"] / 1e6,
+            "last validation loss": lim["last_loss"],
+            "limit loss E": lim["limit"],
+            "95% interval": [f"{a:.3f}–{b:.3f}" if np.isfinite(a) else None for a, b in zip(lim["lo"], lim["hi"])],
+            "exponent β": lim.get("beta"),
+            f"E, fit from {FIT_FROM_LATE:.0%} of the run": lim["run"].map(late).to_numpy(),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def fig13(res: dict) -> Figure:
+    """Loss against training tokens for every scale run, one panel per activation: the training loss as a
+    thin line (a running mean over five logged steps) and the validation loss as markers, one colour and
+    marker per run."""
+    runs = _scale_runs(res)
+    styles = style.series_style(list(runs))
+    acts = [a for a in ("relu", "silu") if any(r["config"]["activation"] == a for r in runs.values())]
+    fig, axes = plt.subplots(1, max(len(acts), 1), figsize=(6 * max(len(acts), 1), 4.4), sharey=True, squeeze=False)
+    for ax, act in zip(axes[0], acts):
+        for name, r in runs.items():
+            if r["config"]["activation"] != act:
+                continue
+            m, st = r["metrics"], styles[name]
+            ax.plot(
+                m["tokens"] / 1e6,
+                m["train_loss"].rolling(5, min_periods=1).mean(),
+                color=st["color"],
+                lw=0.8,
+                alpha=0.6,
+            )
+            v = m.dropna(subset=["val_loss"])
+            ax.plot(v["tokens"] / 1e6, v["val_loss"], ls="none", ms=4, label=name, **st)
+        low = [r["metrics"]["train_loss"].rolling(5, min_periods=1).mean().min() for r in runs.values()]
+        first_val = [
+            r["metrics"]["val_loss"].dropna().iloc[min(2, len(r["metrics"]["val_loss"].dropna()) - 1)]
+            for r in runs.values()
+        ]
+        ax.set(
+            xlabel="training tokens passed (M)",
+            title=f"{style.ACT_LABEL[act]} (lines: training loss; markers: validation loss)",
+            ylim=(min(low) - 0.05, max(first_val) + 0.2),
+        )
+        ax.legend(fontsize=8, ncols=1)
+    axes[0][0].set_ylabel("next-token loss (nats)")
+    fig.tight_layout()
+    return fig
+
+
+def fig14(res: dict) -> Figure:
+    """The fitted limit loss against non-embedding parameters, ReLU and SiLU, with 95% bootstrap intervals;
+    hollow markers are each run's last measured validation loss, for the size of the extrapolation."""
+    lim = res["limits"]
+    styles = style.series_style(["relu", "silu"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    for k, (act, g) in enumerate(lim.groupby("activation", sort=True)):
+        st, x = styles[act], g["params"].to_numpy() / 1e6 * (1 + 0.02 * (k - 0.5))
+        err = np.vstack([g["limit"] - g["lo"], g["hi"] - g["limit"]])
+        ax.errorbar(
+            x,
+            g["limit"],
+            yerr=np.where(np.isfinite(err), err, 0),
+            capsize=3,
+            ms=6,
+            label=f"{style.ACT_LABEL[act]}: limit E",
+            **st,
+        )
+        ax.plot(
+            x,
+            g["last_loss"],
+            ls=":",
+            mfc="none",
+            color=st["color"],
+            marker=st["marker"],
+            label=f"{style.ACT_LABEL[act]}: last measured",
+        )
+    ax.set(xscale="log", xlabel="non-embedding parameters (M, log scale)", ylabel="validation loss (nats)")
+    sizes = sorted(set(lim["params"] / 1e6))
+    ax.set_xticks(sizes, [f"{s:.2g}" for s in sizes], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set_title(r"Limit of the loss as data grows (fit $E + B\,D^{-\beta}$)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- numbers and verdicts
+
+
+def _split_phrase(split: int, manifest_train: int, corpus: str) -> str:
+    """The training split's size as the runs saw it; for the full corpus, also how many of its ids are the
+    end-of-text marks the manifest's text-token counts leave out (one per training document)."""
+    if corpus == "smoke" or split <= manifest_train:
+        return f"{split / 1e6:.2f}M token ids"
+    return f"{split / 1e6:.2f}M token ids, {split - manifest_train:,} of them the end-of-text marks between documents"
+
+
+def _size_ratio() -> str:
+    """How many times more non-embedding parameters each paper scale has than the mini scale of the same rank."""
+    paper_n = paper.table3()["non_embedding_params"].to_numpy()
+    mini_n = [get_spec(parse_run(n)[0]).non_embedding_params for n in run.GRIDS["scales"][::2]]
+    ratios = paper_n[: len(mini_n)] / np.array(mini_n)
+    return f"{ratios.min():.0f}–{ratios.max():.0f}"
+
+
+def _monotone_down(values: list[float]) -> bool:
+    return len(values) > 1 and bool(np.all(np.diff(values) < 0))
+
+
+def numbers(res: dict) -> dict[str, str]:
+    """Every number and verdict the chapter's prose quotes, formatted."""
+    table = runs_table(res)
+    scales = table[table["kind"].isin([KIND_LABEL[k] for k in SCALE_KINDS])]
+    dom = by_domain(res["manifest"])
+    any_run = next(iter(res["runs"].values()))
+    split = any_run["config"]["corpus_identity"]["train_tokens"]
+    lim = res["limits"].sort_values("params")
+    out = {
+        "n_runs": f"{len(table)}",
+        "n_done": f"{int((table['status'] == 'done').sum())}",
+        "n_probed": f"{int((table['checkpoints probed'] > 0).sum())}",
+        "n_scale_runs": f"{len(scales)}",
+        "ckpts": "–".join(sorted({str(n) for n in table["checkpoints probed"] if n})) or "no",
+        "hardware": ", ".join(sorted(set(table["hardware"].dropna()))) or "unrecorded hardware",
+        "split": _split_phrase(split, int(dom.loc["total", "train_tokens"]), any_run["config"]["corpus"]),
+        "corpus_tokens": f"{dom.loc['total', 'tokens'] / 1e6:.1f}",
+        "corpus_domains": ", ".join(f"{d} {dom.loc[d, 'share']:.0%}" for d in dom.index if d != "total"),
+        "corpus_sources": f"{int(dom.loc['total', 'sources'])}",
+        "corpus_public_domain": f"{public_domain_share(res['manifest']):.0%}",
+        "vocab": f"{any_run['config']['vocab_size']:,}",
+        "epochs_range": f"{table['epochs'].min():.1f}–{table['epochs'].max():.1f}",
+        "scale_epochs_range": f"{scales['epochs'].min():.1f}–{scales['epochs'].max():.1f}",
+        "tokens_per_param": f"{run.TOKENS_PER_PARAM}",
+        "min_tokens": f"{run.MIN_TOKENS / 1e6:.0f}",
+        "size_ratio": _size_ratio(),
+        "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
+    }
+    gaps = {
+        n: r["metrics"]["val_loss"].dropna().iloc[-1]
+        - r["metrics"]["train_loss"].rolling(5, min_periods=1).mean().iloc[-1]
+        for n, r in _scale_runs(res).items()
+    }
+    for key, row in (
+        ("gap_few", scales.loc[scales["epochs"].idxmin()]),
+        ("gap_many", scales.loc[scales["epochs"].idxmax()]),
+    ):
+        g = gaps[row["run"]]
+        where = "above" if g >= 0 else "below"
+        out[key] = f"{abs(g):.3f} nats {where} the training loss after {row['epochs']:.1f} epochs ({row['run']})"
+    by_act = {a: g.sort_values("params") for a, g in lim.groupby("activation")}
+    finals = {a: [res["runs"][n]["metrics"]["val_loss"].dropna().iloc[-1] for n in g["run"]] for a, g in by_act.items()}
+    falls = " and ".join(style.ACT_LABEL[a] for a, v in finals.items() if _monotone_down(v))
+    out["fig13_verdict"] = (
+        f"the final validation loss falls with every step in scale for {falls}"
+        if falls
+        else "only one scale was trained"
+        if lim["model"].nunique() < 2
+        else "the final validation loss does not fall steadily with scale"
+    )
+    pairs = lim.pivot_table(index="model", columns="activation", values="last_loss")
+    if {"relu", "silu"} <= set(pairs.columns):
+        gap = (pairs["relu"] - pairs["silu"]).dropna()
+        out["relu_minus_silu"] = f"{gap.min():+.3f} to {gap.max():+.3f}"
+        side = "above" if (gap > 0).all() else "below" if (gap < 0).all() else "on either side of"
+        lo, hi = f"{gap.abs().min():.3f}", f"{gap.abs().max():.3f}"
+        span = f"{lo} nats" if lo == hi else f"{lo}–{hi} nats"
+        out["fig13_verdict"] += f"; ReLU ends {span} {side} SiLU at every scale, " + (
+            "nearly the same loss, as in the paper" if gap.abs().max() < 0.05 else "a wider gap than the paper shows"
+        )
+    else:
+        out["relu_minus_silu"] = "not measured"
+    ok = lim.dropna(subset=["limit", "lo"])
+    late = res["limits_late"].set_index("run")["limit"]
+    shift = (ok.set_index("run")["limit"] - late).abs().dropna()
+    late_ok = late.reindex(ok["run"]).to_numpy()
+    outside = int(((late_ok < ok["lo"].to_numpy()) | (late_ok > ok["hi"].to_numpy())).sum())
+    out["limit_shift"] = f"{shift.max():.2f}" if len(shift) else "–"
+    out["limit_outside"] = f"{outside} of {len(ok)}"
+    out["fit_from"] = f"{FIT_FROM:.0%}"
+    out["fit_from_late"] = f"{FIT_FROM_LATE:.0%}"
+    out["n_boot"] = f"{int(lim['n_boot'].max()) if len(lim) and lim['n_boot'].notna().any() else 0}"
+    overlap = pd.Series(dtype=bool)
+    if {"relu", "silu"} <= set(ok["activation"]):
+        r, s = (ok[ok["activation"] == a].set_index("model") for a in ("relu", "silu"))
+        both = r.index.intersection(s.index)
+        overlap = pd.Series(
+            [r.loc[m, "lo"] <= s.loc[m, "hi"] and s.loc[m, "lo"] <= r.loc[m, "hi"] for m in both], index=both
+        )
+    out["limit_overlap"] = f"{int(overlap.sum())} of {len(overlap)}"
+    limit_falls = [a for a, g in by_act.items() if _monotone_down(list(g["limit"].dropna()))]
+    out["limit_range"] = f"{lim['limit'].min():.2f}–{lim['limit'].max():.2f}" if lim["limit"].notna().any() else "–"
+    if not len(ok):
+        out["fig14_verdict"] = "no run has enough validation points for the fit"
+    else:
+        trend = (
+            f"the limit falls with scale for {' and '.join(style.ACT_LABEL[a] for a in limit_falls)}"
+            if limit_falls
+            else "the limit does not fall steadily with scale"
+        )
+        robust = outside == 0
+        out["fig14_verdict"] = (
+            f"{trend}; ReLU's and SiLU's intervals overlap at {out['limit_overlap']} scales (the paper: nearly "
+            "overlapping curves); "
+            + (
+                "the limits are stable when the fit window moves"
+                if robust
+                else f"but starting the fit later moves {outside} of {len(ok)} limits outside their intervals (by up "
+                f"to {shift.max():.2f} nats), so the limits are extrapolations of one chosen form, not measurements"
+            )
+        )
+    return out

@@ -1,0 +1,200 @@
+"""The throughput appendix: training speed and MFU of the mini models on one H200, and the sweep plan.
+
+Everything here reads committed measurements (``data/benchmarks/throughput_*.csv``, written by
+``benchmarks/throughput.py`` on the GPU, and the runs' ``env.json``); MFU is recomputed from each row's rate
+and FLOP count with the book's one FLOP-rate constant, so that a change of that constant changes every MFU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from ..checks import check_profile
+from ..models import get_spec
+from ..paths import H200_BF16_FLOPS, data_file
+from ..run import TOKENS_PER_PARAM
+from ..runs import load_run
+
+# What each file measured. v1's step compiled the model alone (the cross-entropy ran eagerly on fp32 logits);
+# v2's compiles model and loss as one graph. The MoE files differ in how the experts computed.
+FILE_LABEL = {
+    "throughput_v1_call1.csv": "v1 step",
+    "throughput_v1_call2.csv": "v1 step",
+    "throughput_v2_call3.csv": "v2 step",
+    "throughput_v2_call4.csv": "v2 step",
+    "throughput_v2_largest.csv": "v2 step",
+    "throughput_v2_moe.csv": "v2 step, MoE experts on fp32 weights",
+    "throughput_moe_top8th.csv": "v2 step, MoE experts on fp32 weights, an eighth routed",
+    "throughput_v3_moe_no_balancing.csv": "v2 step, MoE experts in bf16, no balancing loss",
+    "throughput_v3_moe.csv": "v2 step, MoE experts in bf16, balancing loss",
+}
+GRID_LABEL = {
+    "scales": "scales (ReLU and SiLU)",
+    "width_depth": "width-depth variants",
+    "moe": "mixture of experts",
+    "recipe": "recipe validation (with a decay phase)",
+}
+PLANNED_MINUTES = 60  # the sweep's design constraint: one hour of H200 time (data/benchmarks/throughput_README.md)
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float = H200_BF16_FLOPS) -> float:
+    """Model FLOP utilisation: the training FLOPs a step really needs per second, over the GPU's dense bf16
+    rate. FLOPs per token are 6·(N + d·V) + 12·L·d·T (``ModelSpec.flops_per_token``), so recomputation for
+    memory and padding count as waste, as in the PaLM definition."""
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def load_benchmarks() -> pd.DataFrame:
+    """All committed benchmark rows: one per (file, model, compiled, processes), with the step version and
+    the MFU recomputed from the rate (files without a ``compiled`` column were all compiled)."""
+    frames = []
+    for f in sorted(data_file("benchmarks").glob("throughput_v*_*.csv")):
+        df = pd.read_csv(f).assign(step=f.name.split("_")[1], file=f.name)
+        frames.append(df)
+    frames.append(
+        pd.read_csv(data_file("benchmarks", "throughput_moe_top8th.csv")).assign(
+            step="v2", file="throughput_moe_top8th.csv"
+        )
+    )
+    bench = pd.concat(frames, ignore_index=True)
+    bench["compiled"] = bench["compiled"].fillna(True).astype(bool)
+    bench["mfu"] = mfu(bench["tokens_per_s"], bench["flops_per_token"])
+    return bench
+
+
+def results(profile: str = "replay") -> dict:
+    """The benchmark rows, the sweep plan and the largest run's record. Every profile replays them: the
+    measurements need an H200 (``benchmarks/throughput.py``, commands in data/benchmarks/throughput_README.md)."""
+    check_profile(profile)
+    return {
+        "bench": load_benchmarks(),
+        "plan": pd.read_csv(data_file("benchmarks", "throughput_plan.csv")),
+        "largest": load_run(data_file("runs", "mini-336x7-relu"))["env"],
+        "search_gemm_tflops": _search_gemm_tflops(),
+    }
+
+
+def _search_gemm_tflops() -> float:
+    """The bf16 square-product rate (4096³) that the search benchmark measured on its H200 before its runs;
+    quoted beside the FLOP-rate constant because it is lower than the constant."""
+    files = sorted(data_file("benchmarks").glob("search_full_*.json"))
+    return float(json.loads(files[-1].read_text())["gemm_tflops"]["bfloat16"])
+
+
+def benchmark_table(res: dict) -> pd.DataFrame:
+    """The benchmark rows with readable columns: file, step version, model, compiled or eager, processes
+    sharing the GPU, summed tokens/s, MFU, peak memory and warm-up (compilation) time."""
+    b = res["bench"]
+    return pd.DataFrame(
+        {
+            "file": b["file"].str.removeprefix("throughput_").str.removesuffix(".csv"),
+            "what was measured": b["file"].map(FILE_LABEL),
+            "model": b["model"],
+            "compiled": b["compiled"].map({True: "yes", False: "no (eager)"}),
+            "processes": b["processes"],
+            "tokens/s (M)": b["tokens_per_s"] / 1e6,
+            "MFU": b["mfu"],
+            "peak memory (GiB)": b["peak_mem_gib"],
+            "warm-up (s)": b["warmup_s"],
+        }
+    )
+
+
+def plan_table(res: dict) -> pd.DataFrame:
+    """The sweep plan by grid: runs, minutes measured on finished runs, minutes estimated for the rest."""
+    p = res["plan"]
+    g = p.groupby("grid", sort=False)
+    out = pd.DataFrame(
+        {
+            "runs": g.size(),
+            "finished": g["done"].sum().astype(int),
+            "measured (min)": g.apply(lambda x: x.loc[x["done"], "minutes"].sum(), include_groups=False),
+            "estimated (min)": g.apply(lambda x: x.loc[~x["done"], "minutes"].sum(), include_groups=False),
+        }
+    )
+    out["total (min)"] = out["measured (min)"] + out["estimated (min)"]
+    out.loc["all"] = out.sum()
+    out = out.reset_index(names="grid").astype({"runs": int, "finished": int})
+    out["grid"] = out["grid"].map(lambda g: GRID_LABEL.get(g, g))
+    return out
+
+
+def _single(bench: pd.DataFrame, step: str, compiled: bool = True) -> pd.Series:
+    """Best single-process rate per model for one step version."""
+    rows = bench[(bench["step"] == step) & (bench["processes"] == 1) & (bench["compiled"] == compiled)]
+    return rows.groupby("model")["tokens_per_s"].max()
+
+
+def _moe_rates(bench: pd.DataFrame, file: str, compiled: bool) -> pd.Series:
+    rows = bench[(bench["file"] == file) & (bench["compiled"] == compiled) & (bench["processes"] == 1)]
+    return rows[rows["model"].str.startswith("moe")].groupby("model")["tokens_per_s"].max()
+
+
+def _m(rates: pd.Series) -> str:
+    return " / ".join(f"{v / 1e6:.2f}" for v in rates) + "M"
+
+
+def numbers(res: dict) -> dict[str, str]:
+    """Every number the appendix quotes, formatted."""
+    bench, plan, largest = res["bench"], res["plan"], res["largest"]
+    v1, v2 = _single(bench, "v1"), _single(bench, "v2")
+    gain = (v2 / v1).dropna()
+    v2_single = bench[(bench["step"] == "v2") & (bench["processes"] == 1) & bench["compiled"]]
+    minis = v2_single[v2_single["model"].str.startswith("mini")]
+    pack = bench[(bench["step"] == "v2") & (bench["processes"] > 1) & bench["model"].str.startswith("mini")].iloc[0]
+    moe_pack = bench[(bench["step"] == "v2") & (bench["processes"] > 1) & bench["model"].str.startswith("moe")].iloc[0]
+    first = _moe_rates(bench, "throughput_v2_moe.csv", False)
+    final = _moe_rates(bench, "throughput_v3_moe.csv", True)
+    speedup = (final / first).dropna()
+    eighth = _moe_rates(bench, "throughput_moe_top8th.csv", False)
+    final_mfu = bench[(bench["file"] == "throughput_v3_moe.csv") & bench["compiled"]].groupby("model")["mfu"].max()
+    rate_352, rate_336 = v2["mini-352x7"], v2["mini-336x7"]
+    n_352 = bench.loc[bench["model"] == "mini-352x7", "non_embedding_params"].iloc[0]  # no longer in models.MINI
+    done, todo = plan[plan["done"]], plan[~plan["done"]]
+    total = plan["minutes"].sum()
+    return {
+        "peak_tflops": f"{H200_BF16_FLOPS / 1e12:.0f}",
+        "search_tflops": f"{res['search_gemm_tflops']:.0f}",
+        "n_bench_rows": f"{len(bench)}",
+        "fused_gain": (
+            f"{100 * (gain.min() - 1):.0f}% ({gain.idxmin()}) to {100 * (gain.max() - 1):.0f}% ({gain.idxmax()})"
+        ),
+        "mfu_100m": f"{v2_single.loc[v2_single['model'] == 'paper-0.1B', 'mfu'].max():.0%}",
+        "mfu_minis": f"{minis['mfu'].min():.0%}–{minis['mfu'].max():.0%}",
+        "rate_minis": f"{minis['tokens_per_s'].min() / 1e6:.2f}–{minis['tokens_per_s'].max() / 1e6:.2f}M",
+        "pack_note": (
+            f"{int(pack['processes'])} concurrent {pack['model']} processes add up to "
+            f"{pack['tokens_per_s'] / 1e6:.2f}M tokens/s, against {v2[pack['model']] / 1e6:.2f}M for one"
+        ),
+        "moe_pack_note": (
+            f"{int(moe_pack['processes'])} eager {moe_pack['model']} processes add up to "
+            f"{moe_pack['tokens_per_s'] / 1e6:.2f}M against {first[moe_pack['model']] / 1e6:.2f}M for one"
+        ),
+        "moe_fp32": f"{_m(first)} eager, {_m(_moe_rates(bench, 'throughput_v2_moe.csv', True))} compiled",
+        "moe_bf16": (
+            f"{_m(_moe_rates(bench, 'throughput_v3_moe_no_balancing.csv', False))} eager, "
+            f"{_m(_moe_rates(bench, 'throughput_v3_moe_no_balancing.csv', True))} compiled"
+        ),
+        "moe_final": _m(final),
+        "moe_final_mfu": " / ".join(f"{v:.1%}" for v in final_mfu),
+        "moe_speedup": f"{speedup.min():.1f}–{speedup.max():.1f}",
+        "moe_eighth": _m(eighth),
+        "head_dims": f"{rate_352 / 1e6:.2f}M tokens/s for 352×7 against {rate_336 / 1e6:.2f}M for 336×7",
+        "head_gain": f"{100 * (rate_336 / rate_352 - 1):.0f}%",
+        "minutes_352": f"{TOKENS_PER_PARAM * n_352 / rate_352 / 60:.1f}",
+        "minutes_336": f"{TOKENS_PER_PARAM * get_spec('mini-336x7').non_embedding_params / rate_336 / 60:.1f}",
+        "tokens_per_param": f"{TOKENS_PER_PARAM}",
+        "largest_wall": f"{largest['wall_seconds']:.0f}",
+        "largest_mfu": f"{largest['mfu']:.1%}",
+        "plan_minutes": f"{total:.1f}",
+        "plan_planned": f"{PLANNED_MINUTES}",
+        "plan_margin": f"{abs(PLANNED_MINUTES - total):.1f}",
+        "plan_verdict": "over" if total > PLANNED_MINUTES else "under",
+        "plan_done_minutes": f"{done['minutes'].sum():.1f}",
+        "plan_n_done": f"{len(done)}",
+        "plan_todo_minutes": f"{todo['minutes'].sum():.1f}",
+        "plan_n_todo": f"{len(todo)} run{'' if len(todo) == 1 else 's'}",
+        "plan_moe_minutes": f"{plan.loc[plan['grid'] == 'moe', 'minutes'].sum():.1f}",
+    }

@@ -1,0 +1,133 @@
+"""The dynamics chapter's library: epochs, the limit-loss fit, the family and runs tables, the verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from sparsing_lib.figures import dynamics
+
+
+def test_epochs_is_tokens_over_split_size():
+    metrics = pd.DataFrame({"tokens": [100, 250]})
+    assert dynamics.epochs(metrics, 100) == pytest.approx(2.5)
+
+
+def test_fit_limit_loss_recovers_a_known_limit():
+    tokens = np.linspace(10e6, 300e6, 25)
+    loss = 3.0 + 2.0 * (tokens / 1e6) ** -0.5  # E = 3, B = 2, beta = 0.5 by construction
+    fit = dynamics.fit_limit_loss(tokens, loss, n_boot=20)
+    assert fit["limit"] == pytest.approx(3.0, abs=1e-4)
+    assert fit["beta"] == pytest.approx(0.5, abs=1e-3)
+    assert fit["lo"] <= 3.0 + 1e-4 and fit["hi"] >= 3.0 - 1e-4
+    assert fit["n_points"] == 25 and fit["n_boot"] == 20
+
+
+def _fake_runs(limits=None):
+    """Two scales x two activations on a fake 100M-token split; loss = E + 2 D^-0.5 with E per run."""
+    limits = limits or {
+        "mini-160x3-relu": 3.5,
+        "mini-160x3-silu": 3.49,
+        "mini-192x4-relu": 3.3,
+        "mini-192x4-silu": 3.29,
+    }
+    tokens = np.linspace(5e6, 200e6, 20)
+    runs = {}
+    for name, e in limits.items():
+        m = pd.DataFrame({"tokens": tokens, "train_loss": e + 2 * (tokens / 1e6) ** -0.5 - 0.05})
+        m["val_loss"] = e + 2 * (tokens / 1e6) ** -0.5
+        runs[name] = dict(
+            metrics=m,
+            config=dict(
+                activation=name.rsplit("-", 1)[1],
+                corpus="full",
+                vocab_size=12288,
+                corpus_identity=dict(train_tokens=100_000_000),
+            ),
+            env=dict(status="done", gpu=None, cpu_count=2),
+            sparsity=pd.DataFrame({"tokens": tokens[:3]}),
+        )
+    return runs
+
+
+def _fake_res():
+    runs = _fake_runs()
+    man = pd.DataFrame(
+        {
+            "source": ["a", "b"],
+            "domain": ["prose", "technical"],
+            "docs": [3, 4],
+            "bytes": [10, 20],
+            "tokens": [60_000_000, 40_000_000],
+            "train_tokens_kept": [59_000_000, 39_000_000],
+            "val_tokens": [1_000_000, 1_000_000],
+            "public_domain": [True, False],
+        }
+    )
+    return {
+        "runs": runs,
+        "limits": dynamics.limit_losses(runs, n_boot=10),
+        "limits_late": dynamics.limit_losses(runs, 0.3, n_boot=0),
+        "manifest": man,
+    }
+
+
+def test_limit_losses_one_row_per_scale_run_with_its_limit():
+    lim = dynamics.limit_losses(_fake_runs(), n_boot=0).set_index("run")
+    assert lim.loc["mini-192x4-relu", "limit"] == pytest.approx(3.3, abs=1e-3)
+    assert lim.loc["mini-160x3-silu", "params"] == 883200
+    assert lim.loc["mini-160x3-relu", "n_points"] == 18  # the points at 5M and 15.3M come before 10% of 200M
+
+
+def test_runs_table_counts_epochs_checkpoints_and_hardware():
+    table = dynamics.runs_table(_fake_res()).set_index("run")
+    row = table.loc["mini-160x3-relu"]
+    assert row["epochs"] == pytest.approx(2.0)
+    assert row["tokens (M)"] == pytest.approx(200.0)
+    assert row["checkpoints probed"] == 3
+    assert row["hardware"] == "CPU (2 cores)"
+    assert row["status"] == "done"
+
+
+def test_table3_puts_the_paper_beside_the_mini_family():
+    t = dynamics.table3()
+    paper = t[t["family"] == "paper"]
+    assert list(paper["model"]) == ["0.1B", "0.2B", "0.4B", "0.8B", "1.2B", "2.4B"]
+    mini = t[t["family"] == "mini (ours)"].set_index("model")
+    assert len(mini) == 14
+    assert mini.loc["mini-160x3", "batch (tokens)"] == 64 * 1024
+    assert mini.loc["mini-160x3", "training tokens (M)"] == pytest.approx(2048 * 65536 / 1e6)  # 2^27 floor
+    assert mini.loc["wd-96x16", "tokens per parameter"] == pytest.approx(50, rel=1e-3)
+
+
+def test_numbers_and_verdicts_follow_the_fake_losses():
+    n = dynamics.numbers(_fake_res())
+    assert n["n_runs"] == "4" and n["n_done"] == "4"
+    assert n["epochs_range"] == "2.0–2.0"
+    assert n["relu_minus_silu"] == "+0.010 to +0.010"
+    assert "falls with every step in scale for ReLU and SiLU" in n["fig13_verdict"]
+    assert n["limit_overlap"].endswith("of 2")
+    assert n["corpus_domains"] == "prose 60%, technical 40%"
+    assert n["corpus_public_domain"] == "60%"
+
+
+def test_figures_draw():
+    res = _fake_res()
+    assert isinstance(dynamics.fig13(res), Figure)
+    assert isinstance(dynamics.fig14(res), Figure)
+
+
+def test_results_rejects_unknown_grid_and_profile():
+    with pytest.raises(ValueError, match="grid='every'"):
+        dynamics.results("replay", grid="every")
+    with pytest.raises(ValueError, match="profile='fast'"):
+        dynamics.results("fast")
+
+
+@pytest.mark.slow
+def test_smoke_profile_trains_the_smoke_grid_and_fits():
+    res = dynamics.results("smoke")
+    assert sorted(res["runs"]) == ["tiny-32x2-relu", "tiny-32x2-silu"]
+    table = dynamics.runs_table(res)
+    assert (table["status"] == "done").all()
+    assert dynamics.numbers(res)["corpus_in_run"] == "the committed smoke slice"
