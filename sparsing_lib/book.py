@@ -59,11 +59,12 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return value
 
 
-def glue_all(values: dict[str, Any]) -> dict[str, Any]:
-    """``glue`` every entry of a dict of numbers a chapter's prose quotes (already formatted as text)."""
+def glue_all(values: dict[str, Any]) -> None:
+    """``glue`` every entry of a dict of numbers a chapter's prose quotes (already formatted as text).
+
+    Returns nothing, so that as a cell's last line it prints nothing on the page."""
     for name, value in values.items():
         glue(name, value)
-    return values
 
 
 def glue_figure(name: str, fig) -> None:

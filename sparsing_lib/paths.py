@@ -16,7 +16,7 @@ DATA = Path(os.environ["SPARSING_DATA"]).expanduser() if os.environ.get("SPARSIN
 
 # Dense bf16 matrix rate of the NVIDIA H200 (8192^3 bf16 products measured at 769-798 TFLOP/s), the denominator
 # of every MFU in the book; data/benchmarks/throughput_README.md says where the rate was measured and why it is
-# preferred to the 737 TFLOP/s our search benchmark saw at a smaller FFN shape.
+# preferred to the 737 TFLOP/s our search benchmark saw on smaller 4096^3 products.
 H200_BF16_FLOPS = 790e12
 
 
