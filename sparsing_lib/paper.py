@@ -47,7 +47,8 @@ class ReleasedDataError(RuntimeError):
 
 def _help(detail: str) -> ReleasedDataError:
     return ReleasedDataError(
-        f"{detail}.\nThe authors' measured curves (11 small text files) are not part of this book. Get them either way:\n"
+        f"{detail}.\nThe authors' measured curves (11 small text files) are not part of this book. "
+        "Get them either way:\n"
         f"  1. Network: with internet access they are downloaded automatically from the authors' repository "
         f"https://github.com/{REPO} at the pinned commit {COMMIT[:7]}, and every file is checked against its "
         f"SHA-256 before use: leave {ENV_VAR} unset and run again once online.\n"

@@ -67,7 +67,7 @@ def test_mini_trends_and_verdicts_on_a_tiny_table():
     assert (a["first"], a["low"], a["low_tokens"], a["last"], a["epochs"]) == (0.20, 0.12, 2e6, 0.15, 2.0)
     assert da.mini_verdict(t, "relu") == "keeps falling in 1 of 2 scales (the others fall, then rise again)"
     assert da.mini_verdict(t, "silu") == "rises in 1 of 2 scales"
-    assert da.mini_verdict(t[t.run != "b-silu"], "silu") == "rises in all 1 scales, as in the paper"
+    assert da.mini_verdict(t[t.run != "b-silu"], "silu") == "rises in the one probed run, as in the paper"
     assert da.mini_verdict(t[t.run != "b-relu"], "relu").startswith("falls and then rises again")
     assert da.mini_verdict(t[t.activation == "silu"], "relu") == "no ReLU run was probed"
 

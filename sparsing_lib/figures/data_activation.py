@@ -243,16 +243,17 @@ def mini_verdict(trends: pd.DataFrame, act: str) -> str:
     if t.empty:
         return f"no {style.ACT_LABEL[act]} run was probed"
     n = len(t)
+    every = f"all {n} scales" if n > 1 else "the one probed run"
     if act == "relu":
         k = int((t["last"] <= t["low"] + 1e-9).sum())
         if k == n:
-            return f"keeps falling in all {n} scales, as in the paper"
+            return f"keeps falling in {every}, as in the paper"
         if k == 0:
-            return f"falls and then rises again in all {n} scales, unlike the paper's monotone fall"
+            return f"falls and then rises again in {every}, unlike the paper's monotone fall"
         return f"keeps falling in {k} of {n} scales (the others fall, then rise again)"
     k = int((t["last"] > t["first"]).sum())
     if k == n:
-        return f"rises in all {n} scales, as in the paper"
+        return f"rises in {every}, as in the paper"
     return f"rises in {k} of {n} scales" + (", unlike the paper" if k == 0 else "")
 
 
