@@ -70,6 +70,7 @@ def test_mini_trends_and_verdicts_on_a_tiny_table():
     assert da.mini_verdict(t[t.run != "b-silu"], "silu") == "rises in the one probed run, as in the paper"
     assert da.mini_verdict(t[t.run != "b-relu"], "relu").startswith("falls and then rises again")
     assert da.mini_verdict(t[t.activation == "silu"], "relu") == "no ReLU run was probed"
+    assert da._rise_trend(t[t.activation == "relu"]) == "shrinks steadily as the scale grows"  # +25 %, then 0 %
 
 
 def test_size_ratios_scale_for_scale():
@@ -138,7 +139,7 @@ def replayed(curves):
 def test_committed_refit_numbers(replayed):
     n = da.numbers(replayed)
     assert n["mae_printed_01relu"] == "4.07e-04" and n["b01_diff"] == "12.8 %"
-    assert n["size_ratio"] == "108–142" and n["mini_relu_verdict"] == "–"
+    assert n["size_ratio"] == "108–142" and n["n_per_curve"] == "24–42" and n["mini_relu_verdict"] == "–"
     cmp = da.table2(replayed)
     assert len(cmp[cmp.coefficient == "A0"]) == 10
     assert sparser_model.numbers(replayed)["last_24"] == "291B"

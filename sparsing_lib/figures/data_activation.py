@@ -296,7 +296,9 @@ def size_ratios(table3: pd.DataFrame) -> pd.DataFrame:
 
 def _released_numbers(res: dict) -> dict[str, str]:
     curves, t2, st = res["curves"], res["table2"], res["meta"]["settings"]
+    sizes = curves[curves.scale.isin(SCALES)].groupby(["activation", "scale"], observed=True).size()
     out = {
+        "n_per_curve": f"{sizes.min()}–{sizes.max()}",
         "n_points": f"{len(curves):,}",
         "n_curves": f"{curves.groupby(['activation', 'scale'], observed=True).ngroups}",
     }
@@ -376,6 +378,16 @@ def _released_numbers(res: dict) -> dict[str, str]:
     return out
 
 
+def _rise_trend(relu: pd.DataFrame) -> str:
+    """Whether the ReLU ratio's rise after its lowest point shrinks as the model grows (rows by size)."""
+    rise = (relu["last"] / relu["low"] - 1).to_numpy()
+    if len(rise) < 2:
+        return "is measured on one scale only"
+    return (
+        "shrinks steadily as the scale grows" if np.all(np.diff(rise) <= 0) else "does not shrink steadily with scale"
+    )
+
+
 def _mini_numbers(res: dict) -> dict[str, str]:
     t = mini_trends(res["runs"])
     if t.empty:
@@ -386,6 +398,7 @@ def _mini_numbers(res: dict) -> dict[str, str]:
                 "mini_silu_verdict",
                 "mini_relu_moves",
                 "mini_fig4_verdict",
+                "mini_relu_rise_trend",
                 "epochs_small",
                 "epochs_large",
                 "n_mini",
@@ -401,6 +414,7 @@ def _mini_numbers(res: dict) -> dict[str, str]:
         "mini_relu_verdict": mini_verdict(t, "relu"),
         "mini_silu_verdict": mini_verdict(t, "silu"),
         "mini_relu_moves": moves or "none",
+        "mini_relu_rise_trend": _rise_trend(relu),
         "n_mini": f"{len(t)}",
         "epochs_small": f"{t.loc[t.params.idxmin(), 'epochs']:.1f}",
         "epochs_large": f"{t.loc[t.params.idxmax(), 'epochs']:.1f}",

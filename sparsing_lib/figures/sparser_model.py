@@ -82,6 +82,7 @@ def numbers(res: dict) -> dict[str, str]:
         "a0_24_ours": f"{100 * a0.value:.2f} %",
         "a0_24_ci": f"[{100 * a0.ci_lo:.2f} %, {100 * a0.ci_hi:.2f} %]",
         "a0_24_final": f"{100 * final['A0']:.2f} %",
+        "sparsity_24_final": f"{100 * (1 - final['A0']):.2f} %",
         "a0_24_interim": f"{100 * interim['A0']:.2f} %",
         "last_24": f"{pts.tokens.max() / 1e9:.0f}B",
         "n_24": f"{len(pts)}",
