@@ -47,9 +47,14 @@ class ReleasedDataError(RuntimeError):
 
 def _help(detail: str) -> ReleasedDataError:
     return ReleasedDataError(
-        f"{detail}. Provide a directory holding the 11 files of {REPO}@{COMMIT[:7]} (data/*.txt) via "
-        f"released_curves(path=...) or the {ENV_VAR} environment variable (e.g. ../shared/sparsinglaw_data), "
-        "or allow the download from raw.githubusercontent.com."
+        f"{detail}.\nThe authors' measured curves (11 small text files) are not part of this book. "
+        "Get them either way:\n"
+        f"  1. Network: with internet access they are downloaded automatically from the authors' repository "
+        f"https://github.com/{REPO} at the pinned commit {COMMIT[:7]}, and every file is checked against its "
+        f"SHA-256 before use: leave {ENV_VAR} unset and run again once online.\n"
+        f"  2. Local folder: download or clone that repository yourself and set the environment variable "
+        f"{ENV_VAR} to its data/ folder (e.g. export {ENV_VAR}=~/SparsingLawData/data), or pass "
+        "released_curves(path=...)."
     )
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear
 
-from sparsing_lib import laws, paper
+from sparsing_lib import laws, paper, refit
 
 # Warm-up drops (first k checkpoints) that reproduce Table 2, as documented in the paper inventory
 # (shared/paper/inventory.md, Appendix A); the paper itself does not state them.
@@ -192,8 +192,8 @@ def test_too_short_after_warmup_names_the_rule():
 
 def test_refit_released_tables(curves):
     sub = curves[(curves.scale == "0.2B")]
-    out = laws.refit_released(sub, n_boot=3, kmax=2, workers=1)
-    assert set(out) == set(laws.RESULT_TABLES)
+    out = refit.refit_released(sub, n_boot=3, kmax=2, workers=1)
+    assert set(out) == set(refit.RESULT_TABLES)
     assert set(out["quality"].form) == {"logspace", "power", *laws.ALTERNATIVES}
     assert len(out["quality"]) == 2 * 5 and len(out["kscan"]) == 2 * 3
     a0 = out["coef"].query("activation == 'relu' and form == 'logspace' and name == 'A0'").iloc[0]

@@ -30,7 +30,7 @@ def test_env_var_is_used_and_empty_counts_as_unset(released_dir, monkeypatch):
 
 
 def test_missing_directory_names_it():
-    with pytest.raises(paper.ReleasedDataError, match=r"'/nonexistent/x' does not exist.*SPARSINGLAW_DATA"):
+    with pytest.raises(paper.ReleasedDataError, match=r"(?s)'/nonexistent/x' does not exist.*SPARSINGLAW_DATA"):
         paper.released_curves("/nonexistent/x")
 
 
@@ -38,7 +38,7 @@ def test_missing_file_is_named(released_dir, tmp_path):
     for f in released_dir.glob("*.txt"):
         shutil.copy(f, tmp_path)
     (tmp_path / "0.8b_silu.txt").unlink()
-    with pytest.raises(paper.ReleasedDataError, match="missing file '0.8b_silu.txt'.*SPARSINGLAW_DATA"):
+    with pytest.raises(paper.ReleasedDataError, match="(?s)missing file '0.8b_silu.txt'.*SPARSINGLAW_DATA"):
         paper.released_curves(tmp_path)
 
 
@@ -62,7 +62,7 @@ def test_download_failure_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv(paper.ENV_VAR, raising=False)
     monkeypatch.setattr(pooch, "os_cache", lambda name: tmp_path)
     monkeypatch.setattr(pooch.Pooch, "fetch", no_network)
-    with pytest.raises(paper.ReleasedDataError, match="could not download .*SPARSINGLAW_DATA"):
+    with pytest.raises(paper.ReleasedDataError, match="(?s)could not download .*SPARSINGLAW_DATA"):
         paper.released_curves()
 
 
