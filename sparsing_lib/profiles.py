@@ -8,7 +8,7 @@ trains or measures models) and saves the result with its provenance, so that the
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from .checks import check_profile
@@ -28,7 +28,7 @@ def provenance(command: str, seconds: float | None = None, hardware: str | None 
         "git_revision_source": git["source"],
         "hardware": hardware or cpu_hardware(),
         "seconds": None if seconds is None else round(seconds, 1),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
 
 
