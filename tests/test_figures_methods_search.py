@@ -50,7 +50,10 @@ def test_table_and_numbers_take_parts_b_and_c_from_the_newest_run_that_has_them(
     assert t["speed-up, 2 CETT values (measured)"].iloc[0] == pytest.approx(5.0)
     out = ms.numbers(runs)
     assert out["one"] == "12×" and out["search"] == "60×" and out["ceiling"] == "85×"
-    assert out["b"].startswith("2,048 calibration tokens in 10 s (5.0 dense passes)") and "git aaaaaaa" in out["b"]
+    assert (
+        out["b"].startswith("2,048 calibration tokens in 10 s (5.0 dense passes) with a peak of 1.5 GiB")
+        and "git aaaaaaa" in out["b"]
+    )
     assert out["c"] == "unreachable"
 
 

@@ -328,7 +328,7 @@ def fig15(res: dict) -> Figure:
         d = d.sort_values("cett")
         axes[0].plot(d.cett, 100 * d.activation_ratio, "-", ms=4, label=run, **st[run])
         axes[1].plot(d.cett, d.ppl_ratio, "-", ms=4, label=run, **st[run])
-    axes[0].set(xlabel="CETT", ylabel="activation ratio (%)", xlim=(0, None))
+    axes[0].set(xlabel="CETT", ylabel="activation ratio (%)", xlim=(0, None), ylim=(0, None))
     axes[1].set(xlabel="CETT", ylabel="PPL / dense PPL", xlim=(0, None))
     axes[1].axhline(1.01, color="grey", ls=":", lw=1)
     axes[1].axhline(1.0, color="k", lw=0.6)
@@ -371,6 +371,11 @@ def versus(ours: float, paper: float, close: float = 0.05) -> str:
     return "close to" if abs(ours - paper) <= close else "smaller than" if ours < paper else "larger than"
 
 
+def _count(n: float) -> str:
+    """A token count: millions above a million, else the exact number."""
+    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n:,.0f}"
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
@@ -391,8 +396,8 @@ def numbers(res: dict) -> dict[str, str]:
         scales=", ".join(paired_models(runs)),
         n_runs=str(len(mono)),
         params=f"{relu['config']['model']['non_embedding_params'] / 1e6:.2f}M",
-        train_tokens=f"{relu['config']['train']['tokens'] / 1e6:.0f}M",
-        hardware=relu["env"].get("gpu") or "a CPU",
+        train_tokens=_count(relu["config"]["train"]["tokens"]),
+        hardware=f"one {relu['env']['gpu']}" if relu["env"].get("gpu") else "a CPU",
         probe_tokens=f"{relu['config']['probe']['tokens']:,}",
         n_ckpt=str(len(relu["sparsity"])),
         joint=str(len(relu["cett"]["joint_steps"])),
@@ -405,7 +410,9 @@ def numbers(res: dict) -> dict[str, str]:
         fig15_verdict=fig15_verdict(mono, methods),
         relu_cut=_pct(cut, 0),
         relu_cut_vs_paper=f"{versus(cut, PAPER_RELU_REDUCTION)} the paper's 61% for its 0.8B ReLU model",
-        relu_cut_range=f"{_pct(min(cuts.values()), 0)} to {_pct(max(cuts.values()), 0)}",
+        relu_cut_range=f"{_pct(min(cuts.values()), 0)} to {_pct(max(cuts.values()), 0)}"
+        if len(cuts) > 1
+        else f"{_pct(cut, 0)} (one scale only)",
     )
     for act, r in (("relu", relu), ("silu", silu)):
         s, pts = last_checkpoint(r)

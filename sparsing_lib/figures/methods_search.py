@@ -170,19 +170,20 @@ def numbers(runs: list[dict]) -> dict[str, str]:
         grid_ms=f"{1000 * s['grid_s']:.1f} ms",
         grid_points=str(len(AROUND)),
         official_products=str(OFFICIAL_PRODUCTS),
-        fp32=f"{rates['fp32']:.0f}",
+        fp32=f"{rates['fp32']:.3g}",
         dtype=ours,
-        ours_rate=f"{rates[ours]:.0f}",
+        ours_rate=f"{rates[ours]:.3g}",
         ceiling=f"{gemm_ceiling(rates, ours):.0f}×",
         dcett=f"{agree['cett']:.1e}",
         dact=f"{100 * agree['act']:.3f}",
     )
-    out["b"] = (
-        f"{b['tokens']:,} calibration tokens in {b['curves_s']:.0f} s ({b['curves_s'] / b['dense_pass_s']:.1f} dense "
-        f"passes) with a peak of {b['peak_gib']:.1f} GiB of GPU memory (git {b_rev})"
-        if b and b.get("peak_gib") == b.get("peak_gib")
-        else "was not measured on a GPU"
-    )
+    out["b"] = "was not run"
+    if b:
+        peak = f" with a peak of {b['peak_gib']:.1f} GiB of GPU memory" if b["peak_gib"] == b["peak_gib"] else ""
+        out["b"] = (
+            f"{b['tokens']:,} calibration tokens in {b['curves_s']:.3g} s "
+            f"({b['curves_s'] / b['dense_pass_s']:.1f} dense passes){peak} (git {b_rev})"
+        )
     out["c"] = (
         f"{c['forward_equivalents']:.1f} forward-pass equivalents ({c['passes']} passes) to reach a PPL ratio of "
         f"{c['ppl_ratio']:.5f} (git {c_rev})"
