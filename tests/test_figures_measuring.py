@@ -171,3 +171,47 @@ def test_describe_and_versus_in_words():
         "close to",
         "larger than",
     )
+
+
+def test_fig1_from_checkpoint_matches_the_runs_threshold(tmp_path, monkeypatch):
+    """A tiny run on the committed smoke corpus: the Fig. 1 token's threshold is the one the run's CETT value
+    gives the middle layer on the probe set, recomputed independently here."""
+    from sparsing_lib import metrics
+    from sparsing_lib import run as runner
+    from sparsing_lib.train import ProbeConfig, TrainConfig
+
+    monkeypatch.setattr(
+        runner,
+        "train_config",
+        lambda m_, p: TrainConfig(tokens=20 * 4 * 32, batch_size=4, seq_len=32, n_checkpoints=2, eval_tokens=256,
+                                  log_every=5, compile=False),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        runner,
+        "probe_config",
+        lambda p: ProbeConfig(joint_last=1, tokens=512, domain_tokens=64, token_ratio_tokens=64, batch_size=8,
+                              topk_values=[0.5], fat_values=[0.0], cett_values=[0.1]),
+    )  # fmt: skip
+    rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",
+                         progress=False)  # fmt: skip
+    assert rec["status"] == "done", rec.get("traceback")
+    d = m.fig1_from_checkpoint(tmp_path / "runs" / "tiny-32x2-relu", tmp_path / "ck" / "tiny-32x2-relu")
+    assert set(d.model) == {"relu"} and set(d.layer) == {1} and len(d) == 80
+    assert (d.active == (d.n >= d.threshold)).all() and (d.s >= 0).all()
+    # the same thresholds from the run's probe set, built here from the corpus slice and the last checkpoint
+    from sparsing_lib import corpus
+    from sparsing_lib.models import TINY, build_model
+    from sparsing_lib.train import checkpoint_files, load_checkpoint, windows
+
+    r = m.load_run(tmp_path / "runs" / "tiny-32x2-relu")
+    ids = windows(runner.mix(corpus.load_val_by_domain(root="smoke"), 512, 32), 32)
+    _, path = checkpoint_files(tmp_path / "ck" / "tiny-32x2-relu")[-1]
+    model = load_checkpoint(lambda: build_model(TINY, "relu", r["config"]["vocab_size"]), path, "cpu")
+    thr = metrics.cett_thresholds(model, ids, r["cett"]["cett"], max_tokens=8 * 32)
+    assert d.threshold.iloc[0] == pytest.approx(thr[1]) and thr[1] > 0
+
+
+def test_fig1_verdict_follows_the_shares():
+    assert m.fig1_verdict({"relu": 0.88, "silu": 0.91}).startswith("a few neurons carry most")
+    v = m.fig1_verdict({"relu": 0.88, "silu": 0.3})
+    assert v.startswith("the output is spread") and "30% in the SiLU model" in v

@@ -99,8 +99,8 @@ def _recompute(profile: str, scale: str) -> dict:
 
 
 def _save(res: dict) -> None:
-    for name in res["runs"]:
-        shutil.copytree(res["out"] / name, DATA / "runs" / name, dirs_exist_ok=True)
+    for folder in res["out"].iterdir():  # the runs trained by this call, not the ones replayed beside them
+        shutil.copytree(folder, DATA / "runs" / folder.name, dirs_exist_ok=True)
     (DATA / "measuring").mkdir(exist_ok=True)
     res["fig1"].to_csv(DATA / "measuring" / "fig1.csv", index=False)
     meta = res["fig1_meta"] | provenance(f"papermill book/measuring.ipynb -p profile full -p scale {res['scale']}")
@@ -189,6 +189,15 @@ def fig1(res: dict) -> Figure:
     axes[-1].set_xlabel("neurons of one token, sorted by the norm of their contribution")
     fig.tight_layout()
     return fig
+
+
+def fig1_verdict(top: dict[str, float]) -> str:
+    """Whether a few neurons carry most of the token's FFN output: the share of the summed contribution norms
+    carried by the largest tenth of the neurons, per activation."""
+    shares = " and ".join(f"{_pct(v, 0)} in the {style.ACT_LABEL[a]} model" for a, v in top.items())
+    if all(v > 0.5 for v in top.values()):
+        return f"a few neurons carry most of the output, as the paper's picture says: the largest tenth carry {shares}."
+    return f"the output is spread more evenly than the paper's picture suggests: the largest tenth carry {shares}."
 
 
 # --- Fig. 2: PPL against activation ratio ---------------------------------------------------------------------
@@ -432,7 +441,7 @@ def numbers(res: dict) -> dict[str, str]:
         t = fig1d[fig1d.model == act]
         out[f"fig1_{act}_active"] = _pct(t.active.mean(), 0)
         out[f"fig1_{act}_zero"] = str(int((t.a == 0).sum()))
-        out[f"fig1_{act}_top"] = _pct(_top_share(t.n.to_numpy()), 0)
+    out["fig1_verdict"] = fig1_verdict({a: _top_share(fig1d[fig1d.model == a].n.to_numpy()) for a in ACTS})
     out["fig1_layer"] = str(int(fig1d.layer.iloc[0]))
     out["fig1_d_ff"] = str(int((fig1d.model == "relu").sum()))
     return out
