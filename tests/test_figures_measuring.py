@@ -108,6 +108,8 @@ def test_table_and_verdict_follow_the_data(res):
     assert t["FAT-ε (% active)"].iloc[0] == pytest.approx(100 * (0.35 - 0.2 * 0.009 / 0.199))
     assert set(t["Top-k (per token) vs CETT"]) == {"more"}
     assert "keeps fewer neurons than both" in m.fig2_verdict(t, "small")
+    t.loc[1, "FAT-ε vs CETT"] = "unranked"
+    assert m.fig2_verdict(t, "small").startswith("the sweeps are too coarse")
     t.loc[1, "FAT-ε vs CETT"] = "fewer"
     v = m.fig2_verdict(t, "small")
     assert v.startswith("CETT does not keep the fewest") and "FAT-ε on small SiLU (keeps fewer)" in v

@@ -297,6 +297,8 @@ def fig2_verdict(table: pd.DataFrame, scale: str) -> str:
         for col in cols
         if row[col] != "more"
     ]
+    if not (table[cols] == "fewer").any().any():
+        return "the sweeps are too coarse to rank CETT everywhere: " + "; ".join(exceptions) + "."
     return "CETT does not keep the fewest neurons everywhere, unlike the paper: " + "; ".join(exceptions) + "."
 
 
