@@ -1,0 +1,455 @@
+"""The measuring chapter (paper §4, Figs. 1, 2 and 15): readings of one pair of our trained runs.
+
+Every number comes from the end-of-run probes of our own training runs (``sparsing_lib.run``): each run's
+``sparsity.csv`` (the CETT-PPL-p% point of every checkpoint), ``pareto.csv`` (Top-k, FAT-ε and CETT sweeps
+on the last checkpoint) and ``cett.json`` (the CETT value searched jointly over the last checkpoints). All of
+them are measured on one token set per run, the probe set, so PPL, loss and activation ratios quoted side by
+side always come from the same tokens. Fig. 1 needs a model's weights, which the committed runs do not keep,
+so replay draws it from ``data/measuring/fig1.csv`` and the recomputing profiles redraw it from the last
+checkpoint of the run they train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .. import style
+from ..checks import check_choice, check_profile
+from ..paths import DATA, ROOT, data_file
+from ..profiles import by_profile, provenance
+from ..runs import load_run, load_runs
+
+ACTS = ("relu", "silu")
+CURVES = ("topk_token", "fat", "cett")  # the swept methods of Fig. 2, in legend order
+PAPER_RELU_REDUCTION = 0.61  # paper §1 / Fig. 2: CETT-PPL-1% vs the zero threshold, 0.8B ReLU model
+PLOT_PPL = 1.25  # Fig. 2 shows PPL up to this multiple of dense
+WHERE_NOT_MORE = {"fewer": "keeps fewer", "unranked": "cannot be ranked"}
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+
+def probed_runs(folder: Path) -> dict[str, dict]:
+    """The dense runs under ``folder`` whose checkpoints were probed (they have pareto.csv and cett.json)."""
+    return {n: r for n, r in load_runs(folder).items() if "pareto" in r and "cett" in r}
+
+
+def paired_models(runs: dict[str, dict]) -> list[str]:
+    """Model names with a probed run for every activation, smallest first (the scales grid, not the
+    ReLU-only width-depth variants)."""
+    names = {r["config"]["model"]["name"]: r["config"]["model"]["non_embedding_params"] for r in runs.values()}
+    both = [m for m in names if all(f"{m}-{a}" in runs for a in ACTS)]
+    return sorted(both, key=names.get)
+
+
+def results(profile: str = "replay", scale: str = "mini-160x3") -> dict:
+    """The chapter's data: the probed runs, the model pair drawn in Fig. 2 and the Fig. 1 token.
+
+    replay reads data/runs and data/measuring; smoke trains the runner's smoke grid in a temporary folder
+    (a few CPU minutes; its only model is the toy size, so ``scale`` is not used); full trains ``scale``
+    with the runner on a GPU and saves the runs and the Fig. 1 token."""
+    check_profile(profile)
+    return by_profile(profile, lambda: _replay(scale), lambda p: _recompute(p, scale), _save)
+
+
+def _replay(scale: str) -> dict:
+    runs = probed_runs(data_file("runs"))
+    check_choice("scale", scale, paired_models(runs))
+    meta = json.loads(data_file("measuring", "meta.json").read_text())
+    fig1 = pd.read_csv(data_file("measuring", "fig1.csv"))
+    return dict(runs=runs, scale=scale, fig1=fig1, fig1_meta=meta, profile="replay")
+
+
+def _recompute(profile: str, scale: str) -> dict:
+    from .. import run
+
+    if profile == "full":
+        check_choice("scale", scale, sorted({run.parse_run(r)[0] for r in run.GRIDS["scales"]}))
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"profile='full' trains the {scale} runs with the grid runner on a GPU (the book used one H200); "
+                "no GPU is visible here. Use profile='replay' to draw the committed runs, or 'smoke' for a CPU check."
+            )
+        work = ROOT / ".scratch" / "measuring"
+        args = ["--grid", "scales", "--slice", f"{scale}-relu,{scale}-silu"]
+    else:
+        work = Path(tempfile.mkdtemp(prefix="measuring-smoke-"))
+        args = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
+    out, ckpt = work / "runs", work / "ckpt"
+    if run.main(args + ["--out", str(out), "--ckpt", str(ckpt)]) != 0:
+        raise RuntimeError(f"the grid runner failed; see the env.json files under {out}")
+    runs = (probed_runs(DATA / "runs") if profile == "full" else {}) | probed_runs(out)
+    model = paired_models(runs)[0] if profile == "smoke" else scale
+    fig1 = pd.concat([fig1_from_checkpoint(out / f"{model}-{a}", ckpt / f"{model}-{a}") for a in ACTS])
+    last = runs[f"{model}-relu"]["sparsity"].step.max()
+    meta = dict(run=model, step=int(last), p=runs[f"{model}-relu"]["cett"]["p"])
+    if profile == "smoke":
+        shutil.rmtree(work, ignore_errors=True)
+    return dict(runs=runs, scale=model, fig1=fig1, fig1_meta=meta, profile=profile, out=out)
+
+
+def _save(res: dict) -> None:
+    for folder in res["out"].iterdir():  # the runs trained by this call, not the ones replayed beside them
+        shutil.copytree(folder, DATA / "runs" / folder.name, dirs_exist_ok=True)
+    (DATA / "measuring").mkdir(exist_ok=True)
+    res["fig1"].to_csv(DATA / "measuring" / "fig1.csv", index=False)
+    meta = res["fig1_meta"] | provenance(f"papermill book/measuring.ipynb -p profile full -p scale {res['scale']}")
+    (DATA / "measuring" / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+# --- Fig. 1: one token's neurons ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def token_contributions(model: torch.nn.Module, ids: torch.Tensor, layer: int, threshold: float) -> pd.DataFrame:
+    """Every neuron of ``layer`` for the middle token of the sequence ``ids`` [1, seq]: gate activation s,
+    activation a and the norm n = |a|·‖W_down[:, i]‖ of its contribution, which CETT compares with the
+    layer's threshold (a neuron is active iff n >= threshold)."""
+    from ..capture import Hooks, ffn_layers, run
+
+    seen: dict[str, torch.Tensor] = {}
+    pos = ids.shape[1] // 2
+
+    def watch(i, a, s, y):
+        if i == layer:
+            seen.update(a=a[pos].double(), s=s[pos].double())
+
+    run(model, Hooks(model, watch=watch), ids[:1])
+    n = seen["a"].abs() * ffn_layers(model)[layer].column_norms().double()
+    return pd.DataFrame(
+        dict(
+            neuron=np.arange(len(n)),
+            s=seen["s"].numpy(),
+            a=seen["a"].numpy(),
+            n=n.numpy(),
+            threshold=threshold,
+            active=(n >= threshold).numpy(),
+        )
+    )
+
+
+def fig1_from_checkpoint(run_dir: Path, ckpt_dir: Path) -> pd.DataFrame:
+    """Fig. 1's token from a run's last checkpoint, at its middle layer, with the threshold that the run's
+    CETT-PPL-p% value gives that layer on the run's probe set (the thresholds of its sparsity.csv)."""
+    from .. import corpus, metrics
+    from ..models import build_model, get_spec
+    from ..run import mix
+    from ..train import checkpoint_files, load_checkpoint, windows
+
+    r = load_run(run_dir)
+    cfg = r["config"]
+    spec, seq = get_spec(cfg["model"]["name"]), cfg["train"]["seq_len"]
+    _, path = checkpoint_files(ckpt_dir)[-1]
+    model = load_checkpoint(lambda: build_model(spec, cfg["activation"], cfg["vocab_size"]), path, "cpu")
+    val = corpus.load_val_by_domain(root="smoke" if cfg["corpus"] == "smoke" else None)
+    ids = windows(mix(val, cfg["probe"]["tokens"], seq), seq)
+    thr = metrics.cett_thresholds(model, ids, r["cett"]["cett"], max_tokens=cfg["probe"]["batch_size"] * seq)
+    layer = len(thr) // 2
+    return token_contributions(model, ids[:1], layer, thr[layer]).assign(model=cfg["activation"], layer=layer)
+
+
+def fig1_source(meta: dict) -> str:
+    """Which model the Fig. 1 token comes from, in words, from the meta.json saved with it."""
+    if "run" in meta:
+        return f"the last checkpoint (step {meta['step']:,}) of our {meta['run']} runs"
+    return (
+        f"a separate {meta['spec']} model per activation (d_model {meta['d_model']}, d_ff {meta['d_ff']}, "
+        f"{meta['n_layers']} layers) trained for only {meta['steps']} steps ({meta['train_tokens']:,} tokens) on "
+        f"a CPU ({meta['hardware']}, git {meta['git_revision']}), not one of the H200 runs, whose weights are not "
+        "kept; its threshold is that barely trained model's own CETT-PPL-1%"
+    )
+
+
+def fig1(res: dict) -> Figure:
+    """Paper Fig. 1 as data: one token's neuron contributions, sorted, with the layer's CETT threshold."""
+    d = res["fig1"]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for ax, act in zip(axes, ACTS):
+        t = d[d.model == act].sort_values("n", ascending=False).reset_index(drop=True)
+        ax.bar(np.arange(len(t)), t.n.where(t.n > 0), width=1.0, color=np.where(t.active, "#c0392b", "#95a5a6"))
+        ax.axhline(t.threshold.iloc[0], color="k", lw=0.8, ls="--", label="CETT-PPL-1% threshold of the layer")
+        ax.set_yscale("log")
+        ax.set_ylabel("|a_i|·‖W_down[:, i]‖")
+        ax.set_title(
+            f"{style.ACT_LABEL[act]}, layer {t.layer.iloc[0]}: {100 * t.active.mean():.0f}% of neurons above the "
+            f"threshold (red), {int((t.a == 0).sum())} exactly zero (not drawn)",
+            fontsize=9,
+        )
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[-1].set_xlabel("neurons of one token, sorted by the norm of their contribution")
+    fig.tight_layout()
+    return fig
+
+
+def fig1_verdict(top: dict[str, float]) -> str:
+    """Whether a few neurons carry most of the token's FFN output: the share of the summed contribution norms
+    carried by the largest tenth of the neurons, per activation."""
+    shares = " and ".join(f"{_pct(v, 0)} in the {style.ACT_LABEL[a]} model" for a, v in top.items())
+    if all(v > 0.5 for v in top.values()):
+        return f"a few neurons carry most of the output, as the paper's picture says: the largest tenth carry {shares}."
+    return f"the output is spread more evenly than the paper's picture suggests: the largest tenth carry {shares}."
+
+
+# --- Fig. 2: PPL against activation ratio ---------------------------------------------------------------------
+
+
+def last_checkpoint(r: dict) -> tuple[pd.Series, pd.DataFrame]:
+    """A run's last probed checkpoint: its sparsity.csv row and its pareto.csv sweep points."""
+    step = r["sparsity"].step.max()
+    return r["sparsity"].set_index("step").loc[step].rename(step), r["pareto"][r["pareto"].step == step]
+
+
+def at_ppl_ratio(curve: pd.DataFrame, target: float) -> dict:
+    """Activation ratio of one method's sweep at PPL ratio ``target``: linear interpolation between the two
+    sweep points around it (``value``, NaN when the sweep does not reach past the target), and the bracket
+    those points give whatever the curve does between them: ``lo`` (the most neurons among points costing
+    more PPL) and ``hi`` (the fewest among points within the target). ``short``: no point costs more PPL."""
+    d = curve.sort_values("ppl_ratio")
+    below, above = d[d.ppl_ratio <= target], d[d.ppl_ratio > target]
+    lo = above.activation_ratio.max() if len(above) else 0.0
+    hi = below.activation_ratio.min() if len(below) else 1.0
+    if not (len(below) and len(above)):
+        return dict(value=float("nan"), lo=float(lo), hi=float(hi), short=not len(above))
+    a, b = below.iloc[-1], above.iloc[0]
+    t = (target - a.ppl_ratio) / (b.ppl_ratio - a.ppl_ratio)
+    value = a.activation_ratio + t * (b.activation_ratio - a.activation_ratio)
+    return dict(value=float(value), lo=float(lo), hi=float(hi), short=False)
+
+
+def rank(reading: dict, cett_ratio: float) -> str:
+    """ "more" / "fewer" when the bracket of ``at_ppl_ratio`` lies wholly above / below CETT's activation
+    ratio (a statement that needs no interpolation), else "unranked"."""
+    return "more" if reading["lo"] > cett_ratio else "fewer" if reading["hi"] < cett_ratio else "unranked"
+
+
+def table_fig2(res: dict) -> pd.DataFrame:
+    """Fig. 2 read at the CETT-PPL-p% point of each run of the chosen pair: the activation ratio each method
+    needs for the same PPL ratio (all on the run's probe set, last checkpoint)."""
+    rows = []
+    for act in ACTS:
+        s, pts = last_checkpoint(res["runs"][f"{res['scale']}-{act}"])
+        row = {
+            "model": f"{res['scale']} {style.ACT_LABEL[act]}",
+            "CETT": s.cett,
+            "PPL ratio": s.ppl_ratio,
+            "CETT (% active)": 100 * s.activation_ratio,
+            "zero threshold (% active)": 100 * s.zero_ratio,
+        }
+        for m in ("topk_token", "fat"):
+            r = at_ppl_ratio(pts[pts.method == m], s.ppl_ratio)
+            row[f"{style.METHOD_LABEL[m]} (% active)"] = 100 * r["value"]
+            row[f"{style.METHOD_LABEL[m]} vs CETT"] = rank(r, s.activation_ratio)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fig2(res: dict) -> Figure:
+    """Paper Fig. 2: PPL against activation ratio for Top-k, FAT-ε and a CETT sweep on the last checkpoint of
+    each run of the pair, with the CETT-PPL-p% point and (ReLU) the zero threshold."""
+    st = style.series_style([*CURVES, "zero"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, act in zip(axes, ACTS):
+        s, pts = last_checkpoint(res["runs"][f"{res['scale']}-{act}"])
+        for m in CURVES:
+            d = pts[pts.method == m].sort_values("activation_ratio")
+            ax.plot(100 * d.activation_ratio, d.ppl, "-", ms=4, label=style.METHOD_LABEL[m] + " sweep", **st[m])
+        ax.plot(100 * s.activation_ratio, s.ppl, ls="", ms=11, mfc="none", mew=2, color=st["cett"]["color"],
+                marker="D", label=f"CETT-PPL-1% (CETT {s.cett:.3f})")  # fmt: skip
+        if act == "relu":
+            ax.plot(100 * s.zero_ratio, s.dense_ppl, ls="", ms=12, label=style.METHOD_LABEL["zero"], **st["zero"])
+        ax.axhline(s.dense_ppl * 1.01, color="grey", ls=":", lw=1, label="dense PPL + 1%")
+        ax.set_ylim(s.dense_ppl * 0.98, s.dense_ppl * PLOT_PPL)
+        ax.set_xlim(0, 130 * s.zero_ratio if act == "relu" else 105)
+        ax.set(xlabel="activation ratio (%)", ylabel="PPL (probe set)")
+        ax.set_title(f"{res['scale']} {style.ACT_LABEL[act]}, step {s.name:,}", fontsize=10)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def relu_reduction(r: dict) -> float:
+    """Relative cut of the ReLU zero-threshold activation ratio by CETT-PPL-p% at the last checkpoint."""
+    s, _ = last_checkpoint(r)
+    return 1 - s.activation_ratio / s.zero_ratio
+
+
+def fig2_verdict(table: pd.DataFrame, scale: str) -> str:
+    """Whether CETT keeps fewer neurons than Top-k and FAT-ε at equal PPL, from the brackets of the table."""
+    cols = [f"{style.METHOD_LABEL[m]} vs CETT" for m in ("topk_token", "fat")]
+    if (table[cols] == "more").all().all():
+        return (
+            f"at equal PPL CETT keeps fewer neurons than both Top-k and FAT-ε on both {scale} models, as in the "
+            "paper: every Top-k and FAT-ε sweep point that costs more PPL than CETT-PPL-1% still keeps more neurons."
+        )
+    exceptions = [
+        f"{col.removesuffix(' vs CETT')} on {row.model} ({WHERE_NOT_MORE[row[col]]})"
+        for _, row in table.iterrows()
+        for col in cols
+        if row[col] != "more"
+    ]
+    if not (table[cols] == "fewer").any().any():
+        return "the sweeps are too coarse to rank CETT everywhere: " + "; ".join(exceptions) + "."
+    return "CETT does not keep the fewest neurons everywhere, unlike the paper: " + "; ".join(exceptions) + "."
+
+
+# --- Fig. 15: activation ratio and PPL ratio against CETT -------------------------------------------------------
+
+
+def cett_sweeps(runs: dict[str, dict]) -> pd.DataFrame:
+    """The CETT sweep of each paired run's last checkpoint: run, CETT, activation ratio, PPL ratio."""
+    order = [f"{m}-{a}" for m in paired_models(runs) for a in ACTS]
+    rows = [last_checkpoint(runs[n])[1].query("method == 'cett'").assign(run=n) for n in order]
+    return pd.concat(rows)[["run", "value", "activation_ratio", "ppl_ratio"]].rename(columns={"value": "cett"})
+
+
+def monotonicity(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """Per run: is the PPL ratio non-decreasing and the activation ratio non-increasing in CETT (what
+    Algorithm 1's bisection needs), and the lowest PPL ratio of the sweep (below 1 = sparser and better)."""
+    rows = []
+    for run, d in sweeps.groupby("run", sort=False):
+        d = d.sort_values("cett")
+        rows.append(
+            dict(
+                run=run,
+                ppl_non_decreasing=bool((np.diff(d.ppl_ratio) >= 0).all()),
+                activation_non_increasing=bool((np.diff(d.activation_ratio) <= 0).all()),
+                min_ppl_ratio=float(d.ppl_ratio.min()),
+                cett_range=(float(d.cett.min()), float(d.cett.max())),
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def fig15(res: dict) -> Figure:
+    """Paper Fig. 15: activation ratio and PPL ratio against CETT, one series per run."""
+    sw = cett_sweeps(res["runs"])
+    st = style.series_style(list(dict.fromkeys(sw.run)))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for run, d in sw.groupby("run", sort=False):
+        d = d.sort_values("cett")
+        axes[0].plot(d.cett, 100 * d.activation_ratio, "-", ms=4, label=run, **st[run])
+        axes[1].plot(d.cett, d.ppl_ratio, "-", ms=4, label=run, **st[run])
+    axes[0].set(xlabel="CETT", ylabel="activation ratio (%)", xlim=(0, None), ylim=(0, None))
+    axes[1].set(xlabel="CETT", ylabel="PPL / dense PPL", xlim=(0, None))
+    axes[1].axhline(1.01, color="grey", ls=":", lw=1)
+    axes[1].axhline(1.0, color="k", lw=0.6)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def fig15_verdict(mono: pd.DataFrame, methods: set[str]) -> str:
+    """What the sweeps show about monotonicity, counted, and whether per-layer series exist."""
+    n, ppl, act = len(mono), int(mono.ppl_non_decreasing.sum()), int(mono.activation_non_increasing.sum())
+    low = mono.loc[mono.min_ppl_ratio.idxmin()]
+    text = (
+        f"the activation ratio falls with CETT in {act} of {n} runs and the PPL ratio is non-decreasing in {ppl} "
+        f"of {n}; the lowest PPL ratio of any sweep point is {low.min_ppl_ratio:.4f} ({low.run})"
+    )
+    text += ", below 1: that sparsified model beats its dense self." if low.min_ppl_ratio < 1 else ", never below 1."
+    if "topk_layer" not in methods:
+        text += (
+            " Per-layer series are not recorded: the sweeps store the model-wide activation ratio only, and "
+            "Top-k per layer (the official code's reading) was not swept."
+        )
+    return text
+
+
+# --- numbers the prose quotes ------------------------------------------------------------------------------------
+
+
+def describe(reading: dict) -> str:
+    """A method's activation ratio at CETT's PPL in words, saying when the sweep does not reach it."""
+    if not math.isnan(reading["value"]):
+        return _pct(reading["value"])
+    if reading["short"]:
+        return f"less than {_pct(reading['hi'])} (its sweep stops short of that PPL)"
+    return f"more than {_pct(reading['lo'])} (even its densest sweep point costs more PPL)"
+
+
+def versus(ours: float, paper: float, close: float = 0.05) -> str:
+    """ "close to" within ``close`` (absolute), else "smaller than" / "larger than"."""
+    return "close to" if abs(ours - paper) <= close else "smaller than" if ours < paper else "larger than"
+
+
+def _count(n: float) -> str:
+    """A token count: millions above a million, else the exact number."""
+    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def numbers(res: dict) -> dict[str, str]:
+    """Every number and verdict the chapter's prose quotes, as text."""
+    scale, runs = res["scale"], res["runs"]
+    relu, silu = runs[f"{scale}-relu"], runs[f"{scale}-silu"]
+    table = table_fig2(res)
+    mono = monotonicity(cett_sweeps(runs))
+    methods = set().union(*(set(r["pareto"].method) for r in runs.values()))
+    cuts = {m: relu_reduction(runs[f"{m}-relu"]) for m in paired_models(runs)}
+    cut = cuts[scale]
+    sizes = [runs[f"{m}-relu"]["config"]["model"]["non_embedding_params"] / 1e6 for m in paired_models(runs)]
+    lo, hi = min(c[0] for c in mono.cett_range), max(c[1] for c in mono.cett_range)
+    out = dict(
+        scale=scale,
+        scales=", ".join(paired_models(runs)),
+        n_runs=str(len(mono)),
+        params=f"{relu['config']['model']['non_embedding_params'] / 1e6:.2f}M",
+        train_tokens=_count(relu["config"]["train"]["tokens"]),
+        hardware=f"one {relu['env']['gpu']}" if relu["env"].get("gpu") else "a CPU",
+        probe_tokens=f"{relu['config']['probe']['tokens']:,}",
+        n_ckpt=str(len(relu["sparsity"])),
+        joint=str(len(relu["cett"]["joint_steps"])),
+        p_pct=f"{100 * relu['cett']['p']:g}",
+        target=f"{1 + relu['cett']['p']:g}",
+        params_range=f"{min(sizes):.2f}M to {max(sizes):.2f}M",
+        cett_range=f"{lo:g} to {hi:g}",
+        fig1_source=fig1_source(res["fig1_meta"]),
+        fig2_verdict=fig2_verdict(table, scale),
+        fig15_verdict=fig15_verdict(mono, methods),
+        relu_cut=_pct(cut, 0),
+        relu_cut_vs_paper=f"{versus(cut, PAPER_RELU_REDUCTION)} the paper's 61% for its 0.8B ReLU model",
+        relu_cut_range=f"{_pct(min(cuts.values()), 0)} to {_pct(max(cuts.values()), 0)}"
+        if len(cuts) > 1
+        else f"{_pct(cut, 0)} (one scale only)",
+    )
+    for act, r in (("relu", relu), ("silu", silu)):
+        s, pts = last_checkpoint(r)
+        out |= {
+            f"{act}_cett": f"{s.cett:.3f}",
+            f"{act}_act": _pct(s.activation_ratio),
+            f"{act}_zero": _pct(s.zero_ratio),
+            f"{act}_ratio": f"{s.ppl_ratio:.4f}",
+            f"{act}_loss": f"{s.loss:.3f}",
+            f"{act}_dense_ppl": f"{s.dense_ppl:.2f}",
+            f"{act}_step": f"{s.name:,}",
+        }
+        for m in ("topk_token", "fat"):
+            out[f"{act}_{m}"] = describe(at_ppl_ratio(pts[pts.method == m], s.ppl_ratio))
+    fig1d = res["fig1"]
+    for act in ACTS:
+        t = fig1d[fig1d.model == act]
+        out[f"fig1_{act}_active"] = _pct(t.active.mean(), 0)
+        out[f"fig1_{act}_zero"] = str(int((t.a == 0).sum()))
+    out["fig1_verdict"] = fig1_verdict({a: _top_share(fig1d[fig1d.model == a].n.to_numpy()) for a in ACTS})
+    out["fig1_layer"] = str(int(fig1d.layer.iloc[0]))
+    out["fig1_d_ff"] = str(int((fig1d.model == "relu").sum()))
+    return out
+
+
+def _top_share(n: np.ndarray, frac: float = 0.1) -> float:
+    """Share of the summed contribution norms carried by the largest ``frac`` of the neurons."""
+    n = np.sort(n)[::-1]
+    return float(n[: max(1, round(frac * len(n)))].sum() / n.sum())
