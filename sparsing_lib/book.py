@@ -88,6 +88,8 @@ def table(df: pd.DataFrame, caption: str | None = None, formats: dict | str | No
 
     Wide tables scroll inside their cell (the book's CSS); missing values are never coloured."""
     style = df.style.set_table_styles(_TABLE_STYLES).format(formats, na_rep="–")
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    style = style.set_properties(subset=text, **{"text-align": "left"})
     if not index:
         style = style.hide(axis="index")
     if caption:

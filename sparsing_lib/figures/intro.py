@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..paths import data_file
 
+_PREFIX = "sparsing_lib.figures."
 VERDICTS = ("holds", "partly holds", "does not hold", "untested")
 STATUSES = ("reproduced", "partly reproduced", "differs", "not yet reproduced", "no data released", "not applicable")
 
@@ -45,7 +46,10 @@ def scorecard() -> pd.DataFrame:
             "from the authors' data": df["from_authors_data"],
             "from our runs": df["from_our_runs"],
             "what we find": df["note"],
-            "drawn by": ["<br>".join(f"<code>{f.strip()}</code>" for f in fs.split(";") if f) for fs in df["function"]],
+            "drawn by (in sparsing_lib.figures)": [
+                "<br>".join(f"<code>{f.strip().removeprefix(_PREFIX)}</code>" for f in fs.split(";") if f)
+                for fs in df["function"]
+            ],
         }
     )
 
