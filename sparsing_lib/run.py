@@ -168,6 +168,7 @@ def run_one(
     tokens: int | None = None,
     progress: bool = True,
     decay_frac: float = 0.0,
+    seed: int = 0,
 ) -> dict:
     """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
     count everything from loading the corpus to the last probe. ``decay_frac`` > 0 ends the run with a decay
@@ -186,6 +187,8 @@ def run_one(
         cfg = replace(cfg, tokens=tokens)
     if decay_frac:
         cfg = replace(cfg, decay_frac=decay_frac)
+    if seed:
+        cfg = replace(cfg, seed=seed)
     train_ids, _, val_by_domain, vocab = load_corpus(corpus)
     val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
     write_json(
@@ -280,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         help="end with a decay phase of this share of the steps (the recipe-validation run: 0.1, "
         "with its own --out and --ckpt)",
     )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and of the data order (recorded in config.json; another seed of a run "
+        "needs its own --out and --ckpt)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
@@ -297,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             args.tokens,
             progress=args.jobs == 1,
             decay_frac=args.decay_frac,
+            seed=args.seed,
         )
         print(
             f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
@@ -328,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         base += ["--tokens", str(args.tokens)]
     if args.decay_frac:
         base += ["--decay-frac", str(args.decay_frac)]
+    if args.seed:
+        base += ["--seed", str(args.seed)]
     t0, pending, active, failures = time.time(), list(runs), [], 0
     while pending or active:
         while pending and len(active) < args.jobs:

@@ -145,3 +145,18 @@ def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny
     assert run["config"]["train"]["decay_frac"] == 0.2
     lr = run["metrics"].set_index("step")["lr"]
     assert lr[20] == lr.max() and lr[30] < 0.2 * lr.max()  # steps 25-30 are the decay phase
+
+
+def test_another_seed_changes_weights_and_data_order_and_is_recorded(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
+    losses = {}
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        rec = runner.run_one(
+            "tiny-32x2-relu", out / "runs", out / "ck", "smoke", "smoke", None, "cpu", progress=False, seed=seed
+        )
+        assert rec["status"] == "done", rec.get("traceback")
+        run = runs.load_run(out / "runs" / "tiny-32x2-relu")
+        assert run["config"]["train"]["seed"] == seed
+        losses[seed] = run["metrics"]["train_loss"].to_numpy()
+    assert not np.allclose(losses[0], losses[1])  # a different seed is a different run
