@@ -143,8 +143,9 @@ def fig1_from_checkpoint(run_dir: Path, ckpt_dir: Path) -> pd.DataFrame:
     CETT-PPL-p% value gives that layer on the run's probe set (the thresholds of its sparsity.csv)."""
     from .. import corpus, metrics
     from ..models import build_model, get_spec
+    from ..probes import checkpoint_files, load_checkpoint
     from ..run import mix
-    from ..train import checkpoint_files, load_checkpoint, windows
+    from ..train import windows
 
     r = load_run(run_dir)
     cfg = r["config"]
