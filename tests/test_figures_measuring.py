@@ -136,7 +136,7 @@ def test_reduction_spread_and_verdict_by_hand(res):
     )
     assert (
         m.reduction_verdict({"a": 0.6})
-        == "60% to 60% over our 1 ReLU scale against the paper's 61%; within 5 points of it at 1 of 1"
+        == "60% over our 1 ReLU scale against the paper's 61%; within 5 points of it at 1 of 1"
     )
 
 
@@ -161,14 +161,17 @@ def test_chosen_scales_keeps_size_order_and_rejects_unknowns():
 def test_span_in_words():
     assert m.span([0.1, 0.25]) == "10.0% to 25.0%"
     assert m.span([0.1, float("nan")], "{:.0f}%") == "10% (1 of 2 beyond the sweep)"
-    assert m.span([float("nan")]) == "not reached by any sweep"
+    assert m.span([float("nan")]) == "beyond the sweep in every run"
 
 
 def test_claims_follow_the_results(res):
     got = {c["id"]: c for c in m.claims(res)}
     assert [got[i]["verdict"] for i in (3, 4, 5)] == ["partly holds", "partly holds", "holds"]
     assert all(c["basis"] == "our runs" for c in got.values())
-    assert "in 4 of 4 runs (beaten in 0, unranked in 0)" in got[3]["note"] and "75% to 75%" in got[4]["note"]
+    assert (
+        "in 4 of 4 runs (beaten in 0, unranked in 0)" in got[3]["note"]
+        and "by 75% over our 2 ReLU scales" in got[4]["note"]
+    )
     assert "both monotone in 4 of 4 runs over the 3 CETT values" in got[5]["note"]
     for r in res["runs"].values():  # a cut of 58% is within 5 points of the paper's 61%
         r["sparsity"].loc[1, "activation_ratio"] = 0.42 * 0.4
@@ -205,7 +208,7 @@ def test_claim_5_branches(res):
 
 def test_numbers_and_figures(res):
     out = m.numbers(res)
-    assert out["relu_cut_verdict"].startswith("75% to 75%") and out["relu_act"] == "10.0%"
+    assert out["relu_cut_verdict"].startswith("75% over our 2") and out["relu_act"] == "10.0%"
     assert out["fig1_relu_active"] == "50%" and out["fig1_relu_zero"] == "1"
     assert out["scales"] == "small, big" and out["n_runs"] == "4" and out["params_range"] == "1.00M to 2.00M"
     assert out["claim_5"].startswith("holds (both monotone")

@@ -346,7 +346,7 @@ def fig2_verdict(table: pd.DataFrame) -> str:
 def reduction_verdict(cuts: dict[str, float], paper: float = PAPER_RELU_REDUCTION) -> str:
     """The ReLU cut against the zero threshold over our scales, against the paper's (0.8B) figure."""
     close = sum(versus(c, paper) == "close to" for c in cuts.values())
-    rng = f"{_pct(min(cuts.values()), 0)} to {_pct(max(cuts.values()), 0)}"
+    rng = span(cuts.values(), "{:.0f}%")
     vals = list(cuts.values())
     trend = sum(b > a for a, b in zip(vals, vals[1:]))
     text = f"{rng} over our {len(cuts)} ReLU scale{'s' if len(cuts) > 1 else ''} against the paper's {_pct(paper, 0)}"
@@ -476,9 +476,13 @@ def layer_verdict(runs: dict[str, dict]) -> str:
         for model in paired_models(runs):
             lp = layer_profile(runs[f"{model}-{act}"])
             top = int(lp.activation_ratio.idxmax())
-            where.append("first" if top == 0 else "last" if top == len(lp) - 1 else "an inner")
-        counts = ", ".join(f"{w} layer in {where.count(w)}" for w in ("first", "an inner", "last") if w in where)
-        parts.append(f"{style.ACT_LABEL[act]}: the densest layer is the {counts} of {len(where)} runs")
+            where.append("the first" if top == 0 else "the last" if top == len(lp) - 1 else "an inner")
+        counts = ", ".join(
+            f"{w} layer in {where.count(w)}" for w in ("the first", "an inner", "the last") if w in where
+        )
+        parts.append(
+            f"{style.ACT_LABEL[act]}: the densest layer is {counts} of {len(where)} run{'s' * (len(where) > 1)}"
+        )
     return "; ".join(parts)
 
 
@@ -492,7 +496,7 @@ def span(values, fmt: str = "{:.1f}%", scale: float = 100.0) -> str:
     v = np.asarray(list(values), dtype=float)
     ok = v[np.isfinite(v)] * scale
     if not len(ok):
-        return "not reached by any sweep"
+        return "beyond the sweep in every run"
     lo, hi = fmt.format(ok.min()), fmt.format(ok.max())
     text = lo if lo == hi else f"{lo} to {hi}"
     return text + (f" ({len(v) - len(ok)} of {len(v)} beyond the sweep)" if len(ok) < len(v) else "")
