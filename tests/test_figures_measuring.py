@@ -113,7 +113,7 @@ def test_table_and_verdict_follow_the_data(res):
     assert set(t["Top-k (per token) vs CETT"]) == {"more"}
     # ReLU cut 1 - 0.1 / 0.4 at the last step; 1 - 0.2 / 0.5 = 60% at the other joint step
     assert t["ReLU cut vs zero threshold (%)"].iloc[0] == pytest.approx(75) and math.isnan(t.iloc[1, -2])
-    assert t["cut, last checkpoints (%)"].iloc[0] == "60–75"
+    assert t["cut, last checkpoints (%)"].iloc[0] == "60.0–75.0" and pd.isna(t.iloc[1, -1])
     assert m.fig2_count(t) == dict(n=4, best=4, beaten=0, unranked=0)
     assert m.fig2_verdict(t).startswith("CETT keeps fewer neurons than both Top-k and FAT-ε at equal PPL in 4 of 4")
     t.loc[1, "FAT-ε vs CETT"] = "unranked"

@@ -277,7 +277,7 @@ def table_fig2(res: dict) -> pd.DataFrame:
                 row[f"{style.METHOD_LABEL[m]} vs CETT"] = rank(reading, s.activation_ratio)
             lo, hi = reduction_spread(r) if act == "relu" else (math.nan, math.nan)
             row["ReLU cut vs zero threshold (%)"] = 100 * relu_reduction(r) if act == "relu" else math.nan
-            row["cut, last checkpoints (%)"] = f"{100 * lo:.0f}–{100 * hi:.0f}" if act == "relu" else ""
+            row["cut, last checkpoints (%)"] = f"{100 * lo:.1f}–{100 * hi:.1f}" if act == "relu" else None
             rows.append(row)
     return pd.DataFrame(rows)
 
