@@ -54,16 +54,19 @@ def test_monotonicity_finds_a_dip_below_one():
     assert not mono.loc["dip", "ppl_non_decreasing"] and mono.loc["ok", "ppl_non_decreasing"]
     assert mono.activation_non_increasing.all()
     assert mono.loc["dip", "min_ppl_ratio"] == 0.998
+    assert list(mono.n_values) == [3, 3]
     text = m.fig15_verdict(mono.reset_index(), {"cett", "fat"})
+    assert text.startswith("over the 3 CETT values swept per run")
     assert "non-decreasing in 1 of 2" in text and "0.9980 (dip), below 1" in text
-    assert "Per-layer series are not recorded" in text
-    assert "not recorded" not in m.fig15_verdict(mono.reset_index(), {"topk_layer"})
+    assert "per-layer Top-k series have no counterpart" in text
+    assert "no counterpart" not in m.fig15_verdict(mono.reset_index(), {"topk_layer"})
 
 
 def fake_run(model, act, params, cett_act=0.1, zero=0.4):
     sparsity = pd.DataFrame(
         dict(step=[10, 20], cett=0.07, activation_ratio=[0.2, cett_act], ppl=[30.0, 30.3], dense_ppl=[29.0, 30.0],
-             ppl_ratio=[1.01, 1.01], loss=[3.37, math.log(30.0)], zero_ratio=[0.5, zero])
+             ppl_ratio=[1.01, 1.01], loss=[3.37, math.log(30.0)], zero_ratio=[0.5, zero], layer_0=[0.3, 0.2],
+             layer_1=[0.1, 0.05], layer_2=[0.2, 0.1])
     )  # fmt: skip
     rows = [(m_, v, a, 30 * p, p) for m_, pts in PARETO.items() for v, a, p in pts]
     pareto = pd.DataFrame(rows, columns=["method", "value", "activation_ratio", "ppl", "ppl_ratio"]).assign(step=20)
@@ -90,7 +93,7 @@ def res():
                           active=[False, True, True, False], model=a, layer=1))
         for a in m.ACTS
     )  # fmt: skip
-    return dict(runs=runs, scale="small", fig1=fig1, fig1_meta=dict(run="small", step=20, p=0.01))
+    return dict(runs=runs, scales=["small", "big"], fig1=fig1, fig1_meta=dict(run="small", step=20, p=0.01))
 
 
 def test_paired_models_are_ordered_by_size_and_skip_relu_only(res):
@@ -103,26 +106,116 @@ def test_relu_reduction_by_hand(res):
 
 def test_table_and_verdict_follow_the_data(res):
     t = m.table_fig2(res)
+    assert list(t.model) == ["small ReLU", "small SiLU", "big ReLU", "big SiLU"]  # every pair, whatever is drawn
     # Top-k at PPL ratio 1.01: between (1.005, 0.3) and (1.5, 0.15); FAT between (1.001, 0.35) and (1.2, 0.15)
     assert t["Top-k (per token) (% active)"].iloc[0] == pytest.approx(100 * (0.3 - 0.15 * 0.005 / 0.495))
     assert t["FAT-ε (% active)"].iloc[0] == pytest.approx(100 * (0.35 - 0.2 * 0.009 / 0.199))
     assert set(t["Top-k (per token) vs CETT"]) == {"more"}
-    assert "keeps fewer neurons than both" in m.fig2_verdict(t, "small")
+    # ReLU cut 1 - 0.1 / 0.4 at the last step; 1 - 0.2 / 0.5 = 60% at the other joint step
+    assert t["ReLU cut vs zero threshold (%)"].iloc[0] == pytest.approx(75) and math.isnan(t.iloc[1, -2])
+    assert t["cut, last checkpoints (%)"].iloc[0] == "60.0–75.0" and pd.isna(t.iloc[1, -1])
+    assert m.fig2_count(t) == dict(n=4, best=4, beaten=0, unranked=0)
+    assert m.fig2_verdict(t).startswith("CETT keeps fewer neurons than both Top-k and FAT-ε at equal PPL in 4 of 4")
     t.loc[1, "FAT-ε vs CETT"] = "unranked"
-    assert m.fig2_verdict(t, "small").startswith("the sweeps are too coarse")
-    t.loc[1, "FAT-ε vs CETT"] = "fewer"
-    v = m.fig2_verdict(t, "small")
-    assert v.startswith("CETT does not keep the fewest") and "FAT-ε on small SiLU (keeps fewer)" in v
+    v = m.fig2_verdict(t)
+    assert "in 3 of 4 runs; elsewhere the sweeps are too coarse to rank: FAT-ε on small SiLU" in v
+    t.loc[2, "Top-k (per token) vs CETT"] = "fewer"
+    assert m.fig2_count(t) == dict(n=4, best=2, beaten=1, unranked=1)
+    v = m.fig2_verdict(t)
+    assert (
+        "unlike the paper, another method keeps fewer in 1" in v and "Top-k (per token) on big ReLU (keeps fewer)" in v
+    )
+
+
+def test_reduction_spread_and_verdict_by_hand(res):
+    assert m.reduction_spread(res["runs"]["small-relu"]) == pytest.approx((0.6, 0.75))
+    v = m.reduction_verdict({"a": 0.5, "b": 0.58, "c": 0.57})
+    assert v == (
+        "50% to 58% over our 3 ReLU scales against the paper's 61%; within 5 points of it at 2 of 3, "
+        "and the cut grows from one scale to the next 1 of 2 times"
+    )
+    assert (
+        m.reduction_verdict({"a": 0.6})
+        == "60% over our 1 ReLU scale against the paper's 61%; within 5 points of it at 1 of 1"
+    )
+
+
+def test_layer_profile_and_verdict(res):
+    lp = m.layer_profile(res["runs"]["small-relu"])
+    assert list(lp.depth) == [0.0, 0.5, 1.0] and list(lp.activation_ratio) == [0.2, 0.05, 0.1]
+    assert m.layer_verdict(res["runs"]) == (
+        "ReLU: the densest layer is the first layer in 2 of 2 runs; "
+        "SiLU: the densest layer is the first layer in 2 of 2 runs"
+    )
+    res["runs"]["big-silu"]["sparsity"]["layer_1"] = 0.9
+    assert "SiLU: the densest layer is the first layer in 1, an inner layer in 1 of 2" in m.layer_verdict(res["runs"])
+
+
+def test_chosen_scales_keeps_size_order_and_rejects_unknowns():
+    assert m.chosen_scales("all", ["s", "b"]) == ["s", "b"]
+    assert m.chosen_scales("b, s", ["s", "b"]) == ["s", "b"]
+    with pytest.raises(ValueError, match="scales='x' is not valid"):
+        m.chosen_scales("s,x", ["s", "b"])
+
+
+def test_span_in_words():
+    assert m.span([0.1, 0.25]) == "10.0% to 25.0%"
+    assert m.span([0.1, float("nan")], "{:.0f}%") == "10% (1 of 2 beyond the sweep)"
+    assert m.span([float("nan")]) == "beyond the sweep in every run"
+
+
+def test_claims_follow_the_results(res):
+    got = {c["id"]: c for c in m.claims(res)}
+    assert [got[i]["verdict"] for i in (3, 4, 5)] == ["partly holds", "partly holds", "holds"]
+    assert all(c["basis"] == "our runs" for c in got.values())
+    assert (
+        "in 4 of 4 runs (beaten in 0, unranked in 0)" in got[3]["note"]
+        and "by 75% over our 2 ReLU scales" in got[4]["note"]
+    )
+    assert "both monotone in 4 of 4 runs over the 3 CETT values" in got[5]["note"]
+    for r in res["runs"].values():  # a cut of 58% is within 5 points of the paper's 61%
+        r["sparsity"].loc[1, "activation_ratio"] = 0.42 * 0.4
+    assert {c["id"]: c["verdict"] for c in m.claims(res)}[4] == "holds"
+    res["runs"]["big-relu"]["sparsity"].loc[1, "activation_ratio"] = 0.5  # more than the zero threshold's 0.4
+    assert {c["id"]: c["verdict"] for c in m.claims(res)}[4] == "does not hold"
+
+
+@pytest.mark.parametrize(
+    ("ranks", "verdict"),
+    [
+        (["fewer"] * 4, "does not hold"),
+        (["unranked"] * 4, "untested"),
+        (["more", "more", "more", "fewer"], "partly holds"),
+    ],
+)
+def test_claim_3_branches(res, monkeypatch, ranks, verdict):
+    t = m.table_fig2(res)
+    t["FAT-ε vs CETT"] = ranks
+    monkeypatch.setattr(m, "table_fig2", lambda _: t)
+    assert m.claims(res)[0]["verdict"] == verdict
+
+
+def test_claim_5_branches(res):
+    for r in res["runs"].values():  # PPL falls between the two last CETT values: not monotone
+        p = r["pareto"]
+        p.loc[(p.method == "cett") & (p.value == 0.3), "ppl_ratio"] = 1.001
+    assert m.claims(res)[2]["verdict"] == "does not hold"
+    p = res["runs"]["big-relu"]["pareto"]
+    p.loc[(p.method == "cett") & (p.value == 0.3), "ppl_ratio"] = 1.2
+    c = m.claims(res)[2]
+    assert c["verdict"] == "partly holds" and "in 1 of 4 runs" in c["note"]
 
 
 def test_numbers_and_figures(res):
     out = m.numbers(res)
-    assert out["relu_cut"] == "75%" and "larger than the paper" in out["relu_cut_vs_paper"]
-    assert out["relu_loss"] == f"{math.log(30.0):.3f}" and out["relu_dense_ppl"] == "30.00"
+    assert out["relu_cut_verdict"].startswith("75% over our 2") and out["relu_act"] == "10.0%"
     assert out["fig1_relu_active"] == "50%" and out["fig1_relu_zero"] == "1"
-    assert out["scales"] == "small, big" and out["n_runs"] == "4"
+    assert out["scales"] == "small, big" and out["n_runs"] == "4" and out["params_range"] == "1.00M to 2.00M"
+    assert out["claim_5"].startswith("holds (both monotone")
     for f in (m.fig1, m.fig2, m.fig15):
         assert isinstance(f(res), Figure)
+    res["scales"] = ["small"]  # one scale, as in the smoke profile
+    assert isinstance(m.fig2(res), Figure)
 
 
 def test_top_share_by_hand():
@@ -154,8 +247,8 @@ def test_token_contributions_use_the_down_projection_column_norms():
 
 
 def test_replay_rejects_an_unknown_scale():
-    with pytest.raises(ValueError, match="scale='mini-1x1' is not valid"):
-        m.results("replay", scale="mini-1x1")
+    with pytest.raises(ValueError, match="scales='mini-1x1' is not valid"):
+        m.results("replay", scales="mini-160x3,mini-1x1")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
@@ -164,10 +257,7 @@ def test_full_without_a_gpu_says_so():
         m.results("full")
 
 
-def test_describe_and_versus_in_words():
-    assert m.describe(m.at_ppl_ratio(CURVE, 1.01)) == "26.7%"
-    assert m.describe(m.at_ppl_ratio(CURVE, 1.2)).startswith("less than 10.0%")
-    assert m.describe(m.at_ppl_ratio(CURVE, 0.99)).startswith("more than 50.0%")
+def test_versus_in_words():
     assert (m.versus(0.53, 0.61), m.versus(0.58, 0.61), m.versus(0.7, 0.61)) == (
         "smaller than",
         "close to",
@@ -180,7 +270,8 @@ def test_fig1_from_checkpoint_matches_the_runs_threshold(tmp_path, monkeypatch):
     gives the middle layer on the probe set, recomputed independently here."""
     from sparsing_lib import metrics
     from sparsing_lib import run as runner
-    from sparsing_lib.train import ProbeConfig, TrainConfig
+    from sparsing_lib.probes import ProbeConfig
+    from sparsing_lib.train import TrainConfig
 
     monkeypatch.setattr(
         runner,
@@ -203,7 +294,8 @@ def test_fig1_from_checkpoint_matches_the_runs_threshold(tmp_path, monkeypatch):
     # the same thresholds from the run's probe set, built here from the corpus slice and the last checkpoint
     from sparsing_lib import corpus
     from sparsing_lib.models import TINY, build_model
-    from sparsing_lib.train import checkpoint_files, load_checkpoint, windows
+    from sparsing_lib.probes import checkpoint_files, load_checkpoint
+    from sparsing_lib.train import windows
 
     r = m.load_run(tmp_path / "runs" / "tiny-32x2-relu")
     ids = windows(runner.mix(corpus.load_val_by_domain(root="smoke"), 512, 32), 32)
