@@ -43,7 +43,7 @@ def _run(name, top_k, pareto, ppl_series, kind="moe"):
         sparsity["dense_ppl"], sparsity["activation_ratio"], sparsity["zero_ratio"] = ppl_series, 0.12, 0.3
         sparsity["ppl"] = 34.4  # the CETT-PPL-1% point, on the line from (5 %, 40) to (15 %, 32)
     cfg = dict(
-        model=dict(top_k=top_k, n_experts=top_k * 4),
+        model=dict(top_k=top_k, n_experts=top_k * 4, d_ff=8 * (4 - top_k // 5), non_embedding_params=1_700_000),
         probe=dict(tokens=4096),
         train=dict(seq_len=1024),
         corpus="smoke",
