@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from sparsing_lib.convergence import run_settling
 from sparsing_lib.figures import dynamics
 
 
@@ -68,6 +69,8 @@ def _fake_res():
         "runs": runs,
         "limits": dynamics.limit_losses(runs, n_boot=10),
         "limits_late": dynamics.limit_losses(runs, 0.3, n_boot=0),
+        "settling": run_settling(runs),
+        "settle_frac": 0.1,
         "manifest": man,
     }
 
@@ -131,3 +134,70 @@ def test_smoke_profile_trains_the_smoke_grid_and_fits():
     table = dynamics.runs_table(res)
     assert (table["status"] == "done").all()
     assert dynamics.numbers(res)["corpus_in_run"] == "the committed smoke slice"
+
+
+def _settling_res(later=("relu", "silu"), relu_gap=0.01, overlap=True):
+    """Fake settling rows (two scales x two activations) and limit fits: the activation ratio settles at 0.6
+    (loss at 0.2) for the activations in ``later``, at 0.05 otherwise; intervals +-0.02."""
+    rows, lims = [], []
+    for model in ("mini-160x3", "mini-192x4"):
+        for act in ("relu", "silu"):
+            a = 0.6 if act in later else 0.05
+            rows.append(
+                dict(
+                    run=f"{model}-{act}",
+                    activation=act,
+                    val_loss_settle=0.2,
+                    val_loss_settle_lo=0.18,
+                    val_loss_settle_hi=0.22,
+                    activation_ratio_settle=a,
+                    activation_ratio_settle_lo=a - 0.02,
+                    activation_ratio_settle_hi=a + 0.02,
+                    val_loss_remaining=0.01,
+                    activation_ratio_remaining=0.03,
+                    val_loss_remaining_lo=0.0,
+                    val_loss_remaining_hi=0.02,
+                    activation_ratio_remaining_lo=0.02,
+                    activation_ratio_remaining_hi=0.04,
+                    order="later" if a > 0.5 else "earlier",
+                )
+            )
+            e = 3.0 + (relu_gap if act == "relu" else 0.0)
+            w = 0.1 if overlap else 0.001
+            lims.append(
+                dict(run=f"{model}-{act}", model=model, activation=act, last_loss=e + 0.2, limit=e, lo=e - w, hi=e + w)
+            )
+    return {"settling": pd.DataFrame(rows), "settle_frac": 0.1, "limits": pd.DataFrame(lims)}
+
+
+def test_claim_16_branches():
+    (_, c16) = dynamics.claims(_settling_res())
+    assert c16["id"] == 16 and c16["verdict"] == "holds" and c16["basis"] == "our runs"
+    (_, c16) = dynamics.claims(_settling_res(later=("silu",)))
+    assert c16["verdict"] == "partly holds" and "0 of 2 ReLU runs and 2 of 2 SiLU runs" in c16["note"]
+    (_, c16) = dynamics.claims(_settling_res(later=()))
+    assert c16["verdict"] == "does not hold"
+    res = _settling_res()
+    res["settling"] = pd.DataFrame()
+    assert dynamics.claims(res)[1]["verdict"] == "untested"
+
+
+def test_claim_8_is_at_most_partly_holds_on_the_loss_side():
+    (c8, _) = dynamics.claims(_settling_res())
+    assert c8["id"] == 8 and c8["verdict"] == "partly holds" and "downstream scores untested" in c8["note"]
+    assert "overlap at 2 of 2 scales" in c8["note"] and "differ by 0.010–0.010 nats" in c8["note"]
+    (c8, _) = dynamics.claims(_settling_res(relu_gap=0.2, overlap=False))
+    assert c8["verdict"] == "does not hold"
+    res = _settling_res()
+    res["limits"] = res["limits"][res["limits"]["activation"] == "relu"]
+    assert dynamics.claims(res)[0]["verdict"] == "untested"
+
+
+def test_settling_table_figure_and_numbers_on_the_committed_runs_shape():
+    res = _settling_res(later=("silu",))
+    t = dynamics.settling_display(res)
+    assert list(t["activation ratio settles"]) == ["earlier", "later", "earlier", "later"]
+    assert t.iloc[1]["activation ratio settles at"] == "0.60 (0.58–0.62)"
+    assert isinstance(dynamics.fig_settling(res), Figure)
+    n = dynamics._settling_numbers(res)
+    assert n["n_later"] == "2" and n["n_settling"] == "4" and n["activation_ratio_settle_silu"] == "0.60–0.60"

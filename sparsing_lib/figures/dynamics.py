@@ -24,6 +24,7 @@ from scipy.optimize import curve_fit
 
 from .. import paper, run, style
 from ..checks import check_choice, check_range
+from ..convergence import SERIES, run_settling
 from ..models import get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
@@ -111,17 +112,22 @@ def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int 
     return pd.DataFrame(rows)
 
 
-def _collect(runs: dict[str, dict], n_boot: int, seed: int) -> dict:
+def _collect(runs: dict[str, dict], n_boot: int, seed: int, settle_frac: float = 0.1) -> dict:
     return {
         "runs": runs,
         "limits": limit_losses(runs, FIT_FROM, n_boot, seed),
         "limits_late": limit_losses(runs, FIT_FROM_LATE, 0, seed),
+        "settling": run_settling({n: r for n, r in runs.items() if _kind(n) in SCALE_KINDS}, settle_frac, n_boot, seed),
+        "settle_frac": settle_frac,
         "manifest": manifest(),
     }
 
 
-def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed: int = 0) -> dict:
-    """The runs, their limit-loss fits and the corpus manifest, under the profile contract.
+def results(
+    profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed: int = 0, settle_frac: float = 0.1
+) -> dict:
+    """The runs, their limit-loss fits, when their loss and sparsity settle (within ``settle_frac`` of their
+    total change) and the corpus manifest, under the profile contract.
 
     replay reads ``data/runs``; smoke trains the runner's smoke grid (two tiny models on the committed
     smoke slice, CPU) into a temporary folder; full trains ``grid`` with the runner into ``data/runs`` (a
@@ -130,10 +136,11 @@ def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed
     ``n_boot`` = 0 means the profile's default (smoke 20 bootstrap resamples, otherwise 100)."""
     check_choice("grid", grid, run.GRIDS)
     check_range("n_boot", n_boot, 0, 5000, int)
+    check_range("settle_frac", settle_frac, 0.01, 0.5)
     n_boot = n_boot or (20 if profile == "smoke" else 100)
 
     def replay() -> dict:
-        return _collect(load_runs(data_file("runs")), n_boot, seed)
+        return _collect(load_runs(data_file("runs")), n_boot, seed, settle_frac)
 
     def recompute(p: str) -> dict:
         if p == "smoke":
@@ -146,7 +153,7 @@ def results(profile: str = "replay", grid: str = "scales", n_boot: int = 0, seed
             code = run.main(["--grid", grid, "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")])
         if code:
             raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
-        return _collect(load_runs(out), n_boot, seed)
+        return _collect(load_runs(out), n_boot, seed, settle_frac)
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
 
@@ -236,6 +243,23 @@ def limits_table(res: dict) -> pd.DataFrame:
     )
 
 
+def settling_display(res: dict) -> pd.DataFrame:
+    """The settling table for a reader: per run, the share of tokens after which each series stays settled
+    and the share of its change left in the last third, each with its 95% interval, and the order."""
+    st = res["settling"]
+    span = lambda k: [f"{a:.2f} ({lo:.2f}–{hi:.2f})" for a, lo, hi in zip(st[k], st[f"{k}_lo"], st[f"{k}_hi"])]  # noqa: E731
+    return pd.DataFrame(
+        {
+            "run": st["run"],
+            "loss settles at (share of tokens)": span("val_loss_settle"),
+            "activation ratio settles at": span("activation_ratio_settle"),
+            "loss change left after 2/3": span("val_loss_remaining"),
+            "activation-ratio change left after 2/3": span("activation_ratio_remaining"),
+            "activation ratio settles": st["order"].replace("not separated", "–"),
+        }
+    )
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -314,6 +338,28 @@ def fig14(res: dict) -> Figure:
     return fig
 
 
+def fig_settling(res: dict) -> Figure:
+    """When each scale run's validation loss and activation ratio settle, as a share of its tokens, with 95%
+    intervals from checkpoint noise: one row per run, one colour and marker per series."""
+    st = res["settling"]
+    styles = style.series_style(list(SERIES))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(st) + 1.4))
+    y = np.arange(len(st))
+    for k, (key, label) in enumerate(SERIES.items()):
+        x, lo, hi = st[f"{key}_settle"], st[f"{key}_settle_lo"], st[f"{key}_settle_hi"]
+        err = np.clip(np.vstack([x - lo, hi - x]), 0, None)
+        ax.errorbar(x, y + 0.15 * (k - 0.5), xerr=err, ls="none", capsize=3, ms=6, label=label, **styles[key])
+    ax.set_yticks(y, st["run"])
+    ax.invert_yaxis()
+    ax.set(
+        xlim=(0, 1),
+        xlabel=f"share of the run's tokens after which the series stays within {res['settle_frac']:.0%} of its change",
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- numbers and verdicts
 
 
@@ -335,6 +381,15 @@ def _size_ratio() -> str:
 
 def _monotone_down(values: list[float]) -> bool:
     return len(values) > 1 and bool(np.all(np.diff(values) < 0))
+
+
+def _limit_overlap(ok: pd.DataFrame) -> pd.Series:
+    """Per scale with both fits: whether ReLU's and SiLU's limit-loss intervals overlap."""
+    if not {"relu", "silu"} <= set(ok["activation"]):
+        return pd.Series(dtype=bool)
+    r, s = (ok[ok["activation"] == a].set_index("model") for a in ("relu", "silu"))
+    both = r.index.intersection(s.index)
+    return pd.Series([r.loc[m, "lo"] <= s.loc[m, "hi"] and s.loc[m, "lo"] <= r.loc[m, "hi"] for m in both], index=both)
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -409,13 +464,7 @@ def numbers(res: dict) -> dict[str, str]:
     out["fit_from"] = f"{FIT_FROM:.0%}"
     out["fit_from_late"] = f"{FIT_FROM_LATE:.0%}"
     out["n_boot"] = f"{int(lim['n_boot'].max()) if len(lim) and lim['n_boot'].notna().any() else 0}"
-    overlap = pd.Series(dtype=bool)
-    if {"relu", "silu"} <= set(ok["activation"]):
-        r, s = (ok[ok["activation"] == a].set_index("model") for a in ("relu", "silu"))
-        both = r.index.intersection(s.index)
-        overlap = pd.Series(
-            [r.loc[m, "lo"] <= s.loc[m, "hi"] and s.loc[m, "lo"] <= r.loc[m, "hi"] for m in both], index=both
-        )
+    overlap = _limit_overlap(ok)
     out["limit_overlap"] = f"{int(overlap.sum())} of {len(overlap)}"
     limit_falls = [a for a, g in by_act.items() if _monotone_down(list(g["limit"].dropna()))]
     out["limit_range"] = f"{lim['limit'].min():.2f}–{lim['limit'].max():.2f}" if lim["limit"].notna().any() else "–"
@@ -438,4 +487,59 @@ def numbers(res: dict) -> dict[str, str]:
                 f"to {shift.max():.2f} nats), so the limits are extrapolations of one chosen form, not measurements"
             )
         )
+    return out | _settling_numbers(res)
+
+
+def _settling_verdict(res: dict) -> tuple[str, str]:
+    """(claim 16 verdict, sentence): holds when the activation ratio settles later than the loss, beyond the
+    checkpoint noise, in every probed run; partly when in some; does not hold when in none."""
+    st = res["settling"]
+    if not len(st):
+        return "untested", "no probed scale run has enough checkpoints"
+    later = st[st["order"] == "later"]
+    by_act = {a: f"{int((g['order'] == 'later').sum())} of {len(g)}" for a, g in st.groupby("activation")}
+    sentence = (
+        "the activation ratio settles later than the validation loss, beyond checkpoint noise, in "
+        + " and ".join(f"{n} {style.ACT_LABEL[a]} runs" for a, n in by_act.items())
+        + f"; earlier in {int((st['order'] == 'earlier').sum())}"
+    )
+    verdict = "holds" if len(later) == len(st) else "partly holds" if len(later) else "does not hold"
+    return verdict, sentence
+
+
+def _settling_numbers(res: dict) -> dict[str, str]:
+    st = res["settling"]
+    rng = lambda k: f"{st[k].min():.2f}–{st[k].max():.2f}" if len(st) else "–"  # noqa: E731
+    out = {"settle_frac": f"{res['settle_frac']:.0%}", "settling_verdict": _settling_verdict(res)[1]}
+    if not len(st):
+        return out
+    for a, g in st.groupby("activation"):
+        for key in SERIES:
+            out[f"{key}_settle_{a}"] = f"{g[f'{key}_settle'].min():.2f}–{g[f'{key}_settle'].max():.2f}"
+    out["n_later"], out["n_settling"] = str(int((st["order"] == "later").sum())), str(len(st))
+    out["remaining_loss"], out["remaining_act"] = rng("val_loss_remaining"), rng("activation_ratio_remaining")
     return out
+
+
+def claims(res: dict) -> list[dict]:
+    """Claim 8 on its loss side only (ReLU and SiLU reach comparable losses and limit losses; downstream scores
+    are untested, so at most "partly holds") and claim 16 (sparsity converges more slowly than the loss)."""
+    lim = res["limits"]
+    last = lim.pivot_table(index="model", columns="activation", values="last_loss")
+    overlap = _limit_overlap(lim.dropna(subset=["limit", "lo"]))
+    if {"relu", "silu"} <= set(last.columns) and len(overlap):
+        gap = (last["relu"] - last["silu"]).dropna().abs()
+        v8 = "partly holds" if (gap < 0.05).all() or overlap.any() else "does not hold"
+        note8 = (
+            f"final validation losses of ReLU and SiLU differ by {gap.min():.3f}–{gap.max():.3f} nats; their "
+            f"limit-loss intervals overlap at {int(overlap.sum())} of {len(overlap)} scales (checkpoint bootstrap); "
+            "downstream scores untested"
+        )
+    else:
+        v8, note8 = "untested", "no scale has both a ReLU and a SiLU limit-loss fit"
+    v16, note16 = _settling_verdict(res)
+    note16 += f" (settled: within {res['settle_frac']:.0%} of the total change; intervals: checkpoint noise, one seed)"
+    return [
+        dict(id=8, verdict=v8, basis="our runs", note=note8),
+        dict(id=16, verdict=v16, basis="our runs", note=note16),
+    ]
