@@ -103,10 +103,13 @@ def limit_loss(tokens, loss, n_boot: int = 100, seed: int = 0) -> dict:
     interval that reaches 0 (the data do not bound the extrapolation)."""
     t, y = np.asarray(tokens, dtype=float), np.asarray(loss, dtype=float)
     keep = t >= FIT_FROM * t[-1]
+    failed = dict(limit=np.nan, limit_lo=np.nan, limit_hi=np.nan, limit_status="not fitted")
+    if keep.sum() < 5:  # three coefficients need at least two points more than they are to be a fit
+        return failed
     try:
         fit = fit_limit_loss(t[keep], y[keep], n_boot, seed)
-    except (RuntimeError, ValueError, TypeError):  # too few points or no convergence
-        return dict(limit=np.nan, limit_lo=np.nan, limit_hi=np.nan, limit_status="not fitted")
+    except (RuntimeError, ValueError, TypeError):  # no convergence
+        return failed
     e, lo = fit["limit"], fit["lo"]
     if e <= 1e-6 or e >= y[keep].min() - 1e-6:
         status = "on a bound"
@@ -181,15 +184,17 @@ def _line_rss(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 def plateau_fit(x, y, n_grid: int = 400) -> dict:
     """Least squares of the broken line ``y = a + b·min(x, k)`` (a linear rise up to the bottleneck k, flat
     after it), k searched on a log grid between the second-smallest and second-largest x so that each side
-    keeps two points. Returns a, b, k, rss and the profile-likelihood 95% interval of k on that grid."""
+    keeps two points. Returns a, b, k, rss and the profile-likelihood 95% interval of k on that grid,
+    widened by one grid step on each side so that the grid's resolution never makes it too narrow."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     xs = np.sort(x)
     grid = np.geomspace(xs[1], xs[-2], n_grid)
     fits = [_line_rss(np.column_stack([np.ones_like(x), np.minimum(x, k)]), y) for k in grid]
     rss = np.array([f[1] for f in fits])
     i = int(rss.argmin())
-    inside = grid[len(x) * np.log(np.maximum(rss, 1e-300) / max(rss[i], 1e-300)) <= stats.chi2.ppf(0.95, 1)]
-    return dict(a=fits[i][0][0], b=fits[i][0][1], k=grid[i], rss=rss[i], k_lo=inside.min(), k_hi=inside.max())
+    inside = np.flatnonzero(len(x) * np.log(np.maximum(rss, 1e-300) / max(rss[i], 1e-300)) <= stats.chi2.ppf(0.95, 1))
+    lo, hi = grid[max(inside.min() - 1, 0)], grid[min(inside.max() + 1, n_grid - 1)]  # widened by the grid's step
+    return dict(a=fits[i][0][0], b=fits[i][0][1], k=grid[i], rss=rss[i], k_lo=lo, k_hi=hi)
 
 
 def shape_test(x, y) -> dict:
