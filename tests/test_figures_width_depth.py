@@ -74,6 +74,9 @@ def test_shape_test_prefers_the_right_model_and_counts_aicc_by_hand():
     plateau = wd.shape_test(x, 0.05 + 5e-4 * np.minimum(x, 100) + wiggle)
     assert plateau["preferred"] == "plateau" and plateau["plateau_k_lo"] <= 100 <= plateau["plateau_k_hi"]
     assert wd.shape_test(x[:3], x[:3])["preferred"] == "too few points"
+    six = wd.shape_test(x[:6], 0.05 + 5e-4 * np.minimum(x[:6], 50) + wiggle[:6])
+    assert six["preferred"] == "too few for AICc" and six["plateau_rss"] < six["line_rss"]
+    assert "too few for AICc" in wd._shape_phrase(six)
 
 
 def test_best_region_by_hand():

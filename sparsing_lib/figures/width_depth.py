@@ -38,7 +38,7 @@ PAPER_PLATEAU = 0.08
 PAPER_BEST = (74.0, 282.0)
 TAIL = 1 / 6  # share of the tokens whose checkpoints are averaged where a limit cannot be fitted
 SLOPE_TAIL = 1 / 3  # share of the tokens whose trend says whether a curve is still moving
-MIN_POINTS = 6  # a broken line (3 coefficients + noise) needs at least this many ratios for AICc
+MIN_POINTS = 7  # AICc judges a broken line (3 coefficients + noise) from this many ratios on (n - k - 1 >= 2)
 DECISIVE = 2.0  # an AICc difference below this does not prefer either model
 FITTED, MEAN = "fitted limit A0", f"mean of the checkpoints in the last {TAIL:.0%} of the tokens"
 
@@ -141,34 +141,18 @@ def points(runs: dict[str, dict], cap: float | None, n_boot: int = 100, seed: in
         if cap is not None:
             end = cap * n * (1 + 1e-3)
             s, m = s[s["tokens"] <= end], m[m["tokens"] <= end]
-        slope = tail_slope(s["tokens"], s["activation_ratio"])
-        vmean, vlo, vhi = tail_mean(m["tokens"], m["val_loss"])
-        rows.append(
-            dict(
-                run=name,
-                width=model["d_model"],
-                depth=model["n_layers"],
-                ratio=model["d_model"] / model["n_layers"],
-                heads=model["n_heads"],
-                head_dim=model["head_dim"],
-                params=n,
-                tokens_per_param=m["tokens"].iloc[-1] / n,
-                epochs=float(r["metrics"].loc[r["metrics"]["tokens"] <= m["tokens"].iloc[-1], "epoch"].iloc[-1]),
-                truncated=len(m) < len(r["metrics"].dropna(subset=["val_loss"])),
-                checkpoints=len(s),
-                last_ratio=float(s["activation_ratio"].iloc[-1]),
-                tail_ratio=tail_mean(s["tokens"], s["activation_ratio"])[0],
-                slope=slope[0],
-                slope_lo=slope[1],
-                slope_hi=slope[2],
-                **limit_ratio(s["tokens"], s["activation_ratio"], n_boot, seed),
-                **limit_loss(m["tokens"], m["val_loss"], n_boot, seed),
-                loss_tail=vmean,
-                loss_tail_lo=vlo,
-                loss_tail_hi=vhi,
-                loss_last=float(m["val_loss"].iloc[-1]),
-            )
-        )
+        row = dict(run=name, width=model["d_model"], depth=model["n_layers"], heads=model["n_heads"])
+        row |= dict(ratio=model["d_model"] / model["n_layers"], head_dim=model["head_dim"], params=n)
+        row |= dict(tokens_per_param=m["tokens"].iloc[-1] / n, checkpoints=len(s))
+        row["epochs"] = float(r["metrics"].loc[r["metrics"]["tokens"] <= m["tokens"].iloc[-1], "epoch"].iloc[-1])
+        row["truncated"] = len(m) < len(r["metrics"].dropna(subset=["val_loss"]))
+        row["last_ratio"] = float(s["activation_ratio"].iloc[-1])
+        row["tail_ratio"] = tail_mean(s["tokens"], s["activation_ratio"])[0]
+        row |= dict(zip(("slope", "slope_lo", "slope_hi"), tail_slope(s["tokens"], s["activation_ratio"])))
+        row |= limit_ratio(s["tokens"], s["activation_ratio"], n_boot, seed)
+        row |= limit_loss(m["tokens"], m["val_loss"], n_boot, seed)
+        row |= dict(zip(("loss_tail", "loss_tail_lo", "loss_tail_hi"), tail_mean(m["tokens"], m["val_loss"])))
+        rows.append(row | dict(loss_last=float(m["val_loss"].iloc[-1])))
     return pd.DataFrame(rows).sort_values("ratio", ignore_index=True)
 
 
@@ -209,7 +193,7 @@ def shape_test(x, y) -> dict:
         fit = stats.linregress(x[low], y[low])
         half = stats.t.ppf(0.975, low.sum() - 2) * fit.stderr
         out.update(rise_slope=fit.slope, rise_lo=fit.slope - half, rise_hi=fit.slope + half, n_rise=int(low.sum()))
-    if out["n"] < MIN_POINTS:
+    if out["n"] < 4:  # the broken line needs two points on each side of its bottleneck
         return out
     line, line_rss = _line_rss(np.column_stack([np.ones_like(x), x]), y)
     plat = plateau_fit(x, y)
@@ -222,6 +206,9 @@ def shape_test(x, y) -> dict:
         **{f"plateau_{k}": v for k, v in plat.items()},
     )
     out["delta"] = out["aicc_line"] - out["aicc_plateau"]  # > 0 favours the plateau
+    if out["n"] < MIN_POINTS:
+        out["preferred"] = "too few for AICc"
+        return out
     out["preferred"] = "plateau" if out["delta"] >= DECISIVE else "line" if out["delta"] <= -DECISIVE else "neither"
     return out
 
@@ -267,6 +254,7 @@ def _analyse(runs: dict[str, dict], names: list[str], n_boot: int, seed: int) ->
         cap=cap,
         shape=shape_test(df["ratio"], df["value"]),
         shape_tail=shape_test(df["ratio"], df["tail_ratio"]),
+        shape_no_widest=shape_test(df["ratio"].iloc[:-1], df["value"].iloc[:-1]),
         loss=best_region(df),
         runs={n: runs[n] for n in df["run"]},
     )
@@ -309,8 +297,11 @@ def results(profile: str = "replay", n_boot: int = 100, seed: int = 0) -> dict:
 # ----------------------------------------------------------------------------- figures
 
 
-def _looks(df: pd.DataFrame) -> dict[str, dict]:
-    return style.series_style(list(df["run"]))
+def _bars(ax: plt.Axes, x, y, lo, hi, **kw) -> None:
+    """Error bars from interval ends; where an interval is missing the point is drawn alone."""
+    y = np.asarray(y, dtype=float)
+    err = np.vstack([y - lo, np.asarray(hi, dtype=float) - y]).reshape(2, -1)
+    ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), capsize=3, **kw)
 
 
 def fig5(res: dict) -> Figure:
@@ -319,7 +310,7 @@ def fig5(res: dict) -> Figure:
     ratio, filled markers for fitted A0 (block-bootstrap 95% interval), hollow squares for the mean of the
     last checkpoints (t-interval, checkpoint noise only); the line and broken-line fits, and the paper's
     bottleneck and plateau level for reference."""
-    df, looks = res["points"], _looks(res["points"])
+    df, looks = res["points"], style.series_style(list(res["points"]["run"]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.6))
     for row in df.itertuples():
         r, st = res["runs"][row.run], looks[row.run]
@@ -339,18 +330,9 @@ def fig5(res: dict) -> Figure:
     for how, filled in ((FITTED, True), (MEAN, False)):
         g = df[df["how"] == how]
         for row in g.itertuples():
-            st = looks[row.run]
-            err = 100 * np.array([[row.value - row.lo], [row.hi - row.value]])
-            right.errorbar(
-                row.ratio,
-                100 * row.value,
-                yerr=np.where(np.isfinite(err), err, 0),
-                marker="o" if filled else "s",
-                mfc=st["color"] if filled else "none",
-                color=st["color"],
-                ms=7,
-                capsize=3,
-            )
+            c = looks[row.run]["color"]
+            mark = dict(marker="o" if filled else "s", mfc=c if filled else "none", color=c, ms=7)
+            _bars(right, row.ratio, 100 * row.value, 100 * row.lo, 100 * row.hi, **mark)
         right.plot([], [], "o" if filled else "s", color="grey", mfc="grey" if filled else "none", label=how)
     sh = res["shape"]
     x = np.linspace(0, max(df["ratio"].max() * 1.05, 1), 300)
@@ -381,32 +363,18 @@ def fig6(res: dict) -> Figure:
     marks = style.series_style([MEAN, "limit", "last"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.axvspan(*PAPER_BEST, color=style.PAPER_LINE["color"], alpha=0.1, label="paper: best interval 74–282")
-    err = np.vstack([df["loss_tail"] - df["loss_tail_lo"], df["loss_tail_hi"] - df["loss_tail"]])
-    ax.errorbar(
-        df["ratio"],
-        df["loss_tail"],
-        yerr=np.where(np.isfinite(err), err, 0),
-        ls="-",
-        capsize=3,
-        ms=6,
-        label=f"mean of the validation losses in the last {TAIL:.0%} of the tokens",
-        **marks[MEAN],
-    )
+    label = f"mean of the validation losses in the last {TAIL:.0%} of the tokens"
+    _bars(ax, df["ratio"], df["loss_tail"], df["loss_tail_lo"], df["loss_tail_hi"], ms=6, label=label, **marks[MEAN])
     ok = df[df["limit_status"] == "determined"]
     if len(ok):
-        ax.errorbar(
-            ok["ratio"],
-            ok["limit"],
-            yerr=np.vstack([ok["limit"] - ok["limit_lo"], ok["limit_hi"] - ok["limit"]]),
-            ls="none",
-            capsize=3,
-            ms=6,
-            label="fitted limit E (where determined)",
-            **marks["limit"],
+        label = "fitted limit E (where determined)"
+        _bars(
+            ax, ok["ratio"], ok["limit"], ok["limit_lo"], ok["limit_hi"], ls="none", ms=6, label=label, **marks["limit"]
         )
     ax.plot(df["ratio"], df["loss_last"], ls="none", ms=6, mfc="none", label="last validation loss", **marks["last"])
-    for row in df.itertuples():
-        ax.annotate(row.run, (row.ratio, row.loss_tail), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    for i, row in enumerate(df.itertuples()):  # labels alternate above and below so that neighbours stay apart
+        up = (5, 7) if i % 2 else (5, -12)
+        ax.annotate(row.run, (row.ratio, row.loss_tail), textcoords="offset points", xytext=up, fontsize=7)
     ax.set(xlabel="width-depth ratio", ylabel="validation loss (nats)", xlim=(0, max(df["ratio"].max() * 1.1, 300)))
     ax.set_title(f"Loss at {_cap_words(res)}", fontsize=10)
     ax.legend(fontsize=7)
@@ -475,7 +443,7 @@ def _rise_phrase(sh: dict) -> str:
 
 def _shape_phrase(sh: dict) -> str:
     if sh["preferred"] == "too few points":
-        return f"{sh['n']} distinct ratio(s) are too few to compare a line with a broken line (needs {MIN_POINTS})"
+        return f"{sh['n']} distinct ratio(s) are too few to compare a line with a broken line"
     where = (
         f"bottleneck {sh['plateau_k']:.0f} (95% {sh['plateau_k_lo']:.0f}–{sh['plateau_k_hi']:.0f}), "
         f"plateau {100 * (sh['plateau_a'] + sh['plateau_b'] * sh['plateau_k']):.1f} %"
@@ -484,9 +452,43 @@ def _shape_phrase(sh: dict) -> str:
         "plateau": "the rise-then-plateau line fits better",
         "line": "a straight line fits better than a rise then a plateau",
         "neither": "the data cannot tell a straight line from a rise then a plateau",
+        "too few for AICc": f"{sh['n']} ratios are too few for AICc to judge a broken line (it needs {MIN_POINTS})",
     }[sh["preferred"]]
     rss = f"residual sums of squares {1e4 * sh['line_rss']:.1f} and {1e4 * sh['plateau_rss']:.1f} (%²)"
-    return f"{head} (AICc of the line minus the broken line: {sh['delta']:+.1f}; {rss}; best broken line: {where})"
+    aicc = f"AICc of the line minus the broken line: {sh['delta']:+.1f}; " if sh["n"] >= MIN_POINTS else ""
+    return f"{head} ({aicc}{rss}; best broken line: {where})"
+
+
+def _sentences(res: dict) -> dict[str, str]:
+    """The chapter's computed sentences: which halves of the claims our points reproduce, and the confounds."""
+    df, sh, loss = res["points"], res["shape"], res["loss"]
+    out = {
+        "rise_sentence": "The rising half of the paper's claim "
+        + ("is reproduced" if sh.get("rise_lo", 0) > 0 else "is not reproduced"),
+        "plateau_sentence": {
+            "plateau": "The plateau is reproduced",
+            "line": "The plateau is not reproduced",
+            "neither": "The plateau can be neither confirmed nor excluded",
+        }.get(sh["preferred"], "The plateau cannot be tested"),
+        "shape_no_widest": _shape_phrase(res["shape_no_widest"]),
+        "heads": ", ".join(f"{h} × {d} at width {w}" for h, d, w in zip(df["heads"], df["head_dim"], df["width"])),
+    }
+    high = df[df["ratio"] > PAPER_BOTTLENECK]
+    out["level_above"] = (
+        f"beyond the paper's bottleneck our points lie at {100 * high['value'].min():.1f}–"
+        f"{100 * high['value'].max():.1f} %"
+        if len(high)
+        else "no point lies beyond the paper's bottleneck"
+    )
+    if loss["quantity"] == "too few points":
+        out["deep_sentence"] = out["wide_sentence"] = "Too few points to compare shapes."
+        return out
+    best = df.set_index("run").loc[loss["best_run"]]
+    wide = df.iloc[-1]
+    wide_worse = bool(wide["loss_tail_lo"] > best["loss_tail_hi"]) and wide["run"] != loss["best_run"]
+    out["deep_sentence"] = f"The deepest model {'is' if loss['deep_worse'] else 'is not clearly'} worse than the best"
+    out["wide_sentence"] = f"the widest, {wide['run']}, {'is worse too' if wide_worse else 'is not clearly worse'}"
+    return out
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -511,6 +513,9 @@ def numbers(res: dict) -> dict[str, str]:
         "tail": f"{TAIL:.0%}",
         "slope_tail": f"{SLOPE_TAIL:.0%}",
     }
+    out |= _sentences(res)
+    worst = df.loc[df["loss_tail"].idxmax()]
+    out["worst"] = f"{worst['run']} (width/depth {worst['ratio']:.0f}, {worst['loss_tail']:.3f} nats)"
     ref = df[df["run"] == REFERENCE]
     out["reference"] = (
         f"{REFERENCE} is cut to its first {int(ref['checkpoints'].iloc[0])} probed checkpoints "
@@ -529,7 +534,7 @@ def numbers(res: dict) -> dict[str, str]:
         deep = "is" if loss["deep_worse"] else "is not clearly"
         inside = df[(df["ratio"] >= loss["region_lo"]) & (df["ratio"] <= loss["region_hi"])]["ratio"]
         k = int(inside.between(*PAPER_BEST).sum())
-        paper = f"{k} of these {len(inside)} ratios lie in the paper's 74–282"
+        paper = f"of which {k} of {len(inside)} in the paper's 74–282"
         out["fig6_verdict"] = (
             f"{out['best']}, {paper}; the deepest model ({loss['deep_run']}) {deep} worse than the best."
         )
@@ -541,7 +546,7 @@ def claims(res: dict) -> list[dict]:
     models lose; best interval 74–282), judged on our runs."""
     n, sh, loss = numbers(res), res["shape"], res["loss"]
     rise = "rise_lo" in sh and sh["rise_lo"] > 0
-    if sh["preferred"] == "too few points":
+    if "rise_lo" not in sh:
         v11 = "untested"
     elif rise and sh["preferred"] == "plateau" and sh["plateau_k_lo"] <= PAPER_BOTTLENECK <= sh["plateau_k_hi"]:
         v11 = "holds"
