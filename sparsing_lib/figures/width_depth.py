@@ -335,7 +335,7 @@ def fig5(res: dict) -> Figure:
             _bars(right, row.ratio, 100 * row.value, 100 * row.lo, 100 * row.hi, **mark)
         right.plot([], [], "o" if filled else "s", color="grey", mfc="grey" if filled else "none", label=how)
     sh = res["shape"]
-    x = np.linspace(0, max(df["ratio"].max() * 1.05, 1), 300)
+    x = np.linspace(0, max(df["ratio"].max() * 1.05, 1.15 * PAPER_BOTTLENECK), 300)
     if "line_a" in sh:
         right.plot(x, 100 * (sh["line_a"] + sh["line_b"] * x), color="grey", lw=1, label="straight line")
         right.plot(
@@ -464,7 +464,9 @@ def _sentences(res: dict) -> dict[str, str]:
     df, sh, loss = res["points"], res["shape"], res["loss"]
     out = {
         "rise_sentence": "The rising half of the paper's claim "
-        + ("is reproduced" if sh.get("rise_lo", 0) > 0 else "is not reproduced"),
+        + (
+            "cannot be tested" if "rise_lo" not in sh else "is reproduced" if sh["rise_lo"] > 0 else "is not reproduced"
+        ),
         "plateau_sentence": {
             "plateau": "The plateau is reproduced",
             "line": "The plateau is not reproduced",
@@ -481,7 +483,10 @@ def _sentences(res: dict) -> dict[str, str]:
         else "no point lies beyond the paper's bottleneck"
     )
     if loss["quantity"] == "too few points":
-        out["deep_sentence"] = out["wide_sentence"] = "Too few points to compare shapes."
+        out["deep_sentence"] = (
+            "Neither the deepest nor the widest model can be compared with the best from so few points"
+        )
+        out["wide_sentence"] = "every point is in the table below"
         return out
     best = df.set_index("run").loc[loss["best_run"]]
     wide = df.iloc[-1]
