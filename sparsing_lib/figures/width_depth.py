@@ -449,8 +449,8 @@ def _shape_phrase(sh: dict) -> str:
         f"plateau {100 * (sh['plateau_a'] + sh['plateau_b'] * sh['plateau_k']):.1f} %"
     )
     head = {
-        "plateau": "the rise-then-plateau line fits better",
-        "line": "a straight line fits better than a rise then a plateau",
+        "plateau": "AICc prefers a rise then a plateau to a straight line",
+        "line": "AICc prefers a straight line to a rise then a plateau",
         "neither": "the data cannot tell a straight line from a rise then a plateau",
         "too few for AICc": f"{sh['n']} ratios are too few for AICc to judge a broken line (it needs {MIN_POINTS})",
     }[sh["preferred"]]
@@ -469,7 +469,7 @@ def _sentences(res: dict) -> dict[str, str]:
         ),
         "plateau_sentence": {
             "plateau": "The plateau is reproduced",
-            "line": "The plateau is not reproduced",
+            "line": f"The plateau is not supported on all {sh['n']} ratios",
             "neither": "The plateau can be neither confirmed nor excluded",
         }.get(sh["preferred"], "The plateau cannot be tested"),
         "shape_no_widest": _shape_phrase(res["shape_no_widest"]),
