@@ -372,10 +372,17 @@ def fig6(res: dict) -> Figure:
             ax, ok["ratio"], ok["limit"], ok["limit_lo"], ok["limit_hi"], ls="none", ms=6, label=label, **marks["limit"]
         )
     ax.plot(df["ratio"], df["loss_last"], ls="none", ms=6, mfc="none", label="last validation loss", **marks["last"])
-    for i, row in enumerate(df.itertuples()):  # labels alternate above and below so that neighbours stay apart
-        up = (5, 7) if i % 2 else (5, -12)
-        ax.annotate(row.run, (row.ratio, row.loss_tail), textcoords="offset points", xytext=up, fontsize=7)
-    ax.set(xlabel="width-depth ratio", ylabel="validation loss (nats)", xlim=(0, max(df["ratio"].max() * 1.1, 300)))
+    for row in df.itertuples():  # short shape labels (width × layers) keep close neighbours legible
+        xy, label = (
+            (row.ratio, row.loss_tail_hi if np.isfinite(row.loss_tail_hi) else row.loss_tail),
+            f"{row.width}×{row.depth}",
+        )
+        ax.annotate(label, xy, textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
+    ax.set(
+        xlabel="width-depth ratio (labels: width × layers)",
+        ylabel="validation loss (nats)",
+        xlim=(0, max(df["ratio"].max() * 1.1, 300)),
+    )
     ax.set_title(f"Loss at {_cap_words(res)}", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
