@@ -381,7 +381,7 @@ def fig6(res: dict) -> Figure:
     ax.set(
         xlabel="width-depth ratio (labels: width × layers)",
         ylabel="validation loss (nats)",
-        xlim=(0, max(df["ratio"].max() * 1.1, 300)),
+        xlim=(-12, max(df["ratio"].max() * 1.1, 300)),
     )
     ax.set_title(f"Loss at {_cap_words(res)}", fontsize=10)
     ax.legend(fontsize=7)
