@@ -38,17 +38,21 @@ def _git(*args: str) -> str:
 def git_state() -> dict:
     """The code's revision, read from git with a flag for uncommitted changes.
 
-    Machines that receive the tree without ``.git`` (the GPU machine) can pass a typed-in revision in
-    ``SPARSING_GIT_REV``; it is used only when git cannot answer, and marked as such."""
+    A machine that receives a copy of the tree (the GPU machine) may have no ``.git``, or a stale one; there
+    the caller types the revision into ``SPARSING_GIT_REV``. It is used when git cannot answer, or when
+    git's HEAD disagrees with it (a stale copy), and is marked as typed in, never as read from git."""
+    typed = os.environ.get("SPARSING_GIT_REV")
     try:
         rev = _git("rev-parse", "HEAD")
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-        return {"revision": rev, "dirty": dirty, "source": "git"}
     except (OSError, subprocess.CalledProcessError):
-        typed = os.environ.get("SPARSING_GIT_REV")
         if typed:
             return {"revision": typed, "dirty": None, "source": "SPARSING_GIT_REV (typed in, not checked)"}
         return {"revision": "unknown", "dirty": None, "source": "unknown"}
+    if typed and not rev.startswith(typed):
+        note = f"typed in; this machine's git reports {rev[:7]}{' with changes' if dirty else ''}"
+        return {"revision": typed, "dirty": None, "source": f"SPARSING_GIT_REV ({note})"}
+    return {"revision": rev, "dirty": dirty, "source": "git"}
 
 
 def git_revision(short: bool = False) -> str:

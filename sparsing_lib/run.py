@@ -36,7 +36,8 @@ MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long sta
 # Width-depth variants get half the data (MoE keeps the scales' recipe: Fig. 12 compares it with the vanilla
 # model at equal data). On the committed mini-160x3-relu run the CETT activation ratio is lowest near 17
 # tokens per parameter and then rises towards its limit, so 50 still gives the rising part that a limit fit
-# needs (a judgement, not a proof); the reference mini-192x4-relu has a checkpoint at 48.8 tokens per parameter, the nearest to 50.
+# needs (a judgement, not a proof); the reference mini-192x4-relu has a checkpoint at 48.8 tokens per
+# parameter, the nearest to 50.
 WIDTH_DEPTH_TOKENS_PER_PARAM = 50
 
 GRIDS: dict[str, list[str]] = {

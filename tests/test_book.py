@@ -166,3 +166,13 @@ def test_scorecard_functions_exist():
         for dotted in filter(None, path.split(";")):
             module, _, name = dotted.strip().rpartition(".")
             assert hasattr(importlib.import_module(module), name), f"{item}: {dotted} does not exist"
+
+
+def test_a_typed_in_revision_wins_over_a_stale_git_and_says_so(monkeypatch):
+    head = git_state()["revision"]
+    monkeypatch.setenv("SPARSING_GIT_REV", "abc1234")
+    state = git_state()
+    assert state["revision"] == "abc1234" and state["dirty"] is None
+    assert state["source"].startswith("SPARSING_GIT_REV (typed in; this machine's git reports " + head[:7])
+    monkeypatch.setenv("SPARSING_GIT_REV", head)  # agreeing with git: git's answer, with its dirty flag
+    assert git_state()["source"] == "git"
