@@ -200,3 +200,21 @@ def test_compute_on_two_committed_runs():
     runs = {k: v for k, v in load_runs(DATA / "runs").items() if k in ("mini-320x6-silu", "mini-336x7-silu")}
     tables = ml.compute(runs, n_boot=3, drop_first=0, start_ratio=7.8, frac=0.7, workers=1)
     assert set(tables["quality"].scale) == {"mini-320x6", "mini-336x7"} and tables["too_short"].empty
+
+
+def test_runs_too_short_to_fit_are_listed_not_fitted():
+    # six checkpoints, none at or after 7.8 tokens per parameter: nothing is fitted, the run is listed with n = 0
+    runs = {
+        "tiny-32x2-relu": _run("relu", "tiny-32x2", 100, [0.5, 1, 1.5, 2, 2.5, 3], [0.3, 0.2, 0.15, 0.12, 0.1, 0.09])
+    }
+    tables = ml.compute(runs, n_boot=1, drop_first=0, start_ratio=7.8, frac=0.7)
+    assert tables["too_short"].to_dict("records") == [{"activation": "relu", "scale": "tiny-32x2", "n": 0}]
+    res = {
+        **tables,
+        "runs": runs,
+        "trends": ml.trends(runs),
+        "meta": {"settings": {"start_ratio": 7.8, "drop_first": 0, "n_boot": 1, "frac": 0.7}},
+    }
+    assert ml.table2(res).fit.tolist() == ["too few checkpoints"]
+    assert {c["id"]: c["verdict"] for c in ml.claims(res)} == {6: "untested", 7: "untested", 13: "untested"}
+    assert ml.numbers(res)["ml_fig4_verdict"].startswith("not measured")

@@ -93,13 +93,15 @@ def checkpoint_noise(values) -> float:
 def trends(runs: dict[str, dict], start_ratio: float = START_RATIO) -> pd.DataFrame:
     """Per run, the change of the activation ratio to the last checkpoint, from the first stable-phase
     checkpoint and from ``start_ratio`` tokens per parameter, each with a 95% interval ±1.96·√2·σ (two
-    checkpoints' noise σ, from ``checkpoint_noise`` over the checkpoints from ``start_ratio`` on)."""
+    checkpoints' noise σ, from ``checkpoint_noise`` over the checkpoints from ``start_ratio`` on, or over all
+    of them where fewer than four reach it)."""
     rows = []
     for name, r in runs.items():
         s, n = r["sparsity"], r["config"]["model"]["non_embedding_params"]
         a, t = s["activation_ratio"].to_numpy(), s["tokens"].to_numpy()
         i = start_index(t, n, start_ratio)
-        sigma = checkpoint_noise(a[i:]) if len(a) - i >= 4 else np.nan
+        part = a[i:] if len(a) - i >= 4 else a  # a run too short for the start ratio: all its checkpoints
+        sigma = checkpoint_noise(part) if len(part) >= 4 else np.nan
         half = Z95 * np.sqrt(2) * sigma
         row = {"run": name, "activation": r["config"]["activation"], "params": n, "noise": sigma}
         for key, j in (("first", 0), ("start", i)):
@@ -130,6 +132,15 @@ def settings(n_boot: int = 0, drop_first: int = 0, start_ratio: float = START_RA
     return {"n_boot": n_boot, "drop_first": drop_first, "start_ratio": float(start_ratio), "frac": float(frac)}
 
 
+_EMPTY = {  # the columns the readers below use, for a profile where no run is long enough to fit
+    "coef": ["activation", "scale", "form", "name", "value", "ci_lo", "ci_hi"],
+    "quality": ["activation", "scale", "form", "rss", "aicc", "converged", "warning"],
+    "bands": ["activation", "scale", "tokens", "fit", "lo", "hi"],
+    "lfo": ["activation", "scale", "form", "mae", "coverage"],
+    "kscan": ["activation", "scale", "k"],
+}
+
+
 def compute(runs: dict[str, dict], n_boot: int, drop_first: int, start_ratio: float, frac: float, **kw) -> dict:
     """``refit.refit_released`` over the runs' curves from ``start_ratio`` on; runs with fewer than
     ``MIN_POINTS`` checkpoints left after the warm-up rule are listed under ``too_short``, not fitted."""
@@ -138,12 +149,16 @@ def compute(runs: dict[str, dict], n_boot: int, drop_first: int, start_ratio: fl
     short = c[c.scale.isin(size.index[size < MIN_POINTS])]
     c = c[~c.scale.isin(short.scale)]
     if c.empty:
-        tables = {name: pd.DataFrame() for name in refit.RESULT_TABLES}
+        tables = {name: pd.DataFrame(columns=cols) for name, cols in _EMPTY.items()}
     else:
         tables = refit.refit_released(
             c, n_boot, drop_first=drop_first, frac=frac, n_boot_lfo=min(n_boot, N_BOOT_LFO_MAX), **kw
         )
-    tables["too_short"] = short.groupby(["activation", "scale"]).size().rename("n").reset_index()
+    left = {(r["config"]["activation"], r["config"]["model"]["name"]): 0 for r in runs.values()}
+    left |= short.groupby(["activation", "scale"]).size().to_dict()
+    fitted = set(zip(c.activation, c.scale))
+    rows = [{"activation": a, "scale": m, "n": n} for (a, m), n in left.items() if (a, m) not in fitted]
+    tables["too_short"] = pd.DataFrame(rows, columns=["activation", "scale", "n"])
     return tables
 
 
@@ -259,6 +274,9 @@ def fig7(res: dict) -> plt.Figure:
             )
         gone = lim[(lim.activation == act) & ~lim.identifiable].model
         note = "not identifiable: " + (", ".join(gone) if len(gone) else "none")
+        if ok.empty:
+            ax.text(0.5, 0.5, "no identifiable limit", transform=ax.transAxes, ha="center", color="grey")
+            ax.set_yticks([])
         ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, va="bottom")
         ax.set(title=f"{style.ACT_LABEL[act]}: our runs", xlabel="non-embedding parameters (M, log scale)")
         ax.set(xscale="log", ylabel="limit activation ratio (%)")
@@ -268,41 +286,43 @@ def fig7(res: dict) -> plt.Figure:
 
 
 def _laws(res: dict) -> dict[tuple[str, str], dict[str, float]]:
-    """Paper-form coefficients of the fits inside their bounds, keyed by (activation, model)."""
-    c, q = _own(res, "coef"), _own(res, "quality").set_index(["activation", "scale"])
-    return {
-        (a, m): dict(zip(g.name, g.value))
-        for (a, m), g in c.groupby(["activation", "scale"])
-        if fit_status(q.loc[(a, m), "warning"]) == "inside bounds"
-    }
+    """Paper-form coefficients of the identifiable fits (see ``limits``), keyed by (activation, model): a fit
+    whose limit runs to a bound has an undetermined shape too, so its derivative is not drawn either."""
+    c, lim = _own(res, "coef"), limits(res)
+    ok = set(zip(lim.activation[lim.identifiable], lim.model[lim.identifiable]))
+    return {(a, m): dict(zip(g.name, g.value)) for (a, m), g in c.groupby(["activation", "scale"]) if (a, m) in ok}
 
 
 def fig8(res: dict) -> plt.Figure:
-    """Mini Fig. 8: d(1 − A)/dD of every fit inside its bounds against tokens per non-embedding parameter."""
+    """Mini Fig. 8: d(1 − A)/dD of every identifiable fit against tokens per non-embedding parameter."""
     laws, lim = _laws(res), limits(res)
     looks = style.series_style(list(dict.fromkeys(lim.sort_values("params").model)))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for ax, act in zip(axes, ACTS):
         for r in lim[lim.activation == act].itertuples():
             if (act, r.model) not in laws:
-                ax.plot([], [], ls="none", label=f"{r.model}: fit on a bound", **looks[r.model])
+                ax.plot([], [], ls="none", label=f"{r.model}: not identifiable", **looks[r.model])
                 continue
             t = res["runs"][f"{r.model}-{act}"]["sparsity"]["tokens"]
             ratio = np.linspace(res["meta"]["settings"]["start_ratio"] or t.min() / r.params, t.max() / r.params, 200)
             y = sparsity_slope(act, laws[(act, r.model)], ratio * r.params)
             ax.plot(ratio, y, lw=1.6, markevery=25, ms=4, label=r.model, **looks[r.model])
+        if not any(a == act for a, _ in laws):
+            ax.text(0.5, 0.5, "no identifiable fit", transform=ax.transAxes, ha="center", color="grey")
+            ax.set_xlim(0, 100)
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(VERDICT_RATIO, color="k", lw=0.5, ls=":")
         ax.set(title=f"{style.ACT_LABEL[act]}: our runs", xlabel="training tokens / non-embedding parameters")
         ax.set(ylabel="d(1 − A)/dD  (per billion tokens)", yscale="symlog")
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.legend(fontsize=8)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def faster_when_smaller(res: dict) -> dict[str, bool | None]:
-    """Per activation, ``steeper_when_smaller`` over the runs whose fit is inside its bounds (None: < 2 such runs)."""
+    """Per activation, ``steeper_when_smaller`` over the identifiable fits (None: fewer than two)."""
     laws, lim, out = _laws(res), limits(res), {}
     for act in ACTS:
         ok = lim[(lim.activation == act) & lim.model.map(lambda m, a=act: (a, m) in laws)]
@@ -385,7 +405,7 @@ def claims(res: dict) -> list[dict]:
     law_ok = {act: int((status[status.activation == act].warning.fillna("") == "").sum()) for act in ACTS}
     n = {act: len(ways[act]) for act in ACTS}
     good = {act: ways[act].count("falls" if act == "relu" else "rises") for act in ACTS}
-    if n["relu"] == 0 or n["silu"] == 0:
+    if any(ways[a].count("not measured") == n[a] for a in ACTS):
         v = "untested"
     elif all(good[a] == n[a] and law_ok[a] == n[a] for a in ACTS):
         v = "holds"
@@ -399,7 +419,8 @@ def claims(res: dict) -> list[dict]:
         f"the paper's law fits inside its bounds for {law_ok['relu']} ReLU and {law_ok['silu']} SiLU runs"
     )
     out.append({"id": 6, "verdict": v, "basis": "our runs", "note": note})
-    pairs = lim[lim.identifiable].pivot(index="model", columns="activation", values="A0").dropna()
+    ok = lim[lim.identifiable]
+    pairs = ok.pivot(index="model", columns="activation", values="A0").dropna() if len(ok) else pd.DataFrame()
     if pairs.empty or not {"relu", "silu"} <= set(pairs.columns):
         last = t.pivot(index="params", columns="activation", values="last").dropna()
         ratio = (last["silu"] / last["relu"]) if {"relu", "silu"} <= set(last.columns) else pd.Series(dtype=float)
@@ -436,8 +457,15 @@ def _moves(r) -> str:
     v = {
         k: 100 * getattr(r, k) for k in ("first_change", "first_lo", "first_hi", "start_change", "start_lo", "start_hi")
     }
-    say = [f"{v[k + '_change']:+.2f} [{v[k + '_lo']:+.2f}, {v[k + '_hi']:+.2f}]" for k in ("first", "start")]
-    return f"{r.run.rsplit('-', 1)[0]} {say[0]} from the first checkpoint, {say[1]} from {r.start_ratio:.1f}"
+    say = [
+        f"{v[k + '_change']:+.2f} [{v[k + '_lo']:+.2f}, {v[k + '_hi']:+.2f}]"
+        if np.isfinite(v[k + "_lo"])
+        else "not measured"
+        for k in ("first", "start")
+    ]
+    model = r.run.rsplit("-", 1)[0]
+    start = f"from {r.start_ratio:.1f} tokens per parameter" if np.isfinite(r.start_ratio) else "from the start ratio"
+    return f"{model} {say[0]} from the first checkpoint, {say[1]} {start}"
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -474,6 +502,8 @@ def numbers(res: dict) -> dict[str, str]:
         for a in ACTS
     ]
     status = {2: "reproduced", 1: "partly reproduced", 0: "differs"}[sum(agree)]
+    if not np.isfinite(t.get("start_change", pd.Series(dtype=float))).any():
+        status = "not measured"
     out["ml_fig4_verdict"] = (
         f"{status} by our runs: from {out['ml_start_ratio']} tokens per parameter, ReLU {out['ml_relu_trend']}; "
         f"SiLU {out['ml_silu_trend']}."
@@ -487,7 +517,7 @@ def numbers(res: dict) -> dict[str, str]:
     )
     out["ml_fig8_verdict"] = (
         f"at {VERDICT_RATIO:.0f} tokens per parameter, 'smaller converges faster' {out['ml_fig8_silu']} for our "
-        f"SiLU fits and {out['ml_fig8_relu']} for our ReLU fits (only fits inside their bounds)."
+        f"SiLU fits and {out['ml_fig8_relu']} for our ReLU fits (identifiable fits only)."
     )
     return out
 
