@@ -272,8 +272,9 @@ def fig7(res: dict) -> plt.Figure:
             ax.errorbar(
                 x, 100 * ok.A0, yerr=yerr, fmt=m["marker"], color=m["color"], capsize=3, label=f"fit, {key} 95%"
             )
-        gone = lim[(lim.activation == act) & ~lim.identifiable].model
-        note = "not identifiable: " + (", ".join(gone) if len(gone) else "none")
+        short = res["too_short"]
+        gone = [*lim[(lim.activation == act) & ~lim.identifiable].model, *short[short.activation == act].scale]
+        note = "not identifiable: " + (", ".join(gone) if gone else "none")
         if ok.empty:
             ax.text(0.5, 0.5, "no identifiable limit", transform=ax.transAxes, ha="center", color="grey")
             ax.set_yticks([])
@@ -361,6 +362,7 @@ def fig4_trends(res: dict) -> plt.Figure:
             )
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xticks(g.index, [r.rsplit("-", 1)[0] for r in g.run], rotation=20, fontsize=8)
+        ax.set_xlim(-0.5, len(g) - 0.5)
         ax.set(title=f"{style.ACT_LABEL[act]}: our runs", ylabel="change to the last checkpoint (points of %)")
         ax.set_yscale("symlog", linthresh=1.0)
         ax.legend(fontsize=8)
