@@ -7,7 +7,7 @@ import pytest
 
 from sparsing_lib import paper, refit
 from sparsing_lib.figures import data_activation as da
-from sparsing_lib.figures import released, scale, sparser_model
+from sparsing_lib.figures import mini_laws, released, scale, sparser_model
 from sparsing_lib.laws import curve
 
 matplotlib.use("Agg")
@@ -44,33 +44,6 @@ def test_faster_when_smaller_on_identical_laws():
     # logspace with alpha 2: d(1-A)/dD = 2e-4·D·exp(-1e-4·D²) grows until D = 70.7; at 20 tokens/param D <= 23.6
     rising = _coef({"alpha": 2.0, "b": 0.0, "c": 1e-4, "A0": 0.07}, {"alpha": 0.5, "c": 0.2, "A0": 0.4})
     assert scale.faster_when_smaller({"coef": rising, "table3": paper.table3()}, ratio=20)["relu"] is False
-
-
-def _run(act: str, params: int, ratios: list[float], epochs: float) -> dict:
-    tokens = np.arange(1, len(ratios) + 1) * 1e6
-    return {
-        "config": {"activation": act, "model": {"non_embedding_params": params}},
-        "sparsity": pd.DataFrame({"tokens": tokens, "activation_ratio": ratios}),
-        "metrics": pd.DataFrame({"epoch": [0.1, epochs]}),
-    }
-
-
-def test_mini_trends_and_verdicts_on_a_tiny_table():
-    runs = {
-        "a-relu": _run("relu", 10, [0.20, 0.12, 0.15], 2.0),  # falls to 0.12 at 2M tokens, then rises
-        "b-relu": _run("relu", 20, [0.20, 0.15, 0.10], 4.0),  # keeps falling
-        "a-silu": _run("silu", 10, [0.30, 0.35, 0.40], 2.0),
-        "b-silu": _run("silu", 20, [0.40, 0.38, 0.36], 4.0),
-    }
-    t = da.mini_trends(runs)
-    a = t.set_index("run").loc["a-relu"]
-    assert (a["first"], a["low"], a["low_tokens"], a["last"], a["epochs"]) == (0.20, 0.12, 2e6, 0.15, 2.0)
-    assert da.mini_verdict(t, "relu") == "keeps falling in 1 of 2 scales (the others fall, then rise again)"
-    assert da.mini_verdict(t, "silu") == "rises in 1 of 2 scales"
-    assert da.mini_verdict(t[t.run != "b-silu"], "silu") == "rises in the one probed run, as in the paper"
-    assert da.mini_verdict(t[t.run != "b-relu"], "relu").startswith("falls and then rises again")
-    assert da.mini_verdict(t[t.activation == "silu"], "relu") == "no ReLU run was probed"
-    assert da._rise_trend(t[t.activation == "relu"]) == "shrinks steadily as the scale grows"  # +25 %, then 0 %
 
 
 def test_size_ratios_scale_for_scale():
@@ -132,6 +105,7 @@ def replayed(curves):
         **tables,
         "meta": meta,
         "runs": {},
+        "mini": mini_laws.results("replay"),
         "token_axis": "log",
     }
 
@@ -139,7 +113,7 @@ def replayed(curves):
 def test_committed_refit_numbers(replayed):
     n = da.numbers(replayed)
     assert n["mae_printed_01relu"] == "4.07e-04" and n["b01_diff"] == "12.8 %"
-    assert n["size_ratio"] == "108–142" and n["n_per_curve"] == "24–42" and n["mini_relu_verdict"] == "–"
+    assert n["size_ratio"] == "108–142" and n["n_per_curve"] == "24–42" and n["ml_n_runs"] == "10"
     cmp = da.table2(replayed)
     assert len(cmp[cmp.coefficient == "A0"]) == 10
     assert sparser_model.numbers(replayed)["last_24"] == "291B"

@@ -1,25 +1,20 @@
 """Training data and activation function (paper §5.1): Fig. 4 and Table 2.
 
 Two sources, kept apart: the refit of the authors' released curves (``released``: Fig. 4, Table 2, the
-warm-up scan, alternative forms, the leave-future-out test) and our own mini runs (``data/runs``: the
-Fig. 4 counterpart at 0.9M–9.1M non-embedding parameters, with its trend verdict).
+warm-up scan, alternative forms, the leave-future-out test) and our own mini runs (``mini_laws``: the
+Fig. 4 and Table 2 counterparts at 0.9M–9.1M non-embedding parameters, with their trends and verdicts).
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from .. import models, paper, style
-from ..checks import check_choice, check_profile
+from ..checks import check_choice
 from ..laws import PAPER_FORM, curve, warmup_mask
-from ..paths import DATA
-from ..runs import load_runs, parse_run
-from . import released
+from . import mini_laws, released
 
 SCALES = style.PAPER_SCALES[:5]  # Table 2's 2.4B row comes from a run that was not released (see §6)
 FORMS = ("logspace", "power", "power_offset", "log", "sigmoid", "exp")
@@ -35,39 +30,12 @@ def results(
     frac: float = 0.7,
     token_axis: str = "linear",
 ) -> dict:
-    """The refit of the released curves (``released.results``) plus our mini runs (``runs``, scale runs only)."""
+    """The refit of the released curves (``released.results``) plus our scale runs (``runs``) and the laws and
+    trends fitted to them (``mini``, from ``mini_laws.results``)."""
     check_choice("token_axis", token_axis, TOKEN_AXES)
     rel = released.results(profile, n_boot, drop_first, min_tokens_b, frac)
-    return {**rel, "runs": mini_runs(profile), "token_axis": token_axis}
-
-
-def mini_runs(profile: str) -> dict[str, dict]:
-    """Our probed scale runs: the committed ``data/runs`` (replay, full: they are trained on an H200 by
-    ``python -m sparsing_lib.run --grid scales``), or the runner's smoke grid trained now in a temporary folder."""
-    if check_profile(profile) == "smoke":
-        from .. import run  # imports torch; only the smoke profile trains
-
-        tmp = Path(tempfile.mkdtemp())
-        run.main(
-            [
-                "--grid",
-                "smoke",
-                "--profile",
-                "smoke",
-                "--corpus",
-                "smoke",
-                "--out",
-                str(tmp / "runs"),
-                "--ckpt",
-                str(tmp / "ckpt"),
-            ]
-        )
-        folder = tmp / "runs"
-    else:
-        folder = DATA / "runs"
-    runs = load_runs(folder)
-    kinds = {name: models.get_spec(parse_run(name)[0]).kind for name in runs}
-    return {n: r for n, r in runs.items() if kinds[n] in ("scale", "smoke") and "sparsity" in r}
+    mini = mini_laws.results(profile)  # our runs (smoke: trained now) and the laws fitted to them
+    return {**rel, "runs": mini["runs"], "mini": mini, "token_axis": token_axis}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,53 +181,9 @@ def extrapolation(res: dict) -> pd.DataFrame:
 # Reproduced by our own runs
 
 
-def mini_trends(runs: dict[str, dict]) -> pd.DataFrame:
-    """Per run: first, lowest (and where), highest and last CETT-PPL-1% activation ratio, the non-embedding
-    parameters, and the epochs over the corpus at the end of training (the confound of scale)."""
-    rows = []
-    for name, r in runs.items():
-        s, a = r["sparsity"], r["sparsity"]["activation_ratio"].to_numpy()
-        rows.append(
-            {
-                "run": name,
-                "activation": r["config"]["activation"],
-                "params": r["config"]["model"]["non_embedding_params"],
-                "first": a[0],
-                "low": a.min(),
-                "low_tokens": s["tokens"].iloc[int(a.argmin())],
-                "high": a.max(),
-                "last": a[-1],
-                "epochs": float(r["metrics"]["epoch"].iloc[-1]),
-            }
-        )
-    cols = ["run", "activation", "params", "first", "low", "low_tokens", "high", "last", "epochs"]
-    return pd.DataFrame(rows, columns=cols).sort_values(["activation", "params"], ignore_index=True)
-
-
-def mini_verdict(trends: pd.DataFrame, act: str) -> str:
-    """How the activation ratio of our runs with ``act`` moves along training, against the paper's direction
-    (ReLU: keeps falling to the last checkpoint; SiLU: ends above where it started)."""
-    t = trends[trends.activation == act]
-    if t.empty:
-        return f"no {style.ACT_LABEL[act]} run was probed"
-    n = len(t)
-    every = f"all {n} scales" if n > 1 else "the one probed run"
-    if act == "relu":
-        k = int((t["last"] <= t["low"] + 1e-9).sum())
-        if k == n:
-            return f"keeps falling in {every}, as in the paper"
-        if k == 0:
-            return f"falls and then rises again in {every}, unlike the paper's monotone fall"
-        return f"keeps falling in {k} of {n} scales (the others fall, then rise again)"
-    k = int((t["last"] > t["first"]).sum())
-    if k == n:
-        return f"rises in {every}, as in the paper"
-    return f"rises in {k} of {n} scales" + (", unlike the paper" if k == 0 else "")
-
-
 def mini_fig4(res: dict) -> plt.Figure:
     """Our counterpart of Fig. 4: CETT-PPL-1% activation ratio of every probed checkpoint of our scale runs."""
-    trends = mini_trends(res["runs"])
+    trends = res["mini"]["trends"]
     models_ = [n.rsplit("-", 1)[0] for n in trends.sort_values("params").run]
     looks = style.series_style(list(dict.fromkeys(models_)))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -378,55 +302,6 @@ def _released_numbers(res: dict) -> dict[str, str]:
     return out
 
 
-def _rise_trend(relu: pd.DataFrame) -> str:
-    """Whether the ReLU ratio's rise after its lowest point shrinks as the model grows (rows by size)."""
-    rise = (relu["last"] / relu["low"] - 1).to_numpy()
-    if len(rise) < 2:
-        return "is measured on one scale only"
-    return (
-        "shrinks steadily as the scale grows" if np.all(np.diff(rise) <= 0) else "does not shrink steadily with scale"
-    )
-
-
-def _mini_numbers(res: dict) -> dict[str, str]:
-    t = mini_trends(res["runs"])
-    if t.empty:
-        return {
-            k: "–"
-            for k in (
-                "mini_relu_verdict",
-                "mini_silu_verdict",
-                "mini_relu_moves",
-                "mini_fig4_verdict",
-                "mini_relu_rise_trend",
-                "epochs_small",
-                "epochs_large",
-                "n_mini",
-            )
-        }
-    relu = t[t.activation == "relu"]
-    moves = ", ".join(
-        f"{r.run} {r.low:.3f} → {r.last:.3f} ({100 * (r.last / r.low - 1):+.0f} %, lowest at "
-        f"{r.low_tokens / 1e6:.0f}M tokens)"
-        for r in relu.itertuples()
-    )
-    out = {
-        "mini_relu_verdict": mini_verdict(t, "relu"),
-        "mini_silu_verdict": mini_verdict(t, "silu"),
-        "mini_relu_moves": moves or "none",
-        "mini_relu_rise_trend": _rise_trend(relu),
-        "n_mini": f"{len(t)}",
-        "epochs_small": f"{t.loc[t.params.idxmin(), 'epochs']:.1f}",
-        "epochs_large": f"{t.loc[t.params.idxmax(), 'epochs']:.1f}",
-    }
-    agree = sum("as in the paper" in out[f"mini_{a}_verdict"] for a in ("relu", "silu"))
-    status = {2: "reproduced", 1: "partly reproduced", 0: "differs"}[agree]
-    out["mini_fig4_verdict"] = (
-        f"{status} by our runs: SiLU {out['mini_silu_verdict']}; ReLU {out['mini_relu_verdict']}."
-    )
-    return out
-
-
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the §5.1 chapter quotes, formatted as text."""
     r = size_ratios(res["table3"])
@@ -436,4 +311,26 @@ def numbers(res: dict) -> dict[str, str]:
         "paper_url": "https://arxiv.org/abs/2411.02335",
         "data_repo": paper.REPO,
     }
-    return out | _released_numbers(res) | _mini_numbers(res)
+    return out | _released_numbers(res) | mini_laws.numbers(res["mini"])
+
+
+PAPER_FORM_NEAR_BEST = 2.0  # ΔAICc below which two forms are not told apart
+
+
+def claims(res: dict) -> list[dict]:
+    """Claim 6 (data/claims.csv) judged from the refit of the released curves: does the paper's form describe
+    every curve about as well as the best alternative, with the ReLU law falling and the SiLU law rising?"""
+    d = delta_aicc(res)
+    paper_d = pd.Series({c: d.loc[c, PAPER_FORM["relu" if c.startswith("ReLU") else "silu"]] for c in d.index})
+    near = int((paper_d <= PAPER_FORM_NEAR_BEST).sum())
+    laws = released.refit_laws(res["coef"])
+    wrong = [f"{style.ACT_LABEL[a]} {s}" for (a, s), p in laws.items() if s in SCALES and p["c"] <= 0]
+    if near == len(d) and not wrong:
+        verdict = "holds"
+    elif 2 * near >= len(d) and not wrong:
+        verdict = "partly holds"
+    else:
+        verdict = "does not hold"
+    note = f"the paper's form is within {PAPER_FORM_NEAR_BEST:g} AICc of the best form for {near} of {len(d)} curves"
+    note += f"; refit law with the wrong direction: {', '.join(wrong)}" if wrong else ""
+    return [{"id": 6, "verdict": verdict, "basis": "authors' data", "note": note}]

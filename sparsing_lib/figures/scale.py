@@ -15,7 +15,16 @@ from .. import style
 from ..laws import PAPER_FORM, TOKENS_UNIT
 from .released import a0_rows, printed, refit_laws, results
 
-__all__ = ["results", "fig7", "fig8", "sparsity_slope", "faster_when_smaller", "numbers"]
+__all__ = [
+    "results",
+    "fig7",
+    "fig8",
+    "sparsity_slope",
+    "faster_when_smaller",
+    "steeper_when_smaller",
+    "numbers",
+    "claims",
+]
 
 SCALES = style.PAPER_SCALES[:5]  # 2.4B has only an interim curve; it has its own chapter (§6)
 VERDICT_RATIO = 20.0  # tokens per parameter where the Fig. 8 verdict compares neighbouring scales
@@ -44,11 +53,17 @@ def faster_when_smaller(res: dict, ratio: float = VERDICT_RATIO) -> dict[str, bo
     """Per activation: is |d(1 − A)/dD| of our refit larger for every smaller scale than for the next one up,
     at ``ratio`` tokens per parameter (the paper's "smaller models converge faster")?"""
     laws, n = refit_laws(res["coef"]), _params(res["table3"])
-    out = {}
-    for act in ("relu", "silu"):
-        slope = [abs(float(sparsity_slope(act, laws[(act, s)], ratio * n[s]))) for s in SCALES]
-        out[act] = bool(np.all(np.diff(slope) < 0))
-    return out
+    return {
+        act: steeper_when_smaller(act, [laws[(act, s)] for s in SCALES], [n[s] for s in SCALES], ratio)
+        for act in ("relu", "silu")
+    }
+
+
+def steeper_when_smaller(act: str, laws: list[dict], params: list[float], ratio: float = VERDICT_RATIO) -> bool:
+    """Is |d(1 − A)/dD| of each law (models ordered by ``params``, ascending) larger than the next one's at
+    ``ratio`` tokens per parameter? The one comparison behind Fig. 8's verdict, for any set of fitted laws."""
+    slope = [abs(float(sparsity_slope(act, law, ratio * n))) for law, n in zip(laws, params)]
+    return bool(np.all(np.diff(slope) < 0))
 
 
 def fig7(res: dict) -> plt.Figure:
@@ -142,3 +157,61 @@ def numbers(res: dict) -> dict[str, str]:
         f"our SiLU refits and {out['fig8_relu']} for our ReLU refits."
     )
     return out
+
+
+SHIFT_SMALL = 0.03  # a limit moving by at most 3 points of activation ratio "barely depends on scale"
+
+
+def limit_shift(change: float, half: float) -> str:
+    """A limit's change across scales with 95% half-width ``half``: "small" (interval within ±3 points),
+    "large" (interval beyond 3 points), or "unresolved"."""
+    if abs(change) + half <= SHIFT_SMALL:
+        return "small"
+    return "large" if abs(change) - half > SHIFT_SMALL else "unresolved"
+
+
+def shift_verdict(kinds: list[str]) -> str:
+    """Claim 13's verdict from the ``limit_shift`` of each activation ("untested" where none could be measured)."""
+    if "large" in kinds:
+        return "does not hold"
+    if kinds and all(k == "small" for k in kinds):
+        return "holds"
+    return "partly holds" if "small" in kinds else "untested"
+
+
+def claims(res: dict) -> list[dict]:
+    """Claims 7, 13 and 14 (data/claims.csv) judged from the refit of the released curves."""
+    rows, q = a0_rows(res["coef"]), res["quality"]
+    own = q[q.form == q.activation.map(PAPER_FORM)].set_index(["activation", "scale"]).warning.fillna("")
+    a0 = rows.value
+    bad = [s for s in SCALES if own.get(("relu", s), "") or own.get(("silu", s), "")]
+    ratio = (a0["silu"] / a0["relu"]).reindex([s for s in SCALES if s not in bad])
+    if (ratio < 4.5).any():
+        v7 = "does not hold"
+    else:
+        v7 = "partly holds" if bad else "holds"
+    n7 = f"refit SiLU/ReLU limit ratio {ratio.min():.1f}–{ratio.max():.1f}" + (
+        f"; limit undetermined (fit on a bound) at {', '.join(bad)}" if bad else ""
+    )
+    kinds, said = [], []
+    for act in ("relu", "silu"):
+        lo, hi = rows.loc[(act, "0.1B")], rows.loc[(act, "1.2B")]
+        change, half = hi.value - lo.value, np.hypot((lo.ci_hi - lo.ci_lo) / 2, (hi.ci_hi - hi.ci_lo) / 2)
+        kinds.append(limit_shift(change, half))
+        said.append(f"{style.ACT_LABEL[act]} {100 * change:+.1f} ± {100 * half:.1f} points ({kinds[-1]})")
+    faster = faster_when_smaller(res)
+    n_fast = sum(faster.values())
+    v14 = {2: "holds", 1: "partly holds", 0: "does not hold"}[n_fast]
+    n14 = f"at {VERDICT_RATIO:.0f} tokens per parameter, for " + (
+        " and ".join(style.ACT_LABEL[a] for a, f in faster.items() if f) or "neither activation"
+    )
+    return [
+        {"id": 7, "verdict": v7, "basis": "authors' data", "note": n7},
+        {
+            "id": 13,
+            "verdict": shift_verdict(kinds),
+            "basis": "authors' data",
+            "note": "0.1B to 1.2B: " + "; ".join(said),
+        },
+        {"id": 14, "verdict": v14, "basis": "authors' data", "note": n14 + ", with our choice of derivative"},
+    ]

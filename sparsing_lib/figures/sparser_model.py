@@ -13,7 +13,7 @@ from .. import paper, style
 from ..laws import curve
 from .released import results
 
-__all__ = ["results", "fig11", "numbers"]
+__all__ = ["results", "fig11", "numbers", "claims"]
 
 
 def fig11(res: dict) -> plt.Figure:
@@ -95,3 +95,21 @@ def numbers(res: dict) -> dict[str, str]:
         "rests on checkpoints after 291B tokens that were not released."
     )
     return out
+
+
+PIN_WIDTH = 0.01  # an interval narrower than one point of activation ratio pins the limit down
+
+
+def claims(res: dict) -> list[dict]:
+    """Claim 18 (data/claims.csv): does the released interim 2.4B curve bear out the printed final limit?"""
+    c, final = res["coef"], paper.law_2p4b("final")["A0"]
+    a0 = c[(c.scale == "2.4B") & (c.form == "logspace") & (c.name == "A0")].iloc[0]
+    note = f"interim refit A0 {100 * a0.value:.2f} % [{100 * a0.ci_lo:.2f}, {100 * a0.ci_hi:.2f}]"
+    note += f", paper {100 * final:.2f} %"
+    if not a0.ci_lo <= final <= a0.ci_hi:
+        verdict = "does not hold"
+    elif a0.ci_hi - a0.ci_lo > PIN_WIDTH:
+        verdict, note = "untested", note + "; the interim points cannot pin the limit down"
+    else:
+        verdict = "partly holds"
+    return [{"id": 18, "verdict": verdict, "basis": "authors' data", "note": note}]
