@@ -150,6 +150,7 @@ def test_claim_does_not_hold_when_every_figure_fails(tmp_path):
     res = _results(tmp_path, second=[0.1, 0.6, 0.2], ratios2=other)  # only the middle layer moves
     parts = spec._parts(res)["relu"]
     assert (parts["fig9"], parts["fig16"], parts["fig10"]) == ("fails", "fails", "fails")
+    assert res["fig9"].mean_gap.to_numpy() == pytest.approx(15.0, abs=0.2)  # middle layer +45 points, 1 of 3 layers
     assert spec.claims(res)[0]["verdict"] == "does not hold"
 
 
@@ -173,6 +174,7 @@ def test_figures_and_numbers_with_two_scales(tmp_path):
     res = _results(tmp_path, second=[0.2, 0.15, 0.1])
     n = spec.numbers(res)
     assert n["spec_models"] == "mini-160x3, mini-192x4" and n["spec_unit"] == "probe position"
+    assert n["spec_layers"] == "3" and res["fig9"].mean_gap.max() < 0.2  # same mean level, swapped layers
     assert n["relu_domain_distance"] == "0.0"  # both domains carry the same frequencies
     assert len(spec.fig10(res, "relu").axes) == 4
     with pytest.raises(ValueError, match="activation"):

@@ -59,11 +59,16 @@ def layer_index(n_layers: int, position: str) -> int:
     return {"first": 0, "middle": n_layers // 2, "last": n_layers - 1}[position]
 
 
-def sorted_curve(freq: np.ndarray, n: int = GRID) -> np.ndarray:
-    """Activation frequencies of ``freq`` (any shape, one value per neuron) at ``n`` evenly spaced neuron
-    ratios, most frequently active neuron first: Fig. 9's curve on a grid shared by models of any width."""
-    levels = 1 - (np.arange(n) + 0.5) / n
-    return np.quantile(np.ravel(freq).astype(float), levels, axis=-1)
+def sorted_curve(freq: np.ndarray, n: int = GRID, axis_last: bool = False) -> np.ndarray:
+    """Activation frequencies of ``freq`` (one value per neuron) at ``n`` evenly spaced neuron ratios, most
+    frequently active neuron first: Fig. 9's curve on a grid shared by models of any width. With
+    ``axis_last`` each row of a 2-D ``freq`` is one population (the bootstrap's resamples); the linear
+    interpolation between order statistics is numpy's default quantile."""
+    x = np.sort(np.asarray(freq, dtype=float) if axis_last else np.ravel(freq).astype(float), axis=-1)[..., ::-1]
+    pos = (np.arange(n) + 0.5) / n * (x.shape[-1] - 1)
+    lo = np.floor(pos).astype(int)
+    hi, frac = np.minimum(lo + 1, x.shape[-1] - 1), pos - lo
+    return x[..., lo] * (1 - frac) + x[..., hi] * frac
 
 
 def distance_pp(a: np.ndarray, b: np.ndarray) -> float:
@@ -84,8 +89,7 @@ def bootstrap_distance(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int = 0)
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, a.size, (n_boot, a.size))]
     rb = b[rng.integers(0, b.size, (n_boot, b.size))]
-    levels = 1 - (np.arange(GRID) + 0.5) / GRID
-    boot = 100 * np.abs(np.quantile(ra, levels, axis=1) - np.quantile(rb, levels, axis=1)).mean(axis=0)
+    boot = 100 * np.abs(sorted_curve(ra, axis_last=True) - sorted_curve(rb, axis_last=True)).mean(axis=1)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return value, float(lo), float(hi)
 
@@ -182,7 +186,8 @@ def _collect(runs: dict[str, dict], ids: np.ndarray | None, n_boot: int, seed: i
             for d, dom in enumerate(runs[a]["domains"]):
                 v, lo, hi = bootstrap_distance(fa[d], fb[d], n_boot, seed)
                 shape = distance_pp(fa[d] / fa[d].mean(), fb[d] / fb[d].mean()) / 100
-                rows9.append(base | dict(domain=dom, distance=v, lo=lo, hi=hi, shape_distance=shape))
+                gap = 100 * abs(fa[d].mean() - fb[d].mean())  # the part of ``distance`` a shift of level explains
+                rows9.append(base | dict(domain=dom, distance=v, lo=lo, hi=hi, shape_distance=shape, mean_gap=gap))
                 for pos in POSITIONS:
                     la, lb = layer_index(fa.shape[1], pos), layer_index(fb.shape[1], pos)
                     v, lo, hi = bootstrap_distance(fa[d, la], fb[d, lb], n_boot, seed)
@@ -421,6 +426,25 @@ def numbers(res: dict) -> dict[str, str]:
         "spec_steps": ", ".join(f"{r['model']} {r['step']}" for r in runs.values() if r["activation"] == "relu"),
         "spec_unit": "vocabulary token" if res["ids"] is not None else "probe position",
     }
+    depth = sorted({r["frequency"].shape[1] for r in runs.values()})
+    out["spec_layers"] = f"{depth[0]} to {depth[-1]}" if len(depth) > 1 else f"{depth[0]}" if depth else "–"
+    relu = [r for r in runs.values() if r["activation"] == "relu"]
+    if relu and relu[0]["config"].get("corpus_identity"):
+        ep = [r["config"]["train"]["tokens"] / r["config"]["corpus_identity"]["train_tokens"] for r in relu]
+        tpp = [r["config"]["tokens_per_param"] for r in relu]
+        out["spec_epochs"] = f"{ep[0]:.1f} ({relu[0]['model']}) to {ep[-1]:.1f} ({relu[-1]['model']})"
+        out["spec_tpp"] = f"{tpp[0]:.0f} ({relu[0]['model']}) to {tpp[-1]:.0f} ({relu[-1]['model']})"
+    else:
+        out["spec_epochs"] = out["spec_tpp"] = "–"
+    if relu:
+        cfg = relu[0]["config"]
+        n, seq, doms = len(relu[0]["ratios"]), cfg["train"]["seq_len"], relu[0]["domains"]
+        per = max(1, cfg["probe"]["tokens"] // (seq * len(doms))) * seq  # run.mix's share of each domain
+        out["spec_positions"] = f"{n:,}"
+        out["spec_windows"] = f"{n // seq}"
+        out["spec_position_domains"] = " and ".join(doms[: -(-n // per)])
+    else:
+        out["spec_positions"] = out["spec_windows"] = out["spec_position_domains"] = "–"
     for act in ("relu", "silu"):
         f9, f16, f10 = (_of(res[k], activation=act) for k in ("fig9", "fig16", "fig10"))
         dom = _of(res["domain_distance"], activation=act)
@@ -428,6 +452,8 @@ def numbers(res: dict) -> dict[str, str]:
         out[f"{act}_fig9_worst"] = _worst(f9)
         out[f"{act}_fig9_mean_range"] = f"{max(mean):.1f} to {min(mean):.1f}" if mean else "–"
         out[f"{act}_fig9_shape"] = f"{f9.shape_distance.max():.2f}" if not f9.empty else "–"
+        worst = f9.loc[f9.distance.idxmax()] if not f9.empty else None
+        out[f"{act}_fig9_level_share"] = "–" if worst is None else f"{100 * worst.mean_gap / worst.distance:.0f}"
         out[f"{act}_domain_distance"] = f"{dom.distance.max():.1f}" if not dom.empty else "–"
         for pos in POSITIONS:
             out[f"{act}_fig16_{pos}"] = _worst(_of(f16, position=pos))
