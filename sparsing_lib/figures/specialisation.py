@@ -391,7 +391,7 @@ def fig10(res: dict, activation: str) -> plt.Figure:
         for j, b in enumerate(names):
             ax, ma, mb = axes[i, j], res["runs"][a]["model"], res["runs"][b]["model"]
             if i == j:
-                ax.hist(vals[a], bins=50, range=tuple(lim), color=_looks(res)[ma]["color"])
+                ax.hist(vals[a], bins=30, range=tuple(lim), color=_looks(res)[ma]["color"])
             elif i > j:
                 ax.hexbin(vals[b], vals[a], gridsize=40, extent=(*lim, *lim), mincnt=1, bins="log", cmap="viridis")
                 ax.plot(lim, lim, color="red", lw=1)
