@@ -442,7 +442,10 @@ def numbers(res: dict) -> dict[str, str]:
         per = max(1, cfg["probe"]["tokens"] // (seq * len(doms))) * seq  # run.mix's share of each domain
         out["spec_positions"] = f"{n:,}"
         out["spec_windows"] = f"{n // seq}"
-        out["spec_position_domains"] = " and ".join(doms[: -(-n // per)])
+        covered = doms[: -(-n // per)]
+        out["spec_position_domains"] = " and ".join(
+            [", ".join(covered[:-1]), covered[-1]] if len(covered) > 1 else covered
+        )
     else:
         out["spec_positions"] = out["spec_windows"] = out["spec_position_domains"] = "–"
     for act in ("relu", "silu"):
