@@ -453,7 +453,7 @@ def numbers(res: dict) -> dict[str, str]:
         dom = _of(res["domain_distance"], activation=act)
         mean = [100 * r["frequency"].mean() for r in runs.values() if r["activation"] == act]
         out[f"{act}_fig9_worst"] = _worst(f9)
-        out[f"{act}_fig9_mean_range"] = f"{max(mean):.1f} to {min(mean):.1f}" if mean else "–"
+        out[f"{act}_fig9_mean_range"] = f"{mean[0]:.1f} to {mean[-1]:.1f}" if mean else "–"
         out[f"{act}_fig9_shape"] = f"{f9.shape_distance.max():.2f}" if not f9.empty else "–"
         worst = f9.loc[f9.distance.idxmax()] if not f9.empty else None
         out[f"{act}_fig9_level_share"] = "–" if worst is None else f"{100 * worst.mean_gap / worst.distance:.0f}"
