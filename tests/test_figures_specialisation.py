@@ -186,3 +186,17 @@ def test_smoke_profile_trains_the_smoke_grid_and_analyses_it():
     res = spec.results("smoke")
     assert {r["activation"] for r in res["runs"].values()} == {"relu", "silu"} and res["ids"] is not None
     assert spec.claims(res)[0]["verdict"] == "untested"
+
+
+def test_committed_probe_ids_are_used_only_for_the_corpus_the_runs_trained_on(tmp_path):
+    _write(tmp_path, "mini-160x3", 3, 400, _layers(np.random.default_rng(0), [0.1, 0.15, 0.2]), np.full(64, 0.25))
+    runs = spec._read(runs_lib.load_runs(tmp_path), tmp_path)
+    for r in runs.values():
+        r["config"]["corpus_identity"] = {"train_sha256": "abc"}
+    ids = np.arange(64, dtype=np.uint16) % 5
+    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids, train_sha256=np.array("abc"))
+    assert spec._committed_ids(tmp_path, runs).tolist() == ids.tolist()
+    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids, train_sha256=np.array("other"))
+    assert spec._committed_ids(tmp_path, runs) is None
+    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids[:32], train_sha256=np.array("abc"))
+    assert spec._committed_ids(tmp_path, runs) is None  # not one id per probe position
