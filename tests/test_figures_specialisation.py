@@ -200,3 +200,12 @@ def test_committed_probe_ids_are_used_only_for_the_corpus_the_runs_trained_on(tm
     assert spec._committed_ids(tmp_path, runs) is None
     runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids[:32], train_sha256=np.array("abc"))
     assert spec._committed_ids(tmp_path, runs) is None  # not one id per probe position
+
+
+def test_per_vocabulary_token_comparison_and_its_coverage(tmp_path):
+    _results(tmp_path, second=[0.2, 0.15, 0.1])
+    runs = spec._read(runs_lib.load_runs(tmp_path), tmp_path)
+    res = spec._collect(runs, np.arange(64) % 5, n_boot=10, seed=0)  # 5 token ids, seen 13, 13, 13, 13, 12 times
+    assert res["fig10"].unit.tolist() == ["vocabulary token"] * 2 and res["fig10"].n.tolist() == [5, 5]
+    note = spec.numbers(res)["spec_vocab_note"]
+    assert note.startswith("These positions cover 5 of the 12,288 vocabulary tokens (0%), each seen a median 13 times")
