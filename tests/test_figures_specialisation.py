@@ -206,6 +206,7 @@ def test_per_vocabulary_token_comparison_and_its_coverage(tmp_path):
     _results(tmp_path, second=[0.2, 0.15, 0.1])
     runs = spec._read(runs_lib.load_runs(tmp_path), tmp_path)
     res = spec._collect(runs, np.arange(64) % 5, n_boot=10, seed=0)  # 5 token ids, seen 13, 13, 13, 13, 12 times
-    assert res["fig10"].unit.tolist() == ["vocabulary token"] * 2 and res["fig10"].n.tolist() == [5, 5]
+    assert res["fig10"].unit.tolist() == ["probe position", "vocabulary token"] * 2
+    assert res["fig10"].n.tolist() == [64, 5] * 2  # the per-position rows stay beside the per-token ones
     note = spec.numbers(res)["spec_vocab_note"]
     assert note.startswith("These positions cover 5 of the 12,288 vocabulary tokens (0%), each seen a median 13 times")

@@ -193,12 +193,11 @@ def _collect(runs: dict[str, dict], ids: np.ndarray | None, n_boot: int, seed: i
                     v, lo, hi = bootstrap_distance(fa[d, la], fb[d, lb], n_boot, seed)
                     rows16.append(base | dict(position=pos, domain=dom, distance=v, lo=lo, hi=hi))
             x, y = runs[a]["ratios"], runs[b]["ratios"]
-            if ids is None:
-                unit, block = "probe position", runs[a]["config"]["train"]["seq_len"]
-            else:
-                unit, block = "vocabulary token", 1
+            seq = runs[a]["config"]["train"]["seq_len"]
+            rows10.append(base | dict(unit="probe position") | token_agreement(x, y, seq, n_boot, seed))
+            if ids is not None:  # the paper's reading; the per-position rows stay for comparison
                 x, y = per_token_means(x, ids)["mean"].to_numpy(), per_token_means(y, ids)["mean"].to_numpy()
-            rows10.append(base | dict(unit=unit) | token_agreement(x, y, block, n_boot, seed))
+                rows10.append(base | dict(unit="vocabulary token") | token_agreement(x, y, 1, n_boot, seed))
     first = next(iter(runs.values()), None)
     counts = None if ids is None or first is None else per_token_means(first["ratios"], ids)["count"]
     return dict(
@@ -303,6 +302,15 @@ def _of(rows: pd.DataFrame, **where: str) -> pd.DataFrame:
     return rows
 
 
+def _unit(res: dict) -> str:
+    return "vocabulary token" if res["ids"] is not None else "probe position"
+
+
+def _fig10_rows(res: dict, activation: str) -> pd.DataFrame:
+    """Fig. 10's comparisons in the unit the verdict uses: vocabulary tokens when the ids are known."""
+    return _of(res["fig10"], activation=activation, unit=_unit(res))
+
+
 def _parts(res: dict) -> dict[str, dict[str, str]]:
     """Per activation, each figure's status against the paper (holds / partly / fails / untested) and the
     per-layer readings of Fig. 16."""
@@ -314,7 +322,7 @@ def _parts(res: dict) -> dict[str, dict[str, str]]:
             s16 = "untested"
         else:
             s16 = "holds" if agree == len(POSITIONS) else "partly" if agree else "fails"
-        f9, f10 = similarity(_of(res["fig9"], activation=act)), token_similarity(_of(res["fig10"], activation=act))
+        f9, f10 = similarity(_of(res["fig9"], activation=act)), token_similarity(_fig10_rows(res, act))
         out[act] = {
             "fig9": {"similar": "holds", "untested": "untested"}.get(f9, "fails"),
             "fig16": s16,
@@ -384,7 +392,7 @@ def fig10(res: dict, activation: str) -> plt.Figure:
     names = [n for n, r in res["runs"].items() if r["activation"] == activation]
     vals = {n: 100 * _token_values(res, n) for n in names}
     lim = np.percentile(np.concatenate(list(vals.values())), [0.2, 99.8]) + np.array([-1, 1])
-    table = _of(res["fig10"], activation=activation)
+    table = _fig10_rows(res, activation)
     k = len(names)
     fig, axes = plt.subplots(k, k, figsize=(2.3 * k + 1, 2.3 * k + 0.6), squeeze=False)
     for i, a in enumerate(names):
@@ -406,8 +414,7 @@ def fig10(res: dict, activation: str) -> plt.Figure:
             if i == k - 1:
                 ax.set_xlabel(f"{mb} (%)", fontsize=8)
             ax.tick_params(labelsize=7)
-    unit = "vocabulary token" if res["ids"] is not None else "probe position"
-    fig.suptitle(f"{style.ACT_LABEL[activation]}: activation ratio per {unit}", fontsize=10)
+    fig.suptitle(f"{style.ACT_LABEL[activation]}: activation ratio per {_unit(res)}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -424,7 +431,7 @@ def numbers(res: dict) -> dict[str, str]:
         "spec_n_boot": f"{res['n_boot']}",
         "spec_models": ", ".join(dict.fromkeys(r["model"] for r in runs.values())),
         "spec_steps": ", ".join(f"{r['model']} {r['step']}" for r in runs.values() if r["activation"] == "relu"),
-        "spec_unit": "vocabulary token" if res["ids"] is not None else "probe position",
+        "spec_unit": _unit(res),
     }
     depth = sorted({r["frequency"].shape[1] for r in runs.values()})
     out["spec_layers"] = f"{depth[0]} to {depth[-1]}" if len(depth) > 1 else f"{depth[0]}" if depth else "–"
@@ -449,7 +456,9 @@ def numbers(res: dict) -> dict[str, str]:
     else:
         out["spec_positions"] = out["spec_windows"] = out["spec_position_domains"] = "–"
     for act in ("relu", "silu"):
-        f9, f16, f10 = (_of(res[k], activation=act) for k in ("fig9", "fig16", "fig10"))
+        f9, f16, f10 = _of(res["fig9"], activation=act), _of(res["fig16"], activation=act), _fig10_rows(res, act)
+        pos = _of(res["fig10"], activation=act, unit="probe position")
+        out[f"{act}_fig10_r_position"] = f"{pos.r.min():.2f}" if not pos.empty else "–"
         dom = _of(res["domain_distance"], activation=act)
         mean = [100 * r["frequency"].mean() for r in runs.values() if r["activation"] == act]
         out[f"{act}_fig9_worst"] = _worst(f9)
