@@ -74,6 +74,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     _atomic_write(Path(path), buf.getvalue())
 
 
+def load_arrays(folder: Path, name: str) -> dict[str, np.ndarray]:
+    """The arrays of a run folder's ``<name>.npz`` (e.g. ``neuron_frequency``, ``token_ratios``), read into
+    memory so the file is closed at once; kept out of ``load_run`` because they are large and only the
+    chapters on neuron specialisation read them."""
+    path = Path(folder) / f"{name}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (an MoE run or an unprobed run has no .npz files)")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_runs(folder: Path) -> dict[str, dict]:
     """Every run folder under ``folder`` that has begun training (has metrics.csv), by run name, in name order."""
     return {d.name: load_run(d) for d in sorted(Path(folder).iterdir()) if (d / "metrics.csv").exists()}

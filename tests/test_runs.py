@@ -66,3 +66,14 @@ def test_parse_run_splits_model_and_activation():
         runs.parse_run("mini-160x3-gelu")
     with pytest.raises(ValueError, match="unknown model"):
         runs.parse_run("mini-999x9-relu")
+
+
+def test_load_arrays_reads_every_array_of_an_npz_and_names_a_missing_file(tmp_path):
+    folder = tmp_path / "mini-160x3-relu"
+    write_run(folder)
+    arrays = runs.load_arrays(folder, "token_ratios")
+    assert sorted(arrays) == ["steps", "token_ratios"]
+    assert arrays["steps"].tolist() == [5, 10] and arrays["token_ratios"].dtype == np.float16
+    assert arrays["token_ratios"].sum() == 2.0  # the 2 x 2 identity written above
+    with pytest.raises(FileNotFoundError, match="neuron_frequency.npz"):
+        runs.load_arrays(folder, "neuron_frequency")
