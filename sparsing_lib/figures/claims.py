@@ -19,6 +19,7 @@ VERDICTS = ("holds", "partly holds", "does not hold", "untested")
 # the chapter modules with a ``claims(res)`` judge, each asked on its own replayed results
 JUDGES = (
     "measuring",
+    "specialisation",
     "data_activation",
     "mini_laws",
     "width_depth",
@@ -157,9 +158,9 @@ CLAIMS = (
         15,
         "Activation frequencies are distributed alike across scales on average, but not in the first and last layers; per-token activation ratios agree across scales (Figs. 9, 10, 16)",
         "scale",
-        "",
+        "fig-9",
         "Parameter scale",
-        "our runs record the frequencies and token ratios; not analysed yet",
+        "not judged",
     ),
     Claim(
         16,
