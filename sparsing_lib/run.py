@@ -11,11 +11,13 @@ Several runs go concurrently as separate processes with ``--jobs``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, replace
@@ -263,6 +265,30 @@ def run_one(
     record["wall_seconds"] += time.time() - t0
     write_json(env_path, record)
     return record
+
+
+@functools.cache
+def smoke_runs() -> Path:
+    """The smoke grid (one tiny model per activation on the committed corpus slice, a few CPU minutes), trained
+    once per process into a temporary folder; returns the folder of its runs, with the checkpoints beside it
+    in ``../ckpt``. Every chapter's smoke profile reads it, so a chapter that needs it twice trains it once."""
+    tmp = Path(tempfile.mkdtemp(prefix="sparsing-smoke-"))
+    out = tmp / "runs"
+    argv = [
+        "--grid",
+        "smoke",
+        "--profile",
+        "smoke",
+        "--corpus",
+        "smoke",
+        "--out",
+        str(out),
+        "--ckpt",
+        str(tmp / "ckpt"),
+    ]
+    if main(argv):
+        raise RuntimeError(f"the grid runner reported failed runs in {out}; see each run's env.json")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

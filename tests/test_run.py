@@ -160,3 +160,16 @@ def test_another_seed_changes_weights_and_data_order_and_is_recorded(tiny, tmp_p
         assert run["config"]["train"]["seed"] == seed
         losses[seed] = run["metrics"]["train_loss"].to_numpy()
     assert not np.allclose(losses[0], losses[1])  # a different seed is a different run
+
+
+def test_smoke_runs_trains_the_smoke_grid_once_per_process(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "main", lambda argv: calls.append(argv) or 0)
+    runner.smoke_runs.cache_clear()
+    try:
+        first, second = runner.smoke_runs(), runner.smoke_runs()
+    finally:
+        runner.smoke_runs.cache_clear()
+    assert first == second and first.name == "runs" and len(calls) == 1
+    argv = calls[0]
+    assert argv[argv.index("--grid") + 1] == "smoke" and argv[argv.index("--ckpt") + 1] == str(first.parent / "ckpt")

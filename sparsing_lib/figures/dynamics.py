@@ -13,9 +13,6 @@ reported beside it, because it is larger.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -144,10 +141,7 @@ def results(
 
     def recompute(p: str) -> dict:
         if p == "smoke":
-            tmp = Path(tempfile.mkdtemp(prefix="dynamics-smoke-"))
-            argv = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
-            out = tmp / "runs"
-            code = run.main(argv + ["--out", str(out), "--ckpt", str(tmp / "ckpt")])
+            out, code = run.smoke_runs(), 0
         else:
             out = DATA / "runs"
             code = run.main(["--grid", grid, "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")])

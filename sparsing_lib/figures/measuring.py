@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -92,20 +91,18 @@ def _recompute(profile: str, scales: str) -> dict:
             )
         work = ROOT / ".scratch" / "measuring"
         args = ["--grid", "scales", "--slice", ",".join(f"{m}-{a}" for m in chosen for a in ACTS)]
+        out, ckpt = work / "runs", work / "ckpt"
+        if run.main(args + ["--out", str(out), "--ckpt", str(ckpt)]) != 0:
+            raise RuntimeError(f"the grid runner failed; see the env.json files under {out}")
     else:
-        work = Path(tempfile.mkdtemp(prefix="measuring-smoke-"))
-        args = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
-    out, ckpt = work / "runs", work / "ckpt"
-    if run.main(args + ["--out", str(out), "--ckpt", str(ckpt)]) != 0:
-        raise RuntimeError(f"the grid runner failed; see the env.json files under {out}")
+        out = run.smoke_runs()
+        ckpt = out.parent / "ckpt"
     runs = (probed_runs(DATA / "runs") if profile == "full" else {}) | probed_runs(out)
     drawn = paired_models(probed_runs(out)) if profile == "smoke" else chosen
     model = drawn[0]
     fig1 = pd.concat([fig1_from_checkpoint(out / f"{model}-{a}", ckpt / f"{model}-{a}") for a in ACTS])
     last = runs[f"{model}-relu"]["sparsity"].step.max()
     meta = dict(run=model, step=int(last), p=runs[f"{model}-relu"]["cett"]["p"])
-    if profile == "smoke":
-        shutil.rmtree(work, ignore_errors=True)
     return dict(runs=runs, scales=drawn, fig1=fig1, fig1_meta=meta, profile=profile, out=out)
 
 

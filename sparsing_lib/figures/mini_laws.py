@@ -9,9 +9,7 @@ has one seed: every interval here covers checkpoint-to-checkpoint noise only, no
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,10 +38,7 @@ def mini_runs(profile: str) -> dict[str, dict]:
     if check_profile(profile) == "smoke":
         from .. import run  # imports torch; only the smoke profile trains
 
-        tmp = Path(tempfile.mkdtemp())
-        argv = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
-        run.main([*argv, "--out", str(tmp / "runs"), "--ckpt", str(tmp / "ckpt")])
-        folder = tmp / "runs"
+        folder = run.smoke_runs()
     else:
         folder = DATA / "runs"
     runs = load_runs(folder)

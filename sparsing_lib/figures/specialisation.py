@@ -15,7 +15,6 @@ with a paired bootstrap over probe windows (per position) or over vocabulary tok
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -244,11 +243,7 @@ def results(profile: str = "replay", n_boot: int = 0, seed: int = 0, runs_folder
         if p == "smoke" and runs_folder:
             out = Path(runs_folder)
         elif p == "smoke":
-            tmp = Path(tempfile.mkdtemp(prefix="specialisation-smoke-"))
-            out = tmp / "runs"
-            argv = ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke", "--ckpt", str(tmp / "ckpt")]
-            if run.main(argv + ["--out", str(out)]):
-                raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
+            out = run.smoke_runs()
         else:
             out = DATA / "runs"
             if run.main(["--grid", "scales", "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")]):

@@ -15,9 +15,6 @@ it is tested by comparing a straight line with a rise-then-plateau broken line b
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -274,9 +271,7 @@ def results(profile: str = "replay", n_boot: int = 100, seed: int = 0) -> dict:
 
     def recompute(p: str) -> dict:
         if p == "smoke":
-            tmp = Path(tempfile.mkdtemp(prefix="width-depth-smoke-"))
-            out, argv = tmp / "runs", ["--grid", "smoke", "--profile", "smoke", "--corpus", "smoke"]
-            code = run.main(argv + ["--out", str(out), "--ckpt", str(tmp / "ckpt")])
+            out, code = run.smoke_runs(), 0
         else:
             import torch
 
