@@ -29,6 +29,13 @@ GRID_POINTS = 12  # CETT curve points per layer: half the library default, which
 SPREAD = (0.6, 1.0, 1.6)  # sweep values as multiples of the CETT-PPL-p% point, to bracket its PPL ratio
 
 
+def python_docs_text() -> str:
+    """CPython's documentation of its language topics (``pydoc_data.topics``, PSF licence), ~465k characters."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
 def text_windows(tokenizer, text: str, tokens: int, seq_len: int = SEQ_LEN) -> torch.Tensor:
     """The first ``tokens`` token ids of ``text`` as [n, seq_len] windows (seq_len shrinks to ``tokens`` when
     fewer are asked for); one clear ValueError when the text is too short."""

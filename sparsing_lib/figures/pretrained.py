@@ -8,7 +8,7 @@ numbers. It is calibrated on two token sets: our validation split (the committed
 reference and technical text, decoded from our tokenizer and re-tokenised with the model's) and Python's own
 documentation of its language (the ``pydoc_data.topics`` strings shipped with CPython, PSF licence), a domain
 a model trained on web and code data knows well. replay reads ``data/pretrained/``; smoke runs the whole
-pipeline on a random model of the same architecture at toy size; full loads the real model on this CPU.
+pipeline on a small model of the same architecture (random, then trained for a few steps); full loads the real one.
 """
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ import json
 import os
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
-from .. import corpus
+from .. import corpus, style
 from ..checks import check_range
-from ..measure_cli import SEQ_LEN, calibrate, sweep, text_windows
+from ..measure_cli import SEQ_LEN, calibrate, python_docs_text, sweep, text_windows
 from ..metrics import ThresholdSet, data_hash, model_identity
 from ..paths import DATA, data_file
 from ..profiles import by_profile, provenance
+from ..train import windows
+from .measuring import PLOT_PPL, WHERE_NOT_MORE, _pct, at_ppl_ratio, describe, rank
 
 SETS = {"ours": "our validation split", "python_docs": "Python's documentation"}
 FOLDER = "pretrained"
@@ -41,13 +45,6 @@ def validation_texts(root: str = "smoke") -> dict[str, str]:
     return {d: tok.decode(ids.astype(np.int64).tolist()) for d, ids in corpus.load_val_by_domain(root).items()}
 
 
-def python_docs_text() -> str:
-    """CPython's documentation of its language topics (``pydoc_data.topics``, PSF licence), ~465k characters."""
-    from pydoc_data.topics import topics
-
-    return "\n\n".join(topics[k] for k in sorted(topics))
-
-
 def token_sets(tokenizer, tokens: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
     """``tokens`` tokens per set in ``seq_len`` windows: our validation split in equal parts per domain (as
     ``run.mix`` does), and Python's documentation."""
@@ -57,10 +54,14 @@ def token_sets(tokenizer, tokens: int, seq_len: int = SEQ_LEN) -> dict[str, torc
     return {"ours": ours, "python_docs": text_windows(tokenizer, python_docs_text(), ours.numel(), seq_len)}
 
 
-def random_llama(vocab_size: int, seed: int = 0) -> torch.nn.Module:
-    """A small random model of SmolLM2's architecture (Llama, SiLU-gated FFN 8/3 as wide as the model, grouped
-    attention with 3 query heads per key head, tied embeddings), for the smoke profile and the tests."""
+def random_llama(vocab_size: int, train_ids: np.ndarray | None = None, steps: int = 40, seed: int = 0):
+    """A small model of SmolLM2's architecture (Llama, SiLU-gated FFN 8/3 as wide as the model, grouped
+    attention with 3 query heads per key head, tied embeddings), random, then trained for ``steps`` AdamW steps
+    on ``train_ids`` (when given): at random initialisation removing the FFNs can even lower the PPL, so no
+    CETT reaches a 1% PPL increase, while a few steps make the FFNs carry what a PPL budget can be spent on."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ..train import lm_loss, train_step
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
@@ -72,13 +73,25 @@ def random_llama(vocab_size: int, seed: int = 0) -> torch.nn.Module:
         num_key_value_heads=1,
         hidden_act="silu",
         tie_word_embeddings=True,
-        initializer_range=0.2,  # large enough that the FFNs matter and a 1% PPL increase is reachable
         max_position_embeddings=1024,
     )
-    return LlamaForCausalLM(cfg).eval()
+    model = LlamaForCausalLM(cfg)
+    if train_ids is not None and steps:
+        ids = windows(train_ids, 65)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(steps):
+            x = ids[torch.randint(len(ids), (8,))]
+            train_step(model, lm_loss, opt, x[:, :-1], x[:, 1:], 1.0)
+    return model.eval()
 
 
 # --- results --------------------------------------------------------------------------------------------------
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters outside the token embedding and the output head (tied here), as the paper counts scale."""
+    skip = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
 def results(profile: str = "replay", tokens: int = 1536, sweep_tokens: int = 768) -> dict:
@@ -114,7 +127,8 @@ def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
         source = source.as_dict()
     else:
         tokenizer = corpus.load_tokenizer()
-        model, source = random_llama(len(tokenizer)), dict(reference="random Llama (smoke)", kind="random")
+        model = random_llama(len(tokenizer), corpus.load_tokens("train", "smoke"))
+        source = dict(reference="small Llama, random and trained for 40 steps (smoke)", kind="random")
         tokens, sweep_tokens = min(tokens, 768), min(sweep_tokens, 512)
     sets = token_sets(tokenizer, tokens)
     cal = calibrate(model, sets, progress=profile == "full")
@@ -143,6 +157,7 @@ def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
         sweep_tokens=int(ids[::step].numel()),
         seq_len=int(ids.shape[1]),
         forward_passes=cal.search.forward_passes,
+        non_embedding_params=non_embedding_params(model),
         load_average_at_start=round(load_avg, 2),
         torch_threads=torch.get_num_threads(),
     ) | provenance(
@@ -184,3 +199,174 @@ def paper_silu() -> pd.DataFrame:
     t = t[t.activation == "silu"][["scale", "A0"]].reset_index(drop=True)
     t["non_embedding_params"] = [n_params(s) for s in t.scale]
     return t
+
+
+# --- Fig. 2 on the pretrained model -----------------------------------------------------------------------------
+
+SWEPT = ("cett", "topk_token", "topk_layer", "fat")  # the swept methods, in legend order
+
+
+def readings(res: dict) -> dict[str, dict]:
+    """Each swept method's activation ratio at PPL ratio 1 + p on the sweep tokens (``measuring.at_ppl_ratio``:
+    interpolated value and the bracket the sweep points give)."""
+    target = 1 + res["meta"]["p"]
+    pts = res["pareto"]
+    return {m: at_ppl_ratio(pts[pts.method == m], target) for m in SWEPT}
+
+
+def table_fig2(res: dict) -> pd.DataFrame:
+    """Fig. 2 read at PPL ratio 1 + p: the share of neurons each method keeps, its bracket, and how it ranks
+    against CETT (``measuring.rank``: "more"/"fewer" only when the whole bracket lies on one side)."""
+    r = readings(res)
+    cett = r["cett"]["value"]
+    rows = []
+    for m in SWEPT:
+        rows.append(
+            {
+                "method": style.METHOD_LABEL[m],
+                "% active at +1% PPL": 100 * r[m]["value"],
+                "bracket from (%)": 100 * r[m]["lo"],
+                "bracket to (%)": 100 * r[m]["hi"],
+                "vs CETT": "–" if m == "cett" else rank(r[m], cett),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def fig2(res: dict) -> Figure:
+    """Paper Fig. 2 on SmolLM2: PPL ratio against activation ratio for the CETT, Top-k (per token and per layer)
+    and FAT-ε sweeps, with the dense PPL + p line and the CETT-PPL-p% calibration point."""
+    pts, meta = res["pareto"], res["meta"]
+    st = style.series_style(SWEPT)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for m in SWEPT:
+        d = pts[pts.method == m].sort_values("activation_ratio")
+        ax.plot(100 * d.activation_ratio, d.ppl_ratio, "-", ms=5, label=style.METHOD_LABEL[m] + " sweep", **st[m])
+    ax.plot(100 * meta["activation_ratio"], meta["ppl_ratio"], ls="", ms=12, mfc="none", mew=2, marker="*",
+            color="k", label=f"CETT-PPL-{100 * meta['p']:g}% on the calibration tokens")  # fmt: skip
+    ax.axhline(1 + meta["p"], color="grey", ls=":", lw=1, label=f"dense PPL + {100 * meta['p']:g}%")
+    ax.axhline(1.0, color="k", lw=0.6)
+    ax.set(xlabel="activation ratio (%)", ylabel="PPL / dense PPL", xlim=(0, 105))
+    ax.set_ylim(0.99, min(PLOT_PPL, max(1.05, float(pts.ppl_ratio.max()) * 1.01)))
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"{res['meta']['model'].split(':')[0]} ({res['profile']})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --- per layer and against the SiLU models ----------------------------------------------------------------------
+
+
+def fig_layers(res: dict) -> Figure:
+    """CETT-PPL-p% activation ratio per layer, on each calibration set and on both together (the thresholds are
+    the same for both sets: one calibration on their union)."""
+    d = res["layers"]
+    names = ["all", *SETS]
+    st = style.series_style(names)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(d.layer, 100 * d.active, "-", lw=2, ms=5, label="both sets", **st["all"])
+    for n, label in SETS.items():
+        ax.plot(d.layer, 100 * d[f"active_{n}"], "--", lw=1, ms=4, label=label, **st[n])
+    ax.set(xlabel="layer", ylabel="activation ratio (%)", ylim=(0, None))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def table_compare(res: dict) -> pd.DataFrame:
+    """SmolLM2's CETT-PPL-1% activation ratio beside our SiLU minis (last checkpoint) and the paper's SiLU
+    limit ratios (Table 2, printed A0 of the fitted law)."""
+    rows = [
+        dict(
+            model="SmolLM2-135M-Instruct, Q4_1",
+            source="our measurement",
+            params=res["meta"].get("non_embedding_params"),
+            ratio=res["meta"]["activation_ratio"],
+        )  # fmt: skip
+    ]
+    rows += [dict(model=f"{r.model} (last checkpoint)", source="our runs", params=r.non_embedding_params,
+                  ratio=r.activation_ratio) for r in res["minis"].itertuples()]  # fmt: skip
+    rows += [dict(model=f"paper {r.scale} SiLU (limit A0)", source="paper, Table 2", params=r.non_embedding_params,
+                  ratio=r.A0) for r in res["paper"].itertuples()]  # fmt: skip
+    t = pd.DataFrame(rows)
+    t["params"] = t.params.astype(float) / 1e6
+    t["ratio"] = 100 * t.ratio
+    return t.rename(columns={"params": "non-embedding parameters (M)", "ratio": "% active at CETT-PPL-1%"})
+
+
+def compare_verdict(ratio: float, minis: pd.Series, paper: pd.Series) -> str:
+    """Where the pretrained model's activation ratio falls against our SiLU minis and the paper's SiLU limits."""
+
+    def where(values: pd.Series, what: str) -> str:
+        lo, hi = float(values.min()), float(values.max())
+        side = "below" if ratio < lo else "above" if ratio > hi else "within"
+        return f"{side} {what} ({_pct(lo)} to {_pct(hi)})"
+
+    return (
+        f"SmolLM2 keeps {_pct(ratio)} of its neurons at CETT-PPL-1%, {where(paper, 'the paper’s SiLU limit ratios')} "
+        f"and {where(minis, 'our SiLU minis at their last checkpoint')}."
+    )
+
+
+def fig2_verdict(table: pd.DataFrame) -> str:
+    """Whether CETT keeps the fewest neurons at +1% PPL on SmolLM2, from the brackets of ``table_fig2``."""
+    others = table[table["vs CETT"] != "–"]
+    if (others["vs CETT"] == "more").all():
+        return "at +1% PPL CETT keeps fewer neurons than Top-k (per token and per layer) and FAT-ε, as in the paper."
+    said = "; ".join(
+        f"{row['method']} {WHERE_NOT_MORE[row['vs CETT']]}" for _, row in others.iterrows() if row["vs CETT"] != "more"
+    )
+    return f"CETT does not keep the fewest neurons against every method at +1% PPL: {said}."
+
+
+def claims(res: dict) -> list[dict]:
+    """Claim 3 (CETT gives the lowest PPL at every activation ratio), its perplexity half, judged on SmolLM2."""
+    ranks = list(table_fig2(res)["vs CETT"].iloc[1:])
+    note = ", ".join(f"{style.METHOD_LABEL[m]} {r}" for m, r in zip(SWEPT[1:], ranks))
+    verdict = "does not hold" if "fewer" in ranks else "partly holds" if "more" in ranks else "untested"
+    return [
+        dict(
+            id=3,
+            verdict=verdict,
+            basis="our runs",
+            note=f"on SmolLM2-135M (4-bit), neurons kept at +1% PPL against CETT: {note}; downstream half untested",
+        )
+    ]
+
+
+def numbers(res: dict) -> dict[str, str]:
+    """Every number and verdict the section's prose quotes, as text."""
+    meta, sets, layers = res["meta"], res["sets"].set_index("set"), res["layers"]
+    r = readings(res)
+    table = table_fig2(res)
+    src = meta["source"]
+    out = dict(
+        pt_model=meta["model"],
+        pt_package=f"{src.get('package') or 'no package'} {src.get('package_version') or ''}".strip(),
+        pt_sha=(src.get("sha256") or "none")[:16],
+        pt_tokens=f"{meta['calibration_tokens']:,}",
+        pt_sweep_tokens=f"{meta['sweep_tokens']:,}",
+        pt_set_tokens=f"{int(sets.tokens.iloc[0]):,}",
+        pt_seq=str(meta["seq_len"]),
+        pt_hardware=meta["hardware"],
+        pt_minutes=f"{meta['seconds'] / 60:.0f}" if meta.get("seconds") else "–",
+        pt_load=f"{meta['load_average_at_start']:.1f}",
+        pt_git=str(meta["git_revision"])[:7],
+        pt_cett=f"{meta['cett']:.3f}",
+        pt_ratio=f"{meta['ppl_ratio']:.4f}",
+        pt_converged="" if meta["converged"] else " (the search did not meet its tolerance)",
+        pt_act=_pct(meta["activation_ratio"]),
+        pt_dense_ppl=f"{meta['dense_ppl']:.2f}",
+        pt_layers=str(len(layers)),
+        pt_layer_min=f"{_pct(layers.active.min())} (layer {int(layers.active.idxmin())})",
+        pt_layer_max=f"{_pct(layers.active.max())} (layer {int(layers.active.idxmax())})",
+        pt_compare=compare_verdict(meta["activation_ratio"], res["minis"].activation_ratio, res["paper"].A0),
+        pt_fig2_verdict=fig2_verdict(table),
+        pt_set_gap=_pct(abs(sets.activation_ratio.iloc[0] - sets.activation_ratio.iloc[1])),
+    )
+    for n in SETS:
+        out[f"pt_act_{n}"] = _pct(sets.loc[n, "activation_ratio"])
+        out[f"pt_ppl_{n}"] = f"{sets.loc[n, 'ppl']:.2f}"
+    for m in SWEPT:
+        out[f"pt_at_{m}"] = describe(r[m])
+    return out
