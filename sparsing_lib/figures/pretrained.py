@@ -120,6 +120,10 @@ def _replay() -> dict:
 def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
     t0 = time.perf_counter()
     load_avg = os.getloadavg()[0]
+    # the code's revision as it is when the run starts (a long run may outlast later commits)
+    prov = provenance(
+        f"sparsing_lib.figures.pretrained.results('{profile}', tokens={tokens}, sweep_tokens={sweep_tokens})"
+    )
     if profile == "full":
         from ..pretrained import load
 
@@ -143,25 +147,27 @@ def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
         [dict(set=n, tokens=e.n_tokens, activation_ratio=e.activation_ratio, ppl=e.ppl) for n, e in cal.per_set.items()]
     )
     seconds = time.perf_counter() - t0
-    meta = dict(
-        model=model_identity(model),
-        source=source,
-        p=cal.search.p,
-        cett=cal.search.cett,
-        ppl_ratio=cal.search.ppl_ratio[0],
-        converged=cal.search.converged,
-        activation_ratio=cal.activation_ratio,
-        dense_ppl=cal.dense_ppl,
-        sparse_ppl=cal.sparse_ppl,
-        calibration_tokens=int(ids.numel()),
-        sweep_tokens=int(ids[::step].numel()),
-        seq_len=int(ids.shape[1]),
-        forward_passes=cal.search.forward_passes,
-        non_embedding_params=non_embedding_params(model),
-        load_average_at_start=round(load_avg, 2),
-        torch_threads=torch.get_num_threads(),
-    ) | provenance(
-        f"sparsing_lib.figures.pretrained.results('full', tokens={tokens}, sweep_tokens={sweep_tokens})", seconds
+    meta = (
+        dict(
+            model=model_identity(model),
+            source=source,
+            p=cal.search.p,
+            cett=cal.search.cett,
+            ppl_ratio=cal.search.ppl_ratio[0],
+            converged=cal.search.converged,
+            activation_ratio=cal.activation_ratio,
+            dense_ppl=cal.dense_ppl,
+            sparse_ppl=cal.sparse_ppl,
+            calibration_tokens=int(ids.numel()),
+            sweep_tokens=int(ids[::step].numel()),
+            seq_len=int(ids.shape[1]),
+            forward_passes=cal.search.forward_passes,
+            non_embedding_params=non_embedding_params(model),
+            load_average_at_start=round(load_avg, 2),
+            torch_threads=torch.get_num_threads(),
+        )
+        | prov
+        | dict(seconds=round(seconds, 1))
     )
     ts = ThresholdSet(meta["model"], "CETT-PPL-1%", cal.search.cett, cal.thresholds, int(ids.numel()), data_hash(ids))
     return dict(profile=profile, meta=meta, layers=layers, sets=sets_df, pareto=points, thresholds=ts)
