@@ -228,7 +228,7 @@ def synthetic(other_ratio: float) -> dict:
         load_average_at_start=1.0,
         hardware="cpu",
         git_revision="abcdef0",
-        source={},
+        source={"kind": "gguf"},
         non_embedding_params=1e6,
     )
     return dict(
@@ -269,7 +269,11 @@ def test_claim_3_verdict_from_the_sweep_brackets(other, verdict, rank):
 def test_numbers_and_comparison_verdict():
     res = synthetic(0.6)
     out = section.numbers(res)
-    assert out["pt_act"] == "30.0%" and out["pt_set_gap"] == "10.0%" and out["pt_at_topk_token"] == "60.0%"
+    assert (
+        out["pt_act"] == "30.0%"
+        and out["pt_set_gap"] == "10.0 percentage points"
+        and out["pt_at_topk_token"] == "60.0%"
+    )
     assert out["pt_layer_min"] == "20.0% (layer 0)" and out["pt_layer_max"] == "40.0% (layer 1)"
     assert "below the paper’s SiLU limit ratios (40.9% to 40.9%)" in out["pt_compare"]
     assert "above our SiLU minis at their last checkpoint (20.0% to 25.0%)" in out["pt_compare"]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .. import corpus, style
 from ..checks import check_range
@@ -212,6 +213,13 @@ def paper_silu() -> pd.DataFrame:
 SWEPT = ("cett", "topk_token", "topk_layer", "fat")  # the swept methods, in legend order
 
 
+def model_label(res: dict) -> str:
+    """The measured model in words: the real SmolLM2, or the smoke profile's stand-in."""
+    if res["meta"]["source"].get("kind") == "gguf":
+        return "SmolLM2-135M-Instruct (Q4_1)"
+    return "the smoke model (small Llama, random, briefly trained)"
+
+
 def readings(res: dict) -> dict[str, dict]:
     """Each swept method's activation ratio at PPL ratio 1 + p on the sweep tokens (``measuring.at_ppl_ratio``:
     interpolated value and the bracket the sweep points give)."""
@@ -252,10 +260,14 @@ def fig2(res: dict) -> Figure:
             color="k", label=f"CETT-PPL-{100 * meta['p']:g}% on the calibration tokens")  # fmt: skip
     ax.axhline(1 + meta["p"], color="grey", ls=":", lw=1, label=f"dense PPL + {100 * meta['p']:g}%")
     ax.axhline(1.0, color="k", lw=0.6)
-    ax.set(xlabel="activation ratio (%)", ylabel="PPL / dense PPL", xlim=(0, 105))
-    ax.set_ylim(0.99, min(PLOT_PPL, max(1.05, float(pts.ppl_ratio.max()) * 1.01)))
+    swept = pts[pts.method != "zero"]
+    ax.set(xlabel="activation ratio (%)", ylabel="PPL / dense PPL")
+    ax.set_xlim(0, min(105, 130 * float(swept.activation_ratio.max())))
+    ax.set_ylim(
+        min(0.99, float(swept.ppl_ratio.min()) - 0.003), min(PLOT_PPL, max(1.05, float(swept.ppl_ratio.max()) + 0.01))
+    )
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(f"{res['meta']['model'].split(':')[0]} ({res['profile']})", fontsize=9)
+    ax.set_title(f"{model_label(res)}, {meta['sweep_tokens']:,} sweep tokens", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -274,6 +286,8 @@ def fig_layers(res: dict) -> Figure:
     for n, label in SETS.items():
         ax.plot(d.layer, 100 * d[f"active_{n}"], "--", lw=1, ms=4, label=label, **st[n])
     ax.set(xlabel="layer", ylabel="activation ratio (%)", ylim=(0, None))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(model_label(res), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -300,7 +314,7 @@ def table_compare(res: dict) -> pd.DataFrame:
     return t.rename(columns={"params": "non-embedding parameters (M)", "ratio": "% active at CETT-PPL-1%"})
 
 
-def compare_verdict(ratio: float, minis: pd.Series, paper: pd.Series) -> str:
+def compare_verdict(label: str, ratio: float, minis: pd.Series, paper: pd.Series) -> str:
     """Where the pretrained model's activation ratio falls against our SiLU minis and the paper's SiLU limits."""
 
     def where(values: pd.Series, what: str) -> str:
@@ -309,7 +323,7 @@ def compare_verdict(ratio: float, minis: pd.Series, paper: pd.Series) -> str:
         return f"{side} {what} ({_pct(lo)} to {_pct(hi)})"
 
     return (
-        f"SmolLM2 keeps {_pct(ratio)} of its neurons at CETT-PPL-1%, {where(paper, 'the paper’s SiLU limit ratios')} "
+        f"{label} keeps {_pct(ratio)} of its neurons at CETT-PPL-1%, {where(paper, 'the paper’s SiLU limit ratios')} "
         f"and {where(minis, 'our SiLU minis at their last checkpoint')}."
     )
 
@@ -366,9 +380,11 @@ def numbers(res: dict) -> dict[str, str]:
         pt_layers=str(len(layers)),
         pt_layer_min=f"{_pct(layers.active.min())} (layer {int(layers.active.idxmin())})",
         pt_layer_max=f"{_pct(layers.active.max())} (layer {int(layers.active.idxmax())})",
-        pt_compare=compare_verdict(meta["activation_ratio"], res["minis"].activation_ratio, res["paper"].A0),
+        pt_compare=compare_verdict(
+            model_label(res), meta["activation_ratio"], res["minis"].activation_ratio, res["paper"].A0
+        ),
         pt_fig2_verdict=fig2_verdict(table),
-        pt_set_gap=_pct(abs(sets.activation_ratio.iloc[0] - sets.activation_ratio.iloc[1])),
+        pt_set_gap=f"{100 * abs(sets.activation_ratio.iloc[0] - sets.activation_ratio.iloc[1]):.1f} percentage points",
     )
     for n in SETS:
         out[f"pt_act_{n}"] = _pct(sets.loc[n, "activation_ratio"])
