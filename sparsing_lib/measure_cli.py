@@ -26,7 +26,7 @@ from .train import windows
 
 SEQ_LEN = 256  # tokens per window: long enough for context, short enough for a CPU batch
 GRID_POINTS = 12  # CETT curve points per layer: half the library default, which is plenty around 1% PPL
-SPREAD = (0.6, 1.0, 1.6)  # sweep values as multiples of the CETT-PPL-p% point, to bracket its PPL ratio
+SPREAD = (0.6, 1.0, 1.6)  # CETT sweep values as multiples of the CETT-PPL-p% value, to bracket its PPL ratio
 
 
 def python_docs_text() -> str:
@@ -114,14 +114,23 @@ def fat_epsilons(model: nn.Module, ids: torch.Tensor, keep: list[float]) -> list
     return [float(torch.quantile(values, 1.0 - k)) for k in keep]
 
 
-def sweep(model: nn.Module, ids: torch.Tensor, cal: Calibration, max_tokens: int = MAX_TOKENS) -> pd.DataFrame:
-    """Fig. 2's points on ``ids``: CETT, Top-k per token and per layer and FAT-ε, each at values spread around
-    the CETT-PPL-p% point of ``cal`` (so that each curve brackets its PPL ratio), and the zero threshold."""
+def keep_fractions(ratio: float) -> list[float]:
+    """Fractions of neurons kept by the Top-k and FAT-ε sweeps around an activation ratio ``ratio``: one well
+    below it and three from it towards all neurons, so that a dense model (ratio near 1) is bracketed too."""
+    return [0.6 * ratio, ratio, ratio + (1 - ratio) / 3, ratio + 2 * (1 - ratio) / 3]
+
+
+def sweep(
+    model: nn.Module, ids: torch.Tensor, cett: float, activation_ratio: float, max_tokens: int = MAX_TOKENS
+) -> pd.DataFrame:
+    """Fig. 2's points on ``ids``: CETT, Top-k per token and per layer and FAT-ε, each at values placed around
+    a CETT-PPL-p% point (``cett`` and its ``activation_ratio``) so that each curve brackets its PPL ratio, and
+    the zero threshold."""
     batch = max(1, max_tokens // ids.shape[1])
     dense = evaluate(model, ids, batch_size=batch)
-    keep = [min(1.0, cal.activation_ratio * f) for f in SPREAD]
+    keep = keep_fractions(activation_ratio)
     values = {
-        "cett": [min(1.0, cal.search.cett * f) for f in SPREAD],
+        "cett": [min(1.0, cett * f) for f in SPREAD],
         "topk_token": keep,
         "topk_layer": keep,
         "fat": fat_epsilons(model, ids[:1], keep),

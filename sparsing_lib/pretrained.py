@@ -138,5 +138,7 @@ def load(reference: str | Path | None = None, device: str = "cpu", check_hash: b
     check_family(config.model_type, source.reference)
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs).to(torch.device(device)).eval()
+    if source.kind == "gguf":  # name the model by its file, not by the folder it happens to be installed in
+        model.config._name_or_path = Path(source.reference).name
     check_ffn(model)
     return model, tokenizer, source

@@ -139,7 +139,7 @@ def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
     cal = calibrate(model, sets, progress=profile == "full")
     ids = torch.cat(list(sets.values()))
     step = max(1, ids.shape[0] // max(1, sweep_tokens // ids.shape[1]))
-    points = sweep(model, ids[::step], cal)
+    points = sweep(model, ids[::step], cal.search.cett, cal.activation_ratio)
     layers = pd.DataFrame({"layer": range(len(cal.thresholds)), "threshold": cal.thresholds})
     layers["active"] = cal.layer_ratios()
     for name, e in cal.per_set.items():
