@@ -266,7 +266,7 @@ def fig2(res: dict) -> Figure:
     ax.set_ylim(
         min(0.99, float(swept.ppl_ratio.min()) - 0.003), min(PLOT_PPL, max(1.05, float(swept.ppl_ratio.max()) + 0.01))
     )
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"{model_label(res)}, {meta['sweep_tokens']:,} sweep tokens", fontsize=9)
     fig.tight_layout()
     return fig
