@@ -19,6 +19,7 @@ VERDICTS = ("holds", "partly holds", "does not hold", "untested")
 # the chapter modules with a ``claims(res)`` judge, each asked on its own replayed results
 JUDGES = (
     "measuring",
+    "pretrained",
     "specialisation",
     "data_activation",
     "mini_laws",

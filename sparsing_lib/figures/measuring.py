@@ -499,6 +499,15 @@ def span(values, fmt: str = "{:.1f}%", scale: float = 100.0) -> str:
     return text + (f" ({len(v) - len(ok)} of {len(v)} beyond the sweep)" if len(ok) < len(v) else "")
 
 
+def describe(reading: dict) -> str:
+    """A method's activation ratio at CETT's PPL in words, saying when the sweep does not reach it."""
+    if not math.isnan(reading["value"]):
+        return _pct(reading["value"])
+    if reading["short"]:
+        return f"less than {_pct(reading['hi'])} (its sweep stops short of that PPL)"
+    return f"more than {_pct(reading['lo'])} (even its densest sweep point costs more PPL)"
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
