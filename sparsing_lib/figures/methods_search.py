@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..checks import check_profile
-from ..paths import DATA, ROOT, data_file, git_revision
+from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..search import AROUND
 
@@ -56,7 +56,7 @@ def _recompute(profile: str) -> list[dict]:
             "no GPU is visible here. Use profile='replay' for the committed runs or 'smoke' for a CPU check."
         )
     out = Path(tempfile.mkdtemp(prefix="search-bench-"))
-    cmd = [sys.executable, str(SCRIPT), "--size", size, "--out", str(out), "--rev", git_revision(short=True)]
+    cmd = [sys.executable, str(SCRIPT), "--size", size, "--out", str(out)]  # the script records its own revision
     done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     if done.returncode != 0:
         raise RuntimeError(f"benchmarks/search.py failed:\n{done.stderr[-2000:]}")
@@ -70,7 +70,7 @@ def _recompute(profile: str) -> list[dict]:
 def _save(runs: list[dict]) -> None:
     n = max((_run_number(f) for f in (DATA / "benchmarks").glob("search_full_*.json")), default=0) + 1
     run = {k: v for k, v in runs[-1].items() if k != "_out"}
-    stem = DATA / "benchmarks" / f"search_full_{n}_{run['meta']['rev']}"
+    stem = DATA / "benchmarks" / f"search_full_{n}_{run['meta']['rev'][:7]}"
     stem.with_suffix(".json").write_text(json.dumps(run, indent=1))
     stem.with_suffix(".log").write_text((Path(runs[-1]["_out"]) / "search_full.log").read_text())
 
