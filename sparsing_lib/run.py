@@ -59,7 +59,7 @@ def train_config(model: str, profile: str) -> TrainConfig:
             tokens=150 * 8 * 64,
             batch_size=8,
             seq_len=64,
-            n_checkpoints=6,
+            n_checkpoints=8,  # enough for a four-coefficient law with room to spare (figures.mini_laws)
             eval_tokens=2048,
             log_every=10,
             compile=False,
