@@ -77,7 +77,7 @@ def glue_figure(name: str, fig) -> None:
 
 
 _TABLE_STYLES = [
-    {"selector": "th, td", "props": "padding: 0.25em 0.6em; text-align: right;"},
+    {"selector": "th, td", "props": "padding: 0.25em 0.6em;"},
     {"selector": "th", "props": "font-weight: 600; background-color: #f3f4f6;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-style: italic; padding: 0.3em 0;"},
 ]
@@ -88,8 +88,9 @@ def table(df: pd.DataFrame, caption: str | None = None, formats: dict | str | No
 
     Wide tables scroll inside their cell (the book's CSS); missing values are never coloured."""
     style = df.style.set_table_styles(_TABLE_STYLES).format(formats, na_rep="–")
-    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    style = style.set_properties(subset=text, **{"text-align": "left"})
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    style = style.set_properties(subset=numeric, **{"text-align": "right"})
+    style = style.set_properties(subset=[c for c in df.columns if c not in numeric], **{"text-align": "left"})
     if not index:
         style = style.hide(axis="index")
     if caption:

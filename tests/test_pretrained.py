@@ -263,7 +263,9 @@ def test_claim_3_verdict_from_the_sweep_brackets(other, verdict, rank):
     assert table["% active at +1% PPL"].iloc[1] == pytest.approx(100 * other)
     assert list(table["vs CETT"])[1:] == [rank] * 3
     (claim,) = section.claims(res)
-    assert claim["id"] == 3 and claim["verdict"] == verdict and claim["basis"] == "our runs"
+    assert (
+        claim["id"] == 3 and claim["verdict"] == verdict and claim["basis"] == "our measurement of a pretrained model"
+    )
 
 
 def test_numbers_and_comparison_verdict():

@@ -348,7 +348,7 @@ def claims(res: dict) -> list[dict]:
         dict(
             id=3,
             verdict=verdict,
-            basis="our runs",
+            basis="our measurement of a pretrained model",
             note=f"on SmolLM2-135M (4-bit), neurons kept at +1% PPL against CETT: {note}; downstream half untested",
         )
     ]
