@@ -205,7 +205,7 @@ def fig1(res: dict) -> Figure:
 def fig1_verdict(top: dict[str, float]) -> str:
     """Whether a few neurons carry most of the token's FFN output: the share of the summed contribution norms
     carried by the largest tenth of the neurons, per activation."""
-    shares = " and ".join(f"{_pct(v, 0)} in the {style.ACT_LABEL[a]} model" for a, v in top.items())
+    shares = " and ".join(f"{pct(v, 0)} in the {style.ACT_LABEL[a]} model" for a, v in top.items())
     if all(v > 0.5 for v in top.values()):
         return f"a few neurons carry most of the output, as the paper's picture says: the largest tenth carry {shares}."
     return f"the output is spread more evenly than the paper's picture suggests: the largest tenth carry {shares}."
@@ -346,7 +346,7 @@ def reduction_verdict(cuts: dict[str, float], paper: float = PAPER_RELU_REDUCTIO
     rng = span(cuts.values(), "{:.0f}%")
     vals = list(cuts.values())
     trend = sum(b > a for a, b in zip(vals, vals[1:]))
-    text = f"{rng} over our {len(cuts)} ReLU scale{'s' if len(cuts) > 1 else ''} against the paper's {_pct(paper, 0)}"
+    text = f"{rng} over our {len(cuts)} ReLU scale{'s' if len(cuts) > 1 else ''} against the paper's {pct(paper, 0)}"
     text += f"; within 5 points of it at {close} of {len(cuts)}"
     if len(cuts) > 1:
         text += f", and the cut grows from one scale to the next {trend} of {len(cuts) - 1} times"
@@ -502,13 +502,14 @@ def span(values, fmt: str = "{:.1f}%", scale: float = 100.0) -> str:
 def describe(reading: dict) -> str:
     """A method's activation ratio at CETT's PPL in words, saying when the sweep does not reach it."""
     if not math.isnan(reading["value"]):
-        return _pct(reading["value"])
+        return pct(reading["value"])
     if reading["short"]:
-        return f"less than {_pct(reading['hi'])} (its sweep stops short of that PPL)"
-    return f"more than {_pct(reading['lo'])} (even its densest sweep point costs more PPL)"
+        return f"less than {pct(reading['hi'])} (its sweep stops short of that PPL)"
+    return f"more than {pct(reading['lo'])} (even its densest sweep point costs more PPL)"
 
 
-def _pct(x: float, digits: int = 1) -> str:
+def pct(x: float, digits: int = 1) -> str:
+    """A fraction as a percentage with ``digits`` decimals (shared with the pretrained-model section)."""
     return f"{100 * x:.{digits}f}%"
 
 
@@ -559,7 +560,7 @@ def numbers(res: dict) -> dict[str, str]:
     fig1d = res["fig1"]
     for act in ACTS:
         t = fig1d[fig1d.model == act]
-        out[f"fig1_{act}_active"] = _pct(t.active.mean(), 0)
+        out[f"fig1_{act}_active"] = pct(t.active.mean(), 0)
         out[f"fig1_{act}_zero"] = str(int((t.a == 0).sum()))
     out["fig1_verdict"] = fig1_verdict({a: _top_share(fig1d[fig1d.model == a].n.to_numpy()) for a in ACTS})
     out["fig1_layer"] = str(int(fig1d.layer.iloc[0]))

@@ -31,7 +31,7 @@ from ..metrics import ThresholdSet, data_hash, model_identity
 from ..paths import DATA, data_file
 from ..profiles import by_profile, provenance
 from ..train import windows
-from .measuring import PLOT_PPL, WHERE_NOT_MORE, _pct, at_ppl_ratio, describe, rank
+from .measuring import PLOT_PPL, WHERE_NOT_MORE, at_ppl_ratio, describe, pct, rank
 
 SETS = {"ours": "our validation split", "python_docs": "Python's documentation"}
 FOLDER = "pretrained"
@@ -320,10 +320,10 @@ def compare_verdict(label: str, ratio: float, minis: pd.Series, paper: pd.Series
     def where(values: pd.Series, what: str) -> str:
         lo, hi = float(values.min()), float(values.max())
         side = "below" if ratio < lo else "above" if ratio > hi else "within"
-        return f"{side} {what} ({_pct(lo)} to {_pct(hi)})"
+        return f"{side} {what} ({pct(lo)} to {pct(hi)})"
 
     return (
-        f"{label} keeps {_pct(ratio)} of its neurons at CETT-PPL-1%, {where(paper, 'the paper’s SiLU limit ratios')} "
+        f"{label} keeps {pct(ratio)} of its neurons at CETT-PPL-1%, {where(paper, 'the paper’s SiLU limit ratios')} "
         f"and {where(minis, 'our SiLU minis at their last checkpoint')}."
     )
 
@@ -375,11 +375,11 @@ def numbers(res: dict) -> dict[str, str]:
         pt_cett=f"{meta['cett']:.3f}",
         pt_ratio=f"{meta['ppl_ratio']:.4f}",
         pt_converged="" if meta["converged"] else " (the search did not meet its tolerance)",
-        pt_act=_pct(meta["activation_ratio"]),
+        pt_act=pct(meta["activation_ratio"]),
         pt_dense_ppl=f"{meta['dense_ppl']:.2f}",
         pt_layers=str(len(layers)),
-        pt_layer_min=f"{_pct(layers.active.min())} (layer {int(layers.active.idxmin())})",
-        pt_layer_max=f"{_pct(layers.active.max())} (layer {int(layers.active.idxmax())})",
+        pt_layer_min=f"{pct(layers.active.min())} (layer {int(layers.active.idxmin())})",
+        pt_layer_max=f"{pct(layers.active.max())} (layer {int(layers.active.idxmax())})",
         pt_compare=compare_verdict(
             model_label(res), meta["activation_ratio"], res["minis"].activation_ratio, res["paper"].A0
         ),
@@ -387,7 +387,7 @@ def numbers(res: dict) -> dict[str, str]:
         pt_set_gap=f"{100 * abs(sets.activation_ratio.iloc[0] - sets.activation_ratio.iloc[1]):.1f} percentage points",
     )
     for n in SETS:
-        out[f"pt_act_{n}"] = _pct(sets.loc[n, "activation_ratio"])
+        out[f"pt_act_{n}"] = pct(sets.loc[n, "activation_ratio"])
         out[f"pt_ppl_{n}"] = f"{sets.loc[n, 'ppl']:.2f}"
     for m in SWEPT:
         out[f"pt_at_{m}"] = describe(r[m])
