@@ -2,8 +2,9 @@
 
 Each public loader takes ``path``, the function that resolves a manifest file (``data.path`` by default;
 tests pass their own, pointing at synthetic files with the real names), and returns the items in file
-order. The prompt formats are conventions of lm-evaluation-harness 0.4 stated as facts, not its code;
-``»`` marks where the continuation starts, ``|`` separates the options:
+order. The prompt formats are conventions of lm-evaluation-harness 0.4 stated as facts, not its code.
+Continuations start with a space (lm-eval's target delimiter) except BLiMP's whole sentences; ``|``
+separates the options:
 
 ==========  ================================================  ============================================
 task        context                                           continuations (gold)
@@ -21,9 +22,10 @@ OpenBookQA  ``{question stem}``                               `` {choice text}``
 BLiMP       empty                                             ``{sentence_good}`` | ``{sentence_bad}`` (0)
 ==========  ================================================  ============================================
 
-TyDiQA-GoldP and SQuAD (Generate, ``f1_em``) use lm-eval's SQuAD v2 prompt,
+TyDiQA-GoldP and SQuAD (Generate, ``f1_em``) use a prompt in the style of lm-eval's SQuAD v2 task (its exact
+wording was not checked against lm-eval's source here),
 ``Title: {title}\\n\\nBackground: {context}\\n\\nQuestion: {question}\\n\\nAnswer:``, greedy up to the first
-newline, against every annotated answer.
+newline, scored against every distinct annotated answer.
 """
 
 from __future__ import annotations
