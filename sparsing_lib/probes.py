@@ -131,7 +131,7 @@ def vocab_ratios(
     with metrics.sparse(model, thresholds), Hooks(model, watch=watch):
         for chunk, _ in tqdm(chunks, desc="vocab ratios", leave=False, disable=not progress):
             state["ids"] = chunk.to(device)
-            model(input_ids=state["ids"])
+            model.base_model(input_ids=state["ids"])  # the FFNs are all it needs: no vocabulary-wide logits
     return acc.result()
 
 
