@@ -182,4 +182,4 @@ def test_per_vocabulary_token_comparison_uses_the_tokens_both_runs_saw_and_state
     assert n["spec_probe_tokens"] == "64" and n["spec_probe_sources"] == (
         "60 from prose validation, 4 from the start of the training split"
     )
-    assert n["spec_vocab_note"].startswith("They cover 5 of the 64 vocabulary tokens (8%), each seen a median 13 times")
+    assert n["spec_vocab_note"].startswith("They cover 5 of the 64 vocabulary tokens (8%), seen 13 times at the median")

@@ -394,8 +394,8 @@ def numbers(res: dict) -> dict[str, str]:
         c, vocab = first["count"], len(first["count"])
         seen = c[c > 0]
         out["spec_vocab_note"] = (
-            f"They cover {seen.size:,} of the {vocab:,} vocabulary tokens ({100 * seen.size / vocab:.0f}%), each seen "
-            f"a median {np.median(seen):.0f} times; {100 * (seen >= 5).mean():.0f}% of them at least five times."
+            f"They cover {seen.size:,} of the {vocab:,} vocabulary tokens ({100 * seen.size / vocab:.0f}%), seen "
+            f"{np.median(seen):.0f} times at the median; {100 * (seen >= 5).mean():.0f}% of them at least five times."
         )
         upgrade = first["config"].get("format_upgrade", {}).get("vocab_ratios")
         if upgrade:  # a run converted from the first format: its tokens are the few it kept per position
