@@ -51,8 +51,9 @@ class ProbeConfig:
     vocab_tokens: int = 2**20  # probe tokens for the per-vocabulary ratios (validation first, then training)
     kept_checkpoints: int = KEPT_CHECKPOINTS  # checkpoints that get the frequency and per-vocabulary probes
     # Fig. 2 curves, measured on the last ``curve_last`` checkpoints only (the other checkpoints get the
-    # CETT-PPL-p% point, the dense reading, frequencies and token ratios). FAT-eps runs geometrically up to 2
-    # because a ReLU model's PPL barely moves up to eps = 0.3, so its 1% point needs eps of order 1.
+    # CETT-PPL-p% point and the dense reading; the kept ones frequencies and per-vocabulary ratios). FAT-eps
+    # runs geometrically up to 2 because a ReLU model's PPL barely moves up to eps = 0.3, so its 1% point
+    # needs eps of order 1.
     curve_last: int = 1
     topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
     fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0])
