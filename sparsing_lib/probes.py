@@ -3,7 +3,9 @@ the expert-count probes of an MoE run.
 
 They run once training is done, on the ``step_XXXXXX.pt`` weights that ``train.train`` saved over the
 stable phase, and write their results into the run folder through ``runs`` (sparsity.csv, pareto.csv and,
-for a dense run, cett.json, neuron_frequency.npz and token_ratios.npz).
+for a dense run, cett.json, neuron_frequency.npz and vocab_ratios.npz; the format is documented in ``runs``).
+The per-token probes run on the GPU when the model is there: a hook reads each token's active share of FFN
+neurons and adds it to its vocabulary id's sum with one scatter-add per batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from . import metrics
-from .runs import write_csv, write_json, write_npz
+from .capture import Hooks, batches, ffn_layers
+from .runs import KEPT_CHECKPOINTS, kept_checkpoints, write_csv, write_json, write_npz
 from .train import checkpoint_path, val_loss, windows
 
 
@@ -45,15 +48,92 @@ class ProbeConfig:
     joint_last: int = 5  # one CETT searched jointly over the last checkpoints (the paper's stabiliser)
     tokens: int = 2**16  # validation tokens for CETT, PPL and ratios (the caller's val_ids hold them)
     domain_tokens: int = 2**14  # per-domain tokens for neuron frequencies
-    token_ratio_tokens: int = 2**14  # per-token ratios kept (float16)
+    vocab_tokens: int = 2**20  # probe tokens for the per-vocabulary ratios (validation first, then training)
+    kept_checkpoints: int = KEPT_CHECKPOINTS  # checkpoints that get the frequency and per-vocabulary probes
     # Fig. 2 curves, measured on the last ``curve_last`` checkpoints only (the other checkpoints get the
-    # CETT-PPL-p% point, the dense reading, frequencies and token ratios). FAT-eps runs geometrically up to 2
-    # because a ReLU model's PPL barely moves up to eps = 0.3, so its 1% point needs eps of order 1.
+    # CETT-PPL-p% point and the dense reading; the kept ones frequencies and per-vocabulary ratios). FAT-eps
+    # runs geometrically up to 2 because a ReLU model's PPL barely moves up to eps = 0.3, so its 1% point
+    # needs eps of order 1.
     curve_last: int = 1
     topk_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
     fat_values: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0])
     cett_values: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5])
     batch_size: int = 64  # sequences per forward pass (also bounds the activations held per layer)
+
+
+class VocabAccumulator:
+    """Sum and count, per vocabulary id, of a per-token value (the activation ratio), on the device of the
+    ids: one scatter-add and one bincount per batch, so a million tokens never leave the GPU."""
+
+    def __init__(self, vocab: int, device: torch.device | str = "cpu"):
+        self.vocab = vocab
+        self.sums = torch.zeros(vocab, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(vocab, dtype=torch.int64, device=device)
+
+    def add(self, values: torch.Tensor, ids: torch.Tensor) -> None:
+        """Add ``values[j]`` to the sum of vocabulary id ``ids[j]`` (any shapes with as many elements)."""
+        ids = ids.reshape(-1).long()
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab):
+            raise ValueError(f"token ids must lie in [0, {self.vocab}), got {int(ids.min())}..{int(ids.max())}")
+        self.sums.index_add_(0, ids, values.reshape(-1).to(torch.float64))
+        self.counts += torch.bincount(ids, minlength=self.vocab)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean per id, NaN where the id never occurred; occurrences per id) as float64 and int64 arrays."""
+        counts = self.counts.cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums.cpu().numpy() / counts, counts
+
+
+def vocab_probe_windows(
+    val_by_domain: dict[str, np.ndarray], train_ids: np.ndarray | None, tokens: int, seq_len: int
+) -> tuple[torch.Tensor, list[str], list[int]]:
+    """The per-vocabulary probe's tokens as [n, seq_len] windows, with their sources and tokens per source.
+
+    Each validation domain gives up to an equal share of ``tokens``; when the validation split is too small
+    (the book's corpus holds 0.63M validation tokens) the rest comes from the start of the training split,
+    which the model has seen: the sources are recorded so a reader can tell. Each source is cut into whole
+    windows separately, so no window spans two sources."""
+    share = max(seq_len, tokens // max(1, len(val_by_domain)))
+    parts = {d: v[:share] for d, v in val_by_domain.items()}
+    rest = tokens - sum(len(v) // seq_len * seq_len for v in parts.values())
+    if rest >= seq_len and train_ids is not None:
+        parts["train"] = train_ids[:rest]
+    parts = {k: v for k, v in parts.items() if len(v) >= seq_len}
+    if not parts:
+        raise ValueError(f"no source holds a whole window of {seq_len} tokens")
+    wins = [windows(v, seq_len) for v in parts.values()]
+    return torch.cat(wins), list(parts), [w.numel() for w in wins]
+
+
+@torch.no_grad()
+def vocab_ratios(
+    model: PreTrainedModel,
+    ids: torch.Tensor,
+    thresholds: list[float],
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per vocabulary id: the activation ratio under ``thresholds`` (CETT; the active share of FFN neurons,
+    averaged over layers) averaged over every position of the [n, seq_len] windows ``ids`` where it is the
+    input token (NaN where it never is), and its number of occurrences; see ``VocabAccumulator``."""
+    device = next(model.parameters()).device
+    n_layers = len(ffn_layers(model))
+    acc = VocabAccumulator(model.config.vocab_size, device)
+    state: dict[str, torch.Tensor] = {}
+
+    def watch(layer: int, a: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> None:
+        share = a.ne(0).float().mean(1)
+        state["sum"] = share if layer == 0 else state["sum"] + share
+        if layer == n_layers - 1:
+            acc.add(state["sum"] / n_layers, state["ids"])
+
+    chunks = list(batches(ids, None, batch_size * ids.shape[-1]))
+    with metrics.sparse(model, thresholds), Hooks(model, watch=watch):
+        for chunk, _ in tqdm(chunks, desc="vocab ratios", leave=False, disable=not progress):
+            state["ids"] = chunk.to(device)
+            model.base_model(input_ids=state["ids"])  # the FFNs are all it needs: no vocabulary-wide logits
+    return acc.result()
 
 
 def probe_checkpoints(
@@ -67,14 +147,18 @@ def probe_checkpoints(
     cfg: ProbeConfig = ProbeConfig(),
     device: torch.device | str = "cpu",
     progress: bool = True,
+    train_ids: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Measure every checkpoint in ``ckpt_dir``; write sparsity.csv, pareto.csv and two .npz files to ``out_dir``.
 
     CETT-PPL-p%: one CETT value is searched jointly over the last ``cfg.joint_last`` checkpoints with
     ``metrics.cett_ppl`` and applied to every checkpoint through ``metrics.cett_thresholds``.
-    Also per checkpoint: the dense (zero-threshold) reading, per-layer ratios, per-domain neuron activation
-    frequencies and per-token activation ratios under the CETT thresholds. The last ``cfg.curve_last``
-    checkpoints also get Top-k, FAT-ε and CETT sweeps (pareto.csv, Fig. 2's curves).
+    Also per checkpoint: the dense (zero-threshold) reading and per-layer ratios. At ``cfg.kept_checkpoints``
+    of them (``runs.kept_checkpoints``: first, middle, last) also the per-domain, per-layer neuron activation
+    frequencies and the per-vocabulary activation ratios over ``cfg.vocab_tokens`` probe tokens
+    (``vocab_probe_windows``; ``train_ids`` tops up a validation split too small), both under the CETT
+    thresholds. The last ``cfg.curve_last`` checkpoints also get Top-k, FAT-ε and CETT sweeps (pareto.csv,
+    Fig. 2's curves).
     """
     device = torch.device(device)
     ckpts = checkpoint_files(ckpt_dir)
@@ -82,13 +166,15 @@ def probe_checkpoints(
         raise ValueError(f"no checkpoints in {ckpt_dir}")
     ids = windows(val_ids, seq_len)
     dom_ids = {d: windows(v, seq_len, cfg.domain_tokens) for d, v in val_by_domain.items()}
+    vocab_ids, sources, source_tokens = vocab_probe_windows(val_by_domain, train_ids, cfg.vocab_tokens, seq_len)
+    kept = {ckpts[i][0] for i in kept_checkpoints(len(ckpts), cfg.kept_checkpoints)}
 
     max_tokens = cfg.batch_size * seq_len  # few, large forward passes: the minis are launch-bound
     last = [load_checkpoint(build, p, device) for _, p in ckpts[-cfg.joint_last :]]
     search = metrics.cett_ppl(last, ids, p=cfg.p, max_tokens=max_tokens)
     cett = float(search.cett)
     del last
-    rows, pareto_rows, freqs, token_ratios = [], [], [], []
+    rows, pareto_rows, freqs, means, counts = [], [], [], [], None
     curve_steps = {s for s, _ in ckpts[len(ckpts) - cfg.curve_last :]} if cfg.curve_last > 0 else set()
     for step, path in tqdm(ckpts, desc="probe", disable=not progress):
         model = load_checkpoint(build, path, device)
@@ -113,22 +199,31 @@ def probe_checkpoints(
         for method, values in sweeps if step in curve_steps else ():
             df = metrics.pareto(model, ids, method, values, max_tokens=max_tokens, dense=dense)
             pareto_rows += [dict(step=step, **r) for r in df.to_dict("records")]
-        freqs.append(
-            np.stack(
-                [
-                    metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
-                    for d in dom_ids.values()
-                ]
-            ).astype(np.float16)
-        )
-        token_ratios.append(np.asarray(ev.token_ratios[: cfg.token_ratio_tokens], dtype=np.float16))
+        if step in kept:
+            freqs.append(
+                np.stack(
+                    [
+                        metrics.evaluate(model, d, thresholds=thr, batch_size=cfg.batch_size).neuron_frequency
+                        for d in dom_ids.values()
+                    ]
+                ).astype(np.float16)
+            )
+            mean, counts = vocab_ratios(model, vocab_ids, thr, cfg.batch_size, progress)
+            means.append(mean.astype(np.float16))
         del model
     out_dir = Path(out_dir)
     write_csv(out_dir / "sparsity.csv", rows)
     write_csv(out_dir / "pareto.csv", pareto_rows)
-    steps = np.array([s for s, _ in ckpts])
+    steps = np.array(sorted(kept), dtype=np.int64)
     write_npz(out_dir / "neuron_frequency.npz", steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
-    write_npz(out_dir / "token_ratios.npz", steps=steps, token_ratios=np.stack(token_ratios))
+    write_npz(
+        out_dir / "vocab_ratios.npz",
+        steps=steps,
+        mean=np.stack(means),
+        count=counts.astype(np.int32),
+        sources=np.array(sources),
+        source_tokens=np.array(source_tokens, dtype=np.int64),
+    )
     write_json(
         out_dir / "cett.json",
         dict(

@@ -1,7 +1,7 @@
 """Resumable runner for the mini training grids: ``python -m sparsing_lib.run --grid proof --out data/runs``.
 
 Each run ``<model>-<activation>`` gets ``<out>/<run>/`` with config.json, metrics.csv, sparsity.csv,
-pareto.csv, neuron_frequency.npz, token_ratios.npz, cett.json and env.json (written atomically); an MoE
+pareto.csv, neuron_frequency.npz, vocab_ratios.npz, cett.json and env.json (``runs`` documents the format); an MoE
 run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``probes.probe_moe_checkpoints``).
 Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
 env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
@@ -30,7 +30,7 @@ from .checks import check_choice
 from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
 from .paths import H200_BF16_FLOPS, git_state
 from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
-from .runs import FINISHED, parse_run, write_json
+from .runs import FINISHED, FORMAT, parse_run, write_json
 from .train import TrainConfig, train
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
@@ -76,7 +76,7 @@ def probe_config(profile: str) -> ProbeConfig:
             joint_last=3,
             tokens=1024,
             domain_tokens=256,
-            token_ratio_tokens=1024,
+            vocab_tokens=4096,
             batch_size=16,
             topk_values=[0.1, 0.3],
             fat_values=[0.0, 0.1, 1.0],
@@ -197,6 +197,7 @@ def run_one(
     write_json(
         run_dir / "config.json",
         dict(
+            format=FORMAT,
             run=run,
             activation=act,
             model=spec_dict(spec),
@@ -259,6 +260,7 @@ def run_one(
                     pcfg,
                     device=device,
                     progress=progress,
+                    train_ids=train_ids,
                 )
     except Exception as exc:  # keep a record of what broke; the run stays resumable
         record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())

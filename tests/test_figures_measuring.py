@@ -282,7 +282,7 @@ def test_fig1_from_checkpoint_matches_the_runs_threshold(tmp_path, monkeypatch):
     monkeypatch.setattr(
         runner,
         "probe_config",
-        lambda p: ProbeConfig(joint_last=1, tokens=512, domain_tokens=64, token_ratio_tokens=64, batch_size=8,
+        lambda p: ProbeConfig(joint_last=1, tokens=512, domain_tokens=64, vocab_tokens=256, batch_size=8,
                               topk_values=[0.5], fat_values=[0.0], cett_values=[0.1]),
     )  # fmt: skip
     rec = runner.run_one("tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu",

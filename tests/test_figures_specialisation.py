@@ -1,7 +1,4 @@
-"""The specialisation analysis (Figs. 9, 10, 16): distances, per-token means, verdicts and claim 15."""
-
-import json
-import lzma
+"""The specialisation analysis (Figs. 9, 10, 16): distances, per-token agreement, verdicts and claim 15."""
 
 import numpy as np
 import pandas as pd
@@ -44,14 +41,6 @@ def test_bootstrap_distance_interval_and_no_interval_without_resamples():
     assert lo <= v <= hi and v == pytest.approx(10.0, abs=1.0)
 
 
-def test_per_token_means_average_each_vocabulary_token():
-    df = spec.per_token_means(np.array([0.1, 0.3, 0.2, 0.4, 0.6]), np.array([5, 7, 5, 7, 9]))
-    assert df["mean"].to_dict() == pytest.approx({5: 0.15, 7: 0.35, 9: 0.6})
-    assert df["count"].to_dict() == {5: 2, 7: 2, 9: 1}
-    with pytest.raises(ValueError, match="token ids"):
-        spec.per_token_means(np.zeros(3), np.zeros(2))
-
-
 def test_token_agreement_on_a_shifted_copy():
     x = np.array([0.1, 0.2, 0.3, 0.4])
     out = spec.token_agreement(x, x + 0.1, block=2, n_boot=20)
@@ -59,25 +48,6 @@ def test_token_agreement_on_a_shifted_copy():
     assert out["mad_lo"] == pytest.approx(10.0) and out["mad_hi"] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="whole blocks"):
         spec.token_agreement(x, x, block=3, n_boot=0)
-
-
-def test_recover_probe_ids_rebuilds_the_runners_positions_and_checks_the_corpus(tmp_path):
-    val = {"prose": np.arange(1, 11, dtype=np.uint16), "technical": np.arange(20, 30, dtype=np.uint16)}
-    index = {"files": {"train": {"sha256": "abc"}, "val": {}}}
-    for dom, ids in val.items():
-        (tmp_path / f"{dom}.xz").write_bytes(lzma.compress(ids.tobytes()))
-        index["files"]["val"][dom] = {"file": f"{dom}.xz", "tokens": len(ids)}
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    config = {
-        "corpus_identity": {"train_sha256": "abc"},
-        "probe": {"tokens": 8, "token_ratio_tokens": 6},
-        "train": {"seq_len": 2},
-    }
-    # run.mix: 8 // (2 * 2) = 2 windows of 2 per domain -> [1, 2, 3, 4, 20, 21, 22, 23]; first 6 kept
-    assert spec.recover_probe_ids(config, tmp_path).tolist() == [1, 2, 3, 4, 20, 21]
-    config["corpus_identity"]["train_sha256"] = "other"
-    assert spec.recover_probe_ids(config, tmp_path) is None
-    assert spec.recover_probe_ids(config, tmp_path / "absent") is None
 
 
 def test_similarity_verdicts():
@@ -96,8 +66,10 @@ def test_similarity_verdicts():
 # ----------------------------------------------------------------------------- synthetic run folders
 
 
-def _write(folder, model, layers, width, freq, ratios):
-    """A probed dense run folder with one checkpoint's frequencies [domain, layer, neuron] and ratios."""
+def _write(folder, model, layers, width, freq, ratios, count=None):
+    """A probed dense run folder (format 2) with one checkpoint's frequencies [domain, layer, neuron] and
+    per-vocabulary ratios (a vocabulary of len(ratios) ids; ``count`` occurrences, NaN where 0)."""
+    count = np.ones(len(ratios), dtype=np.int32) if count is None else count
     for act in ("relu", "silu"):
         d = folder / f"{model}-{act}"
         d.mkdir(parents=True)
@@ -108,7 +80,8 @@ def _write(folder, model, layers, width, freq, ratios):
             corpus_identity={},
             model=dict(name=model, kind="scale", n_layers=layers, d_ff=width, non_embedding_params=layers * width),
             train=dict(seq_len=SEQ),
-            probe=dict(tokens=len(ratios), token_ratio_tokens=len(ratios)),
+            probe=dict(tokens=len(ratios)),
+            format=runs_lib.FORMAT,
         )
         runs_lib.write_json(d / "config.json", config)
         runs_lib.write_csv(d / "metrics.csv", [dict(step=10, train_loss=3.0)])
@@ -118,7 +91,14 @@ def _write(folder, model, layers, width, freq, ratios):
             domains=np.array(["prose", "technical"]),
             frequency=freq[None].astype(np.float16),
         )
-        runs_lib.write_npz(d / "token_ratios.npz", steps=np.array([10]), token_ratios=ratios[None].astype(np.float16))
+        runs_lib.write_npz(
+            d / "vocab_ratios.npz",
+            steps=np.array([10]),
+            mean=np.where(count > 0, ratios, np.nan)[None].astype(np.float16),
+            count=count,
+            sources=np.array(["prose", "train"]),
+            source_tokens=np.array([count.sum() - 4, 4]),
+        )
 
 
 def _layers(rng, levels, width=400):
@@ -173,7 +153,7 @@ def test_one_scale_is_untested_and_still_draws(tmp_path):
 def test_figures_and_numbers_with_two_scales(tmp_path):
     res = _results(tmp_path, second=[0.2, 0.15, 0.1])
     n = spec.numbers(res)
-    assert n["spec_models"] == "mini-160x3, mini-192x4" and n["spec_unit"] == "probe position"
+    assert n["spec_models"] == "mini-160x3, mini-192x4" and n["spec_unit"] == "vocabulary token"
     assert n["spec_layers"] == "3" and res["fig9"].mean_gap.max() < 0.2  # same mean level, swapped layers
     assert n["relu_domain_distance"] == "0.0"  # both domains carry the same frequencies
     assert len(spec.fig10(res, "relu").axes) == 4
@@ -184,29 +164,22 @@ def test_figures_and_numbers_with_two_scales(tmp_path):
 @pytest.mark.slow
 def test_smoke_profile_trains_the_smoke_grid_and_analyses_it():
     res = spec.results("smoke")
-    assert {r["activation"] for r in res["runs"].values()} == {"relu", "silu"} and res["ids"] is not None
+    assert {r["activation"] for r in res["runs"].values()} == {"relu", "silu"}
+    assert all(np.isfinite(r["ratios"]).any() for r in res["runs"].values())
     assert spec.claims(res)[0]["verdict"] == "untested"
 
 
-def test_committed_probe_ids_are_used_only_for_the_corpus_the_runs_trained_on(tmp_path):
-    _write(tmp_path, "mini-160x3", 3, 400, _layers(np.random.default_rng(0), [0.1, 0.15, 0.2]), np.full(64, 0.25))
-    runs = spec._read(runs_lib.load_runs(tmp_path), tmp_path)
-    for r in runs.values():
-        r["config"]["corpus_identity"] = {"train_sha256": "abc"}
-    ids = np.arange(64, dtype=np.uint16) % 5
-    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids, train_sha256=np.array("abc"))
-    assert spec._committed_ids(tmp_path, runs).tolist() == ids.tolist()
-    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids, train_sha256=np.array("other"))
-    assert spec._committed_ids(tmp_path, runs) is None
-    runs_lib.write_npz(tmp_path / spec.IDS_FILE, ids=ids[:32], train_sha256=np.array("abc"))
-    assert spec._committed_ids(tmp_path, runs) is None  # not one id per probe position
-
-
-def test_per_vocabulary_token_comparison_and_its_coverage(tmp_path):
-    _results(tmp_path, second=[0.2, 0.15, 0.1])
-    runs = spec._read(runs_lib.load_runs(tmp_path), tmp_path)
-    res = spec._collect(runs, np.arange(64) % 5, n_boot=10, seed=0)  # 5 token ids, seen 13, 13, 13, 13, 12 times
-    assert res["fig10"].unit.tolist() == ["probe position", "vocabulary token"] * 2
-    assert res["fig10"].n.tolist() == [64, 5] * 2  # the per-position rows stay beside the per-token ones
-    note = spec.numbers(res)["spec_vocab_note"]
-    assert note.startswith("These positions cover 5 of the 12,288 vocabulary tokens (0%), each seen a median 13 times")
+def test_per_vocabulary_token_comparison_uses_the_tokens_both_runs_saw_and_states_coverage(tmp_path):
+    rng = np.random.default_rng(0)
+    ratios, count = 0.2 + 0.1 * rng.random(64), np.zeros(64, dtype=np.int32)
+    count[:5] = [13, 13, 13, 13, 12]  # 5 of 64 ids seen, 64 tokens in all
+    _write(tmp_path, "mini-160x3", 3, 400, _layers(rng, [0.1, 0.15, 0.2]), ratios, count)
+    _write(tmp_path, "mini-192x4", 3, 400, _layers(rng, [0.2, 0.15, 0.1]), ratios + 0.1, count)
+    res = spec.results("smoke", n_boot=10, runs_folder=str(tmp_path))
+    assert res["fig10"].unit.tolist() == ["vocabulary token"] * 2 and res["fig10"].n.tolist() == [5, 5]
+    assert res["fig10"].mad.to_numpy() == pytest.approx(10.0, abs=0.1)  # every seen id shifted by 10 points
+    n = spec.numbers(res)
+    assert n["spec_probe_tokens"] == "64" and n["spec_probe_sources"] == (
+        "60 from prose validation, 4 from the start of the training split"
+    )
+    assert n["spec_vocab_note"].startswith("They cover 5 of the 64 vocabulary tokens (8%), seen 13 times at the median")

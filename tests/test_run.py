@@ -36,7 +36,7 @@ def tiny(monkeypatch):
             joint_last=2,
             tokens=256,
             domain_tokens=64,
-            token_ratio_tokens=64,
+            vocab_tokens=1600,  # 576 + 576 validation tokens (windows of 32), 448 from the training split
             batch_size=8,
             topk_values=[0.5],
             fat_values=[0.0],
@@ -88,7 +88,7 @@ def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
         "env.json",
         "cett.json",
         "neuron_frequency.npz",
-        "token_ratios.npz",
+        "vocab_ratios.npz",
     }
     assert names <= {p.name for p in folder.iterdir()}
     assert not list(folder.glob("*.tmp"))  # atomic writes leave no temporaries
@@ -97,6 +97,12 @@ def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
     git = paths.git_state()  # provenance comes from paths.git_state, with its dirty flag and source
     assert (env["git_rev"], env["git_dirty"], env["git_rev_source"]) == (git["revision"], git["dirty"], git["source"])
     assert len(pd.read_csv(folder / "sparsity.csv")) == 4
+    assert runs.run_format(folder) == runs.FORMAT
+    vr, nf = runs.load_arrays(folder, "vocab_ratios"), runs.load_arrays(folder, "neuron_frequency")
+    steps = pd.read_csv(folder / "sparsity.csv").step.to_numpy()
+    assert vr["steps"].tolist() == nf["steps"].tolist() == steps[[0, 2, 3]].tolist()  # first, middle, last of 4
+    assert vr["sources"].tolist() == ["a", "b", "train"] and vr["source_tokens"].tolist() == [576, 576, 448]
+    assert vr["count"].sum() == 1600 and vr["mean"].shape == (3, VOCAB) and nf["frequency"].shape[:2] == (3, 2)
     stamp = (folder / "env.json").stat().st_mtime_ns
     again = runner.run_one(
         "tiny-32x2-relu", tmp_path / "runs", tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False

@@ -9,7 +9,8 @@ from sparsing_lib import runs
 
 def write_run(folder, probed=True, finished=True):
     folder.mkdir(parents=True)
-    runs.write_json(folder / "config.json", {"run": folder.name, "train": {"tokens": 4096, "betas": (0.9, 0.95)}})
+    config = {"run": folder.name, "train": {"tokens": 4096, "betas": (0.9, 0.95)}, "format": runs.FORMAT}
+    runs.write_json(folder / "config.json", config)
     runs.write_csv(folder / "metrics.csv", [dict(step=5, train_loss=3.5), dict(step=10, train_loss=2.25)])
     if finished:
         runs.write_json(folder / "env.json", {"status": "done", "wall_seconds": 12.5})
@@ -17,22 +18,22 @@ def write_run(folder, probed=True, finished=True):
         runs.write_csv(folder / "sparsity.csv", [dict(step=10, activation_ratio=0.125, ppl=9.5)])
         runs.write_csv(folder / "pareto.csv", [dict(step=10, method="fat", value=0.1, ppl_ratio=1.01)])
         runs.write_json(folder / "cett.json", {"cett": 0.2, "joint_steps": [5, 10]})
-        runs.write_npz(folder / "token_ratios.npz", steps=np.array([5, 10]), token_ratios=np.eye(2, dtype=np.float16))
+        runs.write_npz(folder / "vocab_ratios.npz", steps=np.array([5, 10]), mean=np.eye(2, dtype=np.float16))
 
 
 def test_what_is_written_load_run_reads_back(tmp_path):
     folder = tmp_path / "mini-160x3-relu"
     write_run(folder)
     run = runs.load_run(folder)
-    assert run["config"] == {"run": "mini-160x3-relu", "train": {"tokens": 4096, "betas": [0.9, 0.95]}}
+    assert run["config"] == {"run": "mini-160x3-relu", "train": {"tokens": 4096, "betas": [0.9, 0.95]}, "format": 2}
     pd.testing.assert_frame_equal(run["metrics"], pd.DataFrame(dict(step=[5, 10], train_loss=[3.5, 2.25])))
     assert run["env"] == {"status": "done", "wall_seconds": 12.5} and run["env"]["status"] in runs.FINISHED
     assert run["sparsity"].to_dict("records") == [dict(step=10, activation_ratio=0.125, ppl=9.5)]
     assert run["pareto"].loc[0, "method"] == "fat" and run["pareto"].loc[0, "ppl_ratio"] == 1.01
     assert run["cett"] == {"cett": 0.2, "joint_steps": [5, 10]}
-    npz = np.load(folder / "token_ratios.npz")
-    assert npz["steps"].tolist() == [5, 10] and npz["token_ratios"].dtype == np.float16
-    assert np.array_equal(npz["token_ratios"], np.eye(2))
+    npz = np.load(folder / "vocab_ratios.npz")
+    assert npz["steps"].tolist() == [5, 10] and npz["mean"].dtype == np.float16
+    assert np.array_equal(npz["mean"], np.eye(2))
     assert not list(folder.glob("*.tmp"))  # every write renamed its temporary file into place
 
 
@@ -71,9 +72,26 @@ def test_parse_run_splits_model_and_activation():
 def test_load_arrays_reads_every_array_of_an_npz_and_names_a_missing_file(tmp_path):
     folder = tmp_path / "mini-160x3-relu"
     write_run(folder)
-    arrays = runs.load_arrays(folder, "token_ratios")
-    assert sorted(arrays) == ["steps", "token_ratios"]
-    assert arrays["steps"].tolist() == [5, 10] and arrays["token_ratios"].dtype == np.float16
-    assert arrays["token_ratios"].sum() == 2.0  # the 2 x 2 identity written above
+    arrays = runs.load_arrays(folder, "vocab_ratios")
+    assert sorted(arrays) == ["mean", "steps"]
+    assert arrays["steps"].tolist() == [5, 10] and arrays["mean"].dtype == np.float16
+    assert arrays["mean"].sum() == 2.0  # the 2 x 2 identity written above
     with pytest.raises(FileNotFoundError, match="neuron_frequency.npz"):
         runs.load_arrays(folder, "neuron_frequency")
+
+
+def test_a_probe_file_of_an_old_format_folder_gives_one_clear_message(tmp_path):
+    folder = tmp_path / "mini-160x3-relu"
+    write_run(folder)
+    runs.write_json(folder / "config.json", {"run": folder.name})  # format 1: no format key
+    assert runs.run_format(folder) == 1
+    with pytest.raises(ValueError, match=r"format 1; vocab_ratios.npz needs format 2 .*upgrade_runs"):
+        runs.load_arrays(folder, "vocab_ratios")
+
+
+def test_kept_checkpoints_are_first_middle_and_last():
+    assert runs.kept_checkpoints(30) == [0, 14, 29] and runs.kept_checkpoints(8) == [0, 4, 7]
+    assert runs.kept_checkpoints(2) == [0, 1] and runs.kept_checkpoints(1) == [0]
+    assert runs.kept_checkpoints(10, 4) == [0, 3, 6, 9]
+    with pytest.raises(ValueError, match="at least one"):
+        runs.kept_checkpoints(0)

@@ -3,25 +3,23 @@
 The paper explains why the limit activation ratio hardly depends on scale by activation patterns that look
 alike across scales: the distribution of per-neuron activation frequencies on each data domain (Fig. 9; per
 layer in Fig. 16) and the average activation ratio of each token (Fig. 10). We read the counterparts our
-runner records at each probed checkpoint (``neuron_frequency.npz``, ``token_ratios.npz``; CETT-PPL-1%
-thresholds, see ``probes.probe_checkpoints``) at the LAST checkpoint of every dense scale run.
+runner records (``neuron_frequency.npz``, ``vocab_ratios.npz``; CETT-PPL-1% thresholds, see
+``probes.probe_checkpoints`` and the format in ``runs``) at the LAST checkpoint of every dense scale run.
 
 "Alike" is made a number: the distance between two frequency distributions is the mean vertical gap between
 their sorted curves (the 1-Wasserstein distance, in points of activation frequency), with a percentile
-bootstrap over neurons. Per-token ratios are compared by their correlation and mean absolute difference,
-with a paired bootstrap over probe windows (per position) or over vocabulary tokens.
+bootstrap over neurons. Per-vocabulary-token ratios are compared by their correlation and mean absolute
+difference over the tokens both runs saw, with a paired bootstrap over vocabulary tokens.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import corpus as corpus_lib
 from .. import run, style
 from ..checks import check_choice, check_range
 from ..paths import DATA, ROOT, data_file
@@ -34,9 +32,7 @@ __all__ = [
     "sorted_curve",
     "distance_pp",
     "bootstrap_distance",
-    "per_token_means",
     "token_agreement",
-    "recover_probe_ids",
     "fig9",
     "fig16",
     "fig10",
@@ -48,7 +44,7 @@ TOLERANCE_PP = 2.0  # a judgement: sorted curves within 2 points on average read
 MIN_CORRELATION = 0.7  # a judgement: per-token ratios share their pattern across scales if r >= 0.7
 POSITIONS = ("first", "middle", "last")
 GRID = 1000  # quantile levels on which two sorted curves are compared
-IDS_FILE = "probe_token_ids.npz"
+UNIT = "vocabulary token"  # Fig. 10's unit: ratios averaged over every occurrence of a token (runs format 2)
 
 
 def layer_index(n_layers: int, position: str) -> int:
@@ -93,15 +89,6 @@ def bootstrap_distance(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int = 0)
     return value, float(lo), float(hi)
 
 
-def per_token_means(ratios: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
-    """Average activation ratio per vocabulary token over the probe positions where it occurs (the paper's
-    per-token reading), with its number of occurrences; one row per token id present."""
-    if len(ratios) != len(ids):
-        raise ValueError(f"{len(ratios)} ratios but {len(ids)} token ids")
-    df = pd.DataFrame(dict(token=np.asarray(ids, dtype=int), ratio=np.asarray(ratios, dtype=float)))
-    return df.groupby("token").ratio.agg(["mean", "count"])
-
-
 def token_agreement(x: np.ndarray, y: np.ndarray, block: int, n_boot: int, seed: int = 0) -> dict[str, float]:
     """Pearson r and mean |x − y| (points) of paired per-token ratios, with 95% percentile intervals from a
     paired bootstrap over blocks of ``block`` consecutive units (a probe window for positions, whose tokens
@@ -123,21 +110,6 @@ def token_agreement(x: np.ndarray, y: np.ndarray, block: int, n_boot: int, seed:
     return out | dict(r_lo=float(r_lo), r_hi=float(r_hi), mad_lo=float(m_lo), mad_hi=float(m_hi))
 
 
-def recover_probe_ids(config: dict, root: Path | str | None = None) -> np.ndarray | None:
-    """The token ids at the positions of ``token_ratios.npz``, rebuilt as the runner chose them
-    (``run.mix`` of the validation domains, cut into windows, first ``token_ratio_tokens``), or None when the
-    corpus build at ``root`` is not the one the run trained on (its train sha256 differs) or is absent."""
-    croot = corpus_lib.corpus_root(root)
-    want = config.get("corpus_identity", {}).get("train_sha256")
-    if not (croot / "index.json").exists() or not want:
-        return None
-    if json.loads((croot / "index.json").read_text())["files"]["train"]["sha256"] != want:
-        return None
-    probe, seq = config["probe"], config["train"]["seq_len"]
-    ids = run.mix(corpus_lib.load_val_by_domain(croot), probe["tokens"], seq)
-    return ids[: len(ids) // seq * seq][: probe["token_ratio_tokens"]].astype(np.uint16)
-
-
 # ----------------------------------------------------------------------------- results
 
 
@@ -151,7 +123,7 @@ def _read(runs: dict[str, dict], folder: Path) -> dict[str, dict]:
     for name, r in sorted(dense.items(), key=lambda kv: kv[1]["config"]["model"]["non_embedding_params"]):
         if r["config"]["model"]["kind"] != kind:
             continue
-        nf, tr = load_arrays(folder / name, "neuron_frequency"), load_arrays(folder / name, "token_ratios")
+        nf, vr = load_arrays(folder / name, "neuron_frequency"), load_arrays(folder / name, "vocab_ratios")
         out[name] = dict(
             model=r["config"]["model"]["name"],
             activation=r["config"]["activation"],
@@ -159,7 +131,9 @@ def _read(runs: dict[str, dict], folder: Path) -> dict[str, dict]:
             step=int(nf["steps"][-1]),
             domains=[str(d) for d in nf["domains"]],
             frequency=nf["frequency"][-1].astype(float),  # [domain, layer, neuron]
-            ratios=tr["token_ratios"][-1].astype(float),  # [probe position]
+            ratios=vr["mean"][-1].astype(float),  # [vocabulary id], NaN where the probe tokens lack it
+            count=vr["count"],
+            sources=dict(zip((str(x) for x in vr["sources"]), vr["source_tokens"].tolist())),
         )
     return out
 
@@ -169,7 +143,12 @@ def _pairs(runs: dict[str, dict], act: str) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-def _collect(runs: dict[str, dict], ids: np.ndarray | None, n_boot: int, seed: int) -> dict:
+def _seen(runs: list[dict]) -> np.ndarray:
+    """Mask of the vocabulary ids that every run of ``runs`` saw in its probe tokens."""
+    return np.logical_and.reduce([np.isfinite(r["ratios"]) for r in runs])
+
+
+def _collect(runs: dict[str, dict], n_boot: int, seed: int) -> dict:
     rows9, rows16, rows10, rows_dom = [], [], [], []
     for r in runs.values():
         f = r["frequency"]
@@ -191,19 +170,11 @@ def _collect(runs: dict[str, dict], ids: np.ndarray | None, n_boot: int, seed: i
                     la, lb = layer_index(fa.shape[1], pos), layer_index(fb.shape[1], pos)
                     v, lo, hi = bootstrap_distance(fa[d, la], fb[d, lb], n_boot, seed)
                     rows16.append(base | dict(position=pos, domain=dom, distance=v, lo=lo, hi=hi))
-            x, y = runs[a]["ratios"], runs[b]["ratios"]
-            seq = runs[a]["config"]["train"]["seq_len"]
-            rows10.append(base | dict(unit="probe position") | token_agreement(x, y, seq, n_boot, seed))
-            if ids is not None:  # the paper's reading; the per-position rows stay for comparison
-                x, y = per_token_means(x, ids)["mean"].to_numpy(), per_token_means(y, ids)["mean"].to_numpy()
-                rows10.append(base | dict(unit="vocabulary token") | token_agreement(x, y, 1, n_boot, seed))
-    first = next(iter(runs.values()), None)
-    counts = None if ids is None or first is None else per_token_means(first["ratios"], ids)["count"]
+            seen = _seen([runs[a], runs[b]])
+            x, y = runs[a]["ratios"][seen], runs[b]["ratios"][seen]
+            rows10.append(base | dict(unit=UNIT) | token_agreement(x, y, 1, n_boot, seed))
     return dict(
         runs=runs,
-        ids=ids,
-        counts=counts,
-        vocab=len(corpus_lib.load_tokenizer()) if counts is not None else None,
         fig9=pd.DataFrame(rows9),
         fig16=pd.DataFrame(rows16),
         fig10=pd.DataFrame(rows10),
@@ -212,32 +183,20 @@ def _collect(runs: dict[str, dict], ids: np.ndarray | None, n_boot: int, seed: i
     )
 
 
-def _committed_ids(folder: Path, runs: dict[str, dict]) -> np.ndarray | None:
-    """The committed probe ids, if they belong to the corpus build every run trained on."""
-    path = folder / IDS_FILE
-    if not path.exists() or not runs:
-        return None
-    z = load_arrays(folder, IDS_FILE.removesuffix(".npz"))
-    shas = {r["config"]["corpus_identity"]["train_sha256"] for r in runs.values()}
-    lengths = {len(r["ratios"]) for r in runs.values()}
-    return z["ids"] if shas == {str(z["train_sha256"])} and lengths == {len(z["ids"])} else None
-
-
 def results(profile: str = "replay", n_boot: int = 0, seed: int = 0, runs_folder: str = "") -> dict:
     """Last-checkpoint frequencies and token ratios of the scale runs, and their distances across scales.
 
-    replay reads ``data/runs`` (and the committed probe token ids, for per-vocabulary-token averages);
-    smoke trains the runner's smoke grid (one tiny model per activation, CPU, ~2 min) into a temporary folder,
-    or reads ``runs_folder`` when the chapter has already trained it there; full trains the scales grid with
-    the runner into ``data/runs`` (a GPU; each run's env.json carries its provenance).
+    replay reads ``data/runs``; smoke trains the runner's smoke grid (one tiny model per activation, CPU,
+    ~2 min) into a temporary folder, or reads ``runs_folder`` when the chapter has already trained it there;
+    full trains the scales grid with the runner into ``data/runs`` (a GPU; each run's env.json carries its
+    provenance).
     ``n_boot`` = 0 means the profile's default (smoke 20 bootstrap resamples, otherwise 200)."""
     check_range("n_boot", n_boot, 0, 5000, int)
     n_boot = n_boot or (20 if profile == "smoke" else 200)
 
     def replay() -> dict:
         folder = data_file("runs")
-        runs = _read(load_runs(folder), folder)
-        return _collect(runs, _committed_ids(folder, runs), n_boot, seed)
+        return _collect(_read(load_runs(folder), folder), n_boot, seed)
 
     def recompute(p: str) -> dict:
         if p == "smoke" and runs_folder:
@@ -248,11 +207,7 @@ def results(profile: str = "replay", n_boot: int = 0, seed: int = 0, runs_folder
             out = DATA / "runs"
             if run.main(["--grid", "scales", "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")]):
                 raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
-        runs = _read(load_runs(out), out)
-        first = next(iter(runs.values()), None)
-        root = "smoke" if first and first["config"]["corpus"] == "smoke" else None
-        ids = recover_probe_ids(first["config"], root) if first else None
-        return _collect(runs, ids, n_boot, seed)
+        return _collect(_read(load_runs(out), out), n_boot, seed)
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
 
@@ -297,13 +252,9 @@ def _of(rows: pd.DataFrame, **where: str) -> pd.DataFrame:
     return rows
 
 
-def _unit(res: dict) -> str:
-    return "vocabulary token" if res["ids"] is not None else "probe position"
-
-
 def _fig10_rows(res: dict, activation: str) -> pd.DataFrame:
-    """Fig. 10's comparisons in the unit the verdict uses: vocabulary tokens when the ids are known."""
-    return _of(res["fig10"], activation=activation, unit=_unit(res))
+    """Fig. 10's comparisons of one activation."""
+    return _of(res["fig10"], activation=activation)
 
 
 def _parts(res: dict) -> dict[str, dict[str, str]]:
@@ -375,17 +326,13 @@ def fig16(res: dict, activation: str) -> plt.Figure:
     return fig
 
 
-def _token_values(res: dict, name: str) -> np.ndarray:
-    ratios = res["runs"][name]["ratios"]
-    return ratios if res["ids"] is None else per_token_means(ratios, res["ids"])["mean"].to_numpy()
-
-
 def fig10(res: dict, activation: str) -> plt.Figure:
     """Fig. 10 for one activation: per-token activation ratios of every pair of scales (below the diagonal,
     density with the y = x line), each scale's histogram (diagonal), r and mean |Δ| (above)."""
     check_choice("activation", activation, style.ACT_LABEL)
     names = [n for n, r in res["runs"].items() if r["activation"] == activation]
-    vals = {n: 100 * _token_values(res, n) for n in names}
+    seen = _seen([res["runs"][n] for n in names])  # the tokens every scale saw: one point per token per panel
+    vals = {n: 100 * res["runs"][n]["ratios"][seen] for n in names}
     lim = np.percentile(np.concatenate(list(vals.values())), [0.2, 99.8]) + np.array([-1, 1])
     table = _fig10_rows(res, activation)
     k = len(names)
@@ -409,7 +356,7 @@ def fig10(res: dict, activation: str) -> plt.Figure:
             if i == k - 1:
                 ax.set_xlabel(f"{mb} (%)", fontsize=8)
             ax.tick_params(labelsize=7)
-    fig.suptitle(f"{style.ACT_LABEL[activation]}: activation ratio per {_unit(res)}", fontsize=10)
+    fig.suptitle(f"{style.ACT_LABEL[activation]}: activation ratio per {UNIT}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -426,7 +373,7 @@ def numbers(res: dict) -> dict[str, str]:
         "spec_n_boot": f"{res['n_boot']}",
         "spec_models": ", ".join(dict.fromkeys(r["model"] for r in runs.values())),
         "spec_steps": ", ".join(f"{r['model']} {r['step']}" for r in runs.values() if r["activation"] == "relu"),
-        "spec_unit": _unit(res),
+        "spec_unit": UNIT,
     }
     depth = sorted({r["frequency"].shape[1] for r in runs.values()})
     out["spec_layers"] = f"{depth[0]} to {depth[-1]}" if len(depth) > 1 else f"{depth[0]}" if depth else "–"
@@ -438,22 +385,28 @@ def numbers(res: dict) -> dict[str, str]:
         out["spec_tpp"] = f"{tpp[0]:.0f} ({relu[0]['model']}) to {tpp[-1]:.0f} ({relu[-1]['model']})"
     else:
         out["spec_epochs"] = out["spec_tpp"] = "–"
-    if relu:
-        cfg = relu[0]["config"]
-        n, seq, doms = len(relu[0]["ratios"]), cfg["train"]["seq_len"], relu[0]["domains"]
-        per = max(1, cfg["probe"]["tokens"] // (seq * len(doms))) * seq  # run.mix's share of each domain
-        out["spec_positions"] = f"{n:,}"
-        out["spec_windows"] = f"{n // seq}"
-        covered = doms[: -(-n // per)]
-        out["spec_position_domains"] = " and ".join(
-            [", ".join(covered[:-1]), covered[-1]] if len(covered) > 1 else covered
+    first = next(iter(runs.values()), None)
+    if first:
+        src = first["sources"]
+        name = {"train": "the start of the training split"}
+        out["spec_probe_tokens"] = f"{sum(src.values()):,}"
+        out["spec_probe_sources"] = ", ".join(f"{n:,} from {name.get(k, f'{k} validation')}" for k, n in src.items())
+        c, vocab = first["count"], len(first["count"])
+        seen = c[c > 0]
+        out["spec_vocab_note"] = (
+            f"They cover {seen.size:,} of the {vocab:,} vocabulary tokens ({100 * seen.size / vocab:.0f}%), seen "
+            f"{np.median(seen):.0f} times at the median; {100 * (seen >= 5).mean():.0f}% of them at least five times."
         )
+        upgrade = first["config"].get("format_upgrade", {}).get("vocab_ratios")
+        if upgrade:  # a run converted from the first format: its tokens are the few it kept per position
+            out["spec_vocab_note"] += (
+                " These runs predate the per-vocabulary probe: their averages were formed afterwards from the "
+                "ratios they kept at each probe position, so they cover only those positions' tokens."
+            )
     else:
-        out["spec_positions"] = out["spec_windows"] = out["spec_position_domains"] = "–"
+        out["spec_probe_tokens"] = out["spec_probe_sources"] = out["spec_vocab_note"] = "–"
     for act in ("relu", "silu"):
         f9, f16, f10 = _of(res["fig9"], activation=act), _of(res["fig16"], activation=act), _fig10_rows(res, act)
-        pos = _of(res["fig10"], activation=act, unit="probe position")
-        out[f"{act}_fig10_r_position"] = f"{pos.r.min():.2f}" if not pos.empty else "–"
         dom = _of(res["domain_distance"], activation=act)
         mean = [100 * r["frequency"].mean() for r in runs.values() if r["activation"] == act]
         out[f"{act}_fig9_worst"] = _worst(f9)
@@ -473,20 +426,6 @@ def numbers(res: dict) -> dict[str, str]:
             out[f"{act}_fig10_mad"] = (
                 f"{hi.mad:.1f} [{hi.mad_lo:.1f}, {hi.mad_hi:.1f}] points ({hi.scale_a} vs {hi.scale_b})"
             )
-    if res["counts"] is not None:
-        c = res["counts"]
-        out["spec_vocab_note"] = (
-            f"These positions cover {len(c):,} of the {res['vocab']:,} vocabulary tokens "
-            f"({100 * len(c) / res['vocab']:.0f}%), each seen a median {c.median():.0f} times; "
-            f"{100 * (c >= 5).mean():.0f}% of them at least five times."
-        )
-    else:
-        sha = next(iter(runs.values()), {}).get("config", {}).get("corpus_identity", {}).get("train_sha256", "")
-        out["spec_vocab_note"] = (
-            "Averaging per vocabulary token needs the token ids at these positions, which the runs did not store; "
-            f"they can be rebuilt exactly from the corpus build the runs trained on (train file sha256 {sha[:12]}…), "
-            "which this edition does not carry, so the comparison here is per position."
-        )
     word = {"holds": "holds", "partly": "partly holds", "fails": "does not hold", "untested": "untested (one scale)"}
     out["fig9_verdict"] = (
         f"'distributions coincide across scales' {word[parts['relu']['fig9']]} for ReLU (largest gap "
