@@ -8,10 +8,9 @@ hundred times smaller than the paper's can do above chance (tiny: BLiMP, ARC-Eas
 counts with its first metric (the one the paper averages); tasks split into several files (BLiMP's paradigms)
 are averaged first, so that each benchmark weighs one part of its group.
 
-Uncertainty: a group average's interval combines the tasks' own 95 % intervals (independent tasks, normal
-approximation); a difference against dense is bootstrapped in pairs over the items, resampling the same items
-under both settings, task by task. Both cover only the finite sample of items: each run has one seed, and
-seed-to-seed variation is not in them.
+Uncertainty: a group average's interval combines its tasks' 95 % intervals (independent, normal approximation);
+a difference between settings is bootstrapped in pairs over the items, the same items under both, task by task.
+Both cover only the sample of items: each run has one seed, and seed-to-seed variation is not in them.
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ TABLES = {
 GROUPS = {"C.R.": TABLES[4], "R.C.": TABLES[5], "complex": TABLES[6], "tiny": TABLES["tiny"]}
 GROUP_LABEL = {"C.R.": "commonsense reasoning", "R.C.": "reading comprehension", "complex": "complex tasks",
                "tiny": "tiny-model tasks"}  # fmt: skip
+FIG3_GROUPS = ("C.R.", "R.C.", "tiny")  # the complex tasks sit at chance: no ranking of methods on them
 DELTA_COLUMNS = ["run", "group", "setting", "delta", "lo", "hi"]
 PAPER_LOADERS = {4: paper.table4, 5: paper.table5, 6: paper.table6}
 
@@ -72,10 +72,10 @@ def _paired_bootstrap(parts: Sequence[Sequence[np.ndarray]], n_boot: int = N_BOO
     est = np.mean([np.mean([d.mean() for d in tasks]) for tasks in parts])
     boot = np.zeros(n_boot)
     for tasks in parts:
-        part = np.zeros(n_boot)
-        for d in tasks:
-            part += d[rng.integers(0, len(d), (n_boot, len(d)), dtype=np.int32)].mean(axis=1) / len(tasks)
-        boot += part / len(parts)
+        for d in tasks:  # in blocks of 200 resamples, so that a 10,000-item task stays small in memory
+            for b in range(0, n_boot, 200):
+                idx = rng.integers(0, len(d), (min(200, n_boot - b), len(d)), dtype=np.int32)
+                boot[b : b + 200] += d[idx].mean(axis=1) / (len(tasks) * len(parts))
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return float(est), float(lo), float(hi)
 
@@ -133,29 +133,35 @@ def _groups(s: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def paired(s: pd.DataFrame, items: dict[str, np.ndarray], group: str, terms: dict[str, float]) -> tuple:
+    """(estimate, low, high) of a weighted sum of one run's group averages under several settings, e.g.
+    ``{"cett-ppl-1%": 1, "dense": -1}`` for a Δ, bootstrapped in pairs: the same items are resampled under every
+    setting, task by task, over the tasks scored under all of them. No interval where per-item scores are missing."""
+    g = _group_rows(s, group)
+    keys = set.intersection(*(set(zip(g["task"][g["setting"] == k], g["metric"][g["setting"] == k])) for k in terms))
+    if not keys:
+        return np.nan, np.nan, np.nan
+    g = g[[(t, m) in keys for t, m in zip(g["task"], g["metric"])]]
+    arrays = {(t, m, k): items.get(evres.item_key(t, k, m)) for t, m in keys for k in terms}
+    if any(a is None for a in arrays.values()) or len({len(a) for a in arrays.values()}) > 1:
+        est = sum(w * group_average(g[g["setting"] == k])["score"] for k, w in terms.items())
+        return est, np.nan, np.nan
+    parts: dict[str, list] = {}
+    for r in g[g["setting"] == next(iter(terms))].itertuples():
+        diff = sum(w * np.asarray(arrays[(r.task, r.metric, k)], float) for k, w in terms.items())
+        parts.setdefault(r.component, []).append(diff)
+    return _paired_bootstrap(list(parts.values()))
+
+
 def _deltas(s: pd.DataFrame, items: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Each setting's group average minus dense, bootstrapped in pairs over the items (NaN interval where a
-    task's per-item scores are missing)."""
+    """Each setting's group average minus dense, bootstrapped in pairs over the items."""
     out = []
     for group in GROUPS:
         g = _group_rows(s, group)
-        dense = g[g["setting"] == "dense"].set_index(["task", "metric"])
-        for setting, rows in g[g["setting"] != "dense"].groupby("setting", sort=False):
-            rows = rows[rows.set_index(["task", "metric"]).index.isin(dense.index)]
-            if rows.empty:
-                continue
-            keys = [(r.task, r.metric, r.component) for r in rows.itertuples()]
-            diffs = [items.get(evres.item_key(t, setting, m)) for t, m, _ in keys]
-            base = [items.get(evres.item_key(t, "dense", m)) for t, m, _ in keys]
-            if all(d is not None and b is not None and len(d) == len(b) for d, b in zip(diffs, base)):
-                by_part: dict[str, list] = {}
-                for (_, _, c), d, b in zip(keys, diffs, base):
-                    by_part.setdefault(c, []).append(np.asarray(d, float) - np.asarray(b, float))
-                delta, lo, hi = _paired_bootstrap(list(by_part.values()))
-            else:
-                sub = dense.loc[[(t, m) for t, m, _ in keys]]
-                delta = group_average(rows)["score"] - group_average(sub.reset_index())["score"]
-                lo = hi = np.nan
+        if not (g["setting"] == "dense").any():
+            continue
+        for setting in g["setting"][g["setting"] != "dense"].unique():
+            delta, lo, hi = paired(s, items, group, {setting: 1.0, "dense": -1.0})
             out.append(dict(run=s["run"].iloc[0], group=group, setting=setting, delta=delta, lo=lo, hi=hi))
     return pd.DataFrame(out, columns=DELTA_COLUMNS)
 
@@ -168,6 +174,7 @@ def analyse(evals: dict[str, evres.SuiteResult], skipped: Sequence[str] = (), pa
     scores = [_rows(r, evals[r]) for r in order]
     deltas = [_deltas(s, evals[r].items) for r, s in zip(order, scores)]
     return dict(runs=order, skipped=list(skipped), params={r: params.get(r, np.nan) for r in order},
+                items={r: evals[r].items for r in order},
                 scores=pd.concat(scores or [pd.DataFrame()], ignore_index=True),
                 groups=pd.concat([_groups(s) for s in scores] or [pd.DataFrame()], ignore_index=True),
                 deltas=pd.concat(deltas or [pd.DataFrame(columns=DELTA_COLUMNS)], ignore_index=True))  # fmt: skip
@@ -248,12 +255,6 @@ def _no_data(res: dict) -> str:
 # ----------------------------------------------------------------------------- Fig. 3
 
 
-def _sweep_runs(res: dict) -> list[str]:
-    g = res["groups"]
-    swept = [r for r in res["runs"] if g[(g["run"] == r) & ~g["setting"].isin(["dense", *CETT_PPL])].size]
-    return swept or list(res["runs"])
-
-
 def fig3(res: dict) -> Figure | Markdown:
     """Score against sparsity (1 - activation ratio, %) for CETT, Top-k, FAT-ε and the zero threshold: one row
     per run with a sweep, panels C.R., R.C. and the tiny-task average; bars are 95 % intervals, the grey line and
@@ -263,7 +264,8 @@ def fig3(res: dict) -> Figure | Markdown:
         from IPython.display import Markdown
 
         return Markdown(_no_data(res))
-    g, runs, panels = res["groups"], _sweep_runs(res), ("C.R.", "R.C.", "tiny")
+    g, panels = res["groups"], FIG3_GROUPS
+    runs = [r for r in res["runs"] if g[(g["run"] == r) & ~g["setting"].isin(["dense", *CETT_PPL])].size] or res["runs"]
     styles = style.series_style(METHODS)
     fig, axes = plt.subplots(len(runs), 3, figsize=(13, 3.3 * len(runs)), squeeze=False)
     for row, run in zip(axes, runs):
@@ -298,23 +300,23 @@ def fig3(res: dict) -> Figure | Markdown:
 
 
 def compare_methods(res: dict) -> pd.DataFrame:
-    """Each Top-k, FAT-ε and zero-threshold point against the CETT curve at the same sparsity (interpolated,
-    never extrapolated): the score difference and whether CETT is beaten or better beyond the two intervals
-    (treated as independent, which is conservative for scores on the same items)."""
+    """Each Top-k, FAT-ε and zero-threshold point against the CETT curve at the same sparsity, interpolated
+    linearly between the two CETT points around it (never extrapolated): the score difference with a paired
+    bootstrap interval over the items, and whether CETT is beaten (interval above 0) or better (below 0)."""
     out, g = [], res["groups"]
-    for (run, group), d in g.groupby(["run", "group"]) if len(g) else ():
+    for (run, group), d in g[g["group"].isin(FIG3_GROUPS)].groupby(["run", "group"]) if len(g) else ():
         c = d[(d["method"] == "cett") & d["sparsity"].notna()].sort_values("sparsity")
-        if len(c) < 2:
-            continue
+        s = res["scores"][res["scores"]["run"] == run]
         for p in d[d["method"].isin(METHODS[1:]) & d["sparsity"].notna()].itertuples():
-            if not c["sparsity"].iloc[0] <= p.sparsity <= c["sparsity"].iloc[-1]:
+            i = int(np.searchsorted(c["sparsity"].to_numpy(), p.sparsity))
+            if len(c) < 2 or not c["sparsity"].iloc[0] <= p.sparsity <= c["sparsity"].iloc[-1]:
                 continue
-            score = np.interp(p.sparsity, c["sparsity"], c["score"])
-            se_c = np.interp(p.sparsity, c["sparsity"], (c["hi"] - c["lo"]) / (2 * Z95))
-            diff, se = p.score - score, np.hypot((p.hi - p.lo) / (2 * Z95), se_c)
-            out.append(dict(run=run, group=group, method=p.method, setting=p.setting, diff=diff,
-                            beaten=diff > Z95 * se, better=diff < -Z95 * se))  # fmt: skip
-    return pd.DataFrame(out, columns=["run", "group", "method", "setting", "diff", "beaten", "better"])
+            a, b = c.iloc[max(i - 1, 0)], c.iloc[max(i, 1)]
+            w = (b["sparsity"] - p.sparsity) / (b["sparsity"] - a["sparsity"]) if b["sparsity"] > a["sparsity"] else 1.0
+            diff, lo, hi = paired(s, res["items"][run], group, {p.setting: 1.0, a["setting"]: -w, b["setting"]: w - 1})
+            out.append(dict(run=run, group=group, method=p.method, setting=p.setting, diff=diff, lo=lo, hi=hi,
+                            beaten=lo > 0, better=hi < 0))  # fmt: skip
+    return pd.DataFrame(out, columns=["run", "group", "method", "setting", "diff", "lo", "hi", "beaten", "better"])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -507,8 +509,8 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
 
 def claims(res: dict) -> list[dict]:
     """Claims 1, 2, 3 (its downstream half; the perplexity half is the measuring chapter's) and 10, from our runs."""
-    notes = {i: f"downstream half: {n}" if i == 3 else n for i, (_, n) in claim_verdicts(res).items()}
-    return [dict(id=i, verdict=v, basis="our runs", note=notes[i]) for i, (v, _) in claim_verdicts(res).items()]
+    return [dict(id=i, verdict=v, basis="our runs", note=f"downstream half: {n}" if i == 3 else n)
+            for i, (v, n) in claim_verdicts(res).items()]  # fmt: skip
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -523,15 +525,9 @@ def numbers(res: dict) -> dict[str, str]:
     }
     verdicts = claim_verdicts(res)
     if not res["runs"]:
-        nothing = _no_data(res)
-        return (
-            out
-            | {k: nothing for k in ("status", "fig3_text", "table1_text", "tiny_text")}
-            | {
-                f"{k}_verdict": "untested: no run has a downstream evaluation yet"
-                for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")
-            }
-        )
+        out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), _no_data(res))
+        keys = [f"{k}_verdict" for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")]
+        return out | dict.fromkeys(keys, "untested: no run has a downstream evaluation yet")
     k = len(res["skipped"])
     skipped = f"; {k} run{' has' if k == 1 else 's have'} none yet" if k else ""
     out["status"] = (
