@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure
 
 from sparsing_lib.evaluation import results as evres
 from sparsing_lib.figures import downstream as ds
+from sparsing_lib.paths import ROOT
 
 N = 400  # items per task: enough that a 6-point loss is far outside the paired interval
 TASKS = (("piqa", "commonsense", 0.5, 0.6), ("boolq", "reading", 0.5, 0.6), ("mmlu", "complex", 0.25, 0.25),
@@ -151,3 +153,12 @@ def test_replay_reads_eval_folders_and_lists_the_rest(tmp_path, monkeypatch):
 def test_smoke_says_the_suite_is_missing():
     with pytest.raises(RuntimeError, match="evaluation.suite.*profile='replay'"):
         ds.results("smoke")
+
+
+def test_the_page_quotes_the_same_names_with_and_without_results():
+    """The book builds with warnings as errors: every glued name must exist whether or not a run has results."""
+    empty = ds.numbers(ds.analyse({}, skipped=["x-relu"]))
+    full = ds.numbers(ds.analyse({"a-relu": suite({})}))
+    assert set(empty) == set(full) and all(isinstance(v, str) and v for v in full.values())
+    page = (ROOT / "book" / "downstream.md").read_text()
+    assert set(re.findall(r"\{glue:text\}`(\w+)`", page)) <= set(full)
