@@ -69,11 +69,14 @@ def glue_all(values: dict[str, Any]) -> None:
 
 def glue_figure(name: str, fig) -> None:
     """Glue a matplotlib figure for a captioned ``{glue:figure}`` directive, and close it so that it is not
-    also shown a second time, uncaptioned, under the cell that drew it."""
+    also shown a second time, uncaptioned, under the cell that drew it. A chapter without results yet may glue
+    a note (IPython Markdown) under the same name instead, so that its page still builds."""
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     glue(name, fig, display=False)
-    plt.close(fig)
+    if isinstance(fig, Figure):
+        plt.close(fig)
 
 
 _TABLE_STYLES = [

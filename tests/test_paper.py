@@ -94,3 +94,32 @@ def test_law_2p4b_matches_table2_and_fig11():
     assert paper.law_2p4b("interim")["A0"] == 0.0712
     with pytest.raises(ValueError, match="fit='draft' is not valid"):
         paper.law_2p4b("draft")
+
+
+def test_downstream_tables_match_the_inventory_by_hand():
+    t1 = paper.table1().set_index(["group", "setting"])
+    assert t1.loc[("C.R.", "Dense"), "0.1B ReLU"] == 49.6 and t1.loc[("R.C.", "Δ CETT-PPL-10%"), "0.4B SiLU"] == -6.5
+    assert t1.loc[("C.R.", "Dense"), "Avg."] == 54.78 and t1.loc[("R.C.", "Δ CETT-PPL-5%"), "Avg."] == -2.21
+    t4, t5, t6 = paper.table4(), paper.table5(), paper.table6()
+    assert len(t4) == len(t5) == len(t6) == 40
+    row = t5[(t5.scale == "0.2B") & (t5.activation == "silu") & (t5.setting == "CETT-PPL-10%")].iloc[0]
+    assert (row["BoolQ acc"], row["TyDiQA acc"], row["Avg."]) == (54.5, 20.9, 34.4)
+    row = t6[(t6.scale == "1.2B") & (t6.activation == "relu") & (t6.setting == "CETT-PPL-1%")].iloc[0]
+    assert (row["HumanEval pass@1"], row["MMLU acc"], row["Avg."]) == (9.8, 33.9, 19.3)
+    assert t4.loc[(t4.scale == "0.8B") & (t4.activation == "silu") & (t4.setting == "Dense"), "COPA"].item() == 72.0
+
+
+def test_table1_is_table4_and_table5_averages_except_the_printed_typo():
+    t1 = paper.table1().set_index(["group", "setting"])
+    for group, table in (("C.R.", paper.table4()), ("R.C.", paper.table5())):
+        for (scale, act), rows in table.groupby(["scale", "activation"]):
+            avg = rows.set_index("setting")["Avg."]
+            model = f"{scale} {'ReLU' if act == 'relu' else 'SiLU'}"
+            assert t1.loc[(group, "Dense"), model] == avg["Dense"]
+            for p in ("1%", "5%", "10%"):
+                printed, implied = t1.loc[(group, f"Δ CETT-PPL-{p}"), model], avg[f"CETT-PPL-{p}"] - avg["Dense"]
+                typo = paper.TABLE1_TYPO
+                if (group, f"Δ CETT-PPL-{p}", model) == (typo["group"], typo["setting"], typo["model"]):
+                    assert (printed, round(implied, 1)) == (typo["printed"], typo["from_table4"])
+                else:
+                    assert abs(printed - implied) < 0.051, (group, p, model)
