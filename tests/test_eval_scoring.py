@@ -27,6 +27,6 @@ def test_last_number_and_number_match():
 def test_exact_and_dispatch():
     assert S.exact_match("  (A) ", ["(A)"]) == 1.0 and S.exact_match("(B)", ["(A)"]) == 0.0
     assert S.score("f1_em", "cat", ["cat"]) == {"f1": 1.0, "em": 1.0}
-    assert S.score("number", "42", ["42"]) == {"em": 1.0}
+    assert S.score("number", "42", ["42"]) == {"acc": 1.0}
     with pytest.raises(ValueError, match="not one of"):
         S.score("bleu", "a", ["a"])

@@ -182,7 +182,7 @@ def choice_scores(
 ) -> tuple[dict[str, np.ndarray], LogLikelihoods]:
     """Per item: ``acc`` (largest summed log-likelihood is gold) and ``acc_norm`` (the same after dividing by
     the continuation's length in characters, as lm-evaluation-harness's ``acc_norm`` does); both 0/1 floats."""
-    pairs = [(it.context, c) for it in items for c in it.continuations]
+    pairs = [pair for it in items for pair in it.pairs()]
     ll = loglikelihood(model, tokenizer, pairs, **kw)
     acc, norm, k = np.zeros(len(items)), np.zeros(len(items)), 0
     for j, it in enumerate(items):

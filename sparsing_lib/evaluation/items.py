@@ -16,12 +16,23 @@ class Choice:
 
     ``acc`` picks the largest summed log-likelihood; ``acc_norm`` divides by the continuation's length in
     UTF-8 bytes first (lm-evaluation-harness's convention). BLiMP pairs use an empty context.
+    ``contexts``, when given, is one context per continuation instead of ``context``: WinoGrande's partial
+    scoring puts each option into the prefix and scores the shared rest of the sentence after it.
     """
 
     id: str
     context: str
     continuations: tuple[str, ...]
     gold: int
+    contexts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.contexts and len(self.contexts) != len(self.continuations):
+            raise ValueError(f"{self.id}: {len(self.contexts)} contexts for {len(self.continuations)} continuations")
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (context, continuation) pairs to score, one per option."""
+        return list(zip(self.contexts or [self.context] * len(self.continuations), self.continuations))
 
 
 @dataclass(frozen=True)
@@ -51,13 +62,22 @@ class Generate:
 
 @dataclass(frozen=True)
 class Program:
-    """Code generation scored by running ``completion + test`` in a subprocess (pass@1, greedy)."""
+    """Code generation scored by running ``program(completion)`` in a subprocess (pass@1, greedy).
+
+    ``prefix`` is the code the completion continues: HumanEval's prompt (the signature and docstring), empty
+    for MBPP, whose prompt is exemplars and whose completion is a whole function.
+    """
 
     id: str
     prompt: str
     test: str
     stop: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
     max_new_tokens: int = 256
+    prefix: str = ""
+
+    def program(self, completion: str) -> str:
+        """The source to run: the prefix, the generated completion, then the tests."""
+        return f"{self.prefix}{completion}\n{self.test}"
 
 
 Item = Choice | Cloze | Generate | Program

@@ -71,12 +71,12 @@ def exact_match(prediction: str, references: Sequence[str]) -> float:
 
 
 def score(scorer: str, prediction: str, references: Sequence[str]) -> dict[str, float]:
-    """The metrics a Generate item's ``scorer`` reports: f1_em -> {f1, em}; number and exact -> {em}."""
+    """The metrics a Generate item's ``scorer`` reports: f1_em -> {f1, em}; number and exact -> {acc}."""
     if scorer == "f1_em":
         f1, em = f1_em(prediction, references)
         return {"f1": f1, "em": em}
     if scorer == "number":
-        return {"em": number_match(prediction, references)}
+        return {"acc": number_match(prediction, references)}
     if scorer == "exact":
-        return {"em": exact_match(prediction, references)}
+        return {"acc": exact_match(prediction, references)}
     raise ValueError(f"scorer {scorer!r} is not one of f1_em, number, exact")
