@@ -52,9 +52,7 @@ def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_mean(
-    x: Sequence[float], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
+def bootstrap_mean(x: Sequence[float], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``x`` (items resampled with replacement)."""
     x = np.asarray(x, dtype=np.float64)
     if x.size == 0:
