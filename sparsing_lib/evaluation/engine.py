@@ -14,6 +14,7 @@ on CUDA, and results stay on the device until the end, so no batch waits for the
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,8 +74,21 @@ def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(texts))["input_ids"] if texts else []
 
 
+@functools.lru_cache(maxsize=4)
+def _encode_prompts(tokenizer, prompts: tuple[str, ...]) -> list[list[int]]:
+    return _encode(tokenizer, prompts)
+
+
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """(context tokens, continuation tokens) per pair, by lm-evaluation-harness's convention (module doc)."""
+    """(context tokens, continuation tokens) per pair, by lm-evaluation-harness's convention (module doc).
+
+    Memoised on (tokenizer, pairs): the suite scores the same task under several settings in a row, and
+    tokenising 60k pairs again for each would cost seconds the GPU spends waiting."""
+    return _encode_pairs(tokenizer, tuple(pairs))
+
+
+@functools.lru_cache(maxsize=4)
+def _encode_pairs(tokenizer, pairs: tuple[tuple[str, str], ...]) -> list[tuple[list[int], list[int]]]:
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos_id(tokenizer)
     moved = []
     for ctx, cont in pairs:
@@ -231,7 +245,7 @@ def generate(
     room = max_context(model, tokenizer) - max_new_tokens
     if room < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's context")
-    enc = _encode(tokenizer, prompts)
+    enc = _encode_prompts(tokenizer, tuple(prompts))
     truncated = np.array([len(e) > room for e in enc])
     enc = [e[-room:] for e in enc]
     texts: list[str] = [""] * len(prompts)
