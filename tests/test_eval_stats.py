@@ -47,3 +47,7 @@ def test_group_average_resamples_each_task_on_its_own_items():
     bx = np.array([x[rng.integers(0, 4, size=4)].mean() for _ in range(400)])
     by = np.array([y[rng.integers(0, 3, size=3)].mean() for _ in range(400)])
     np.testing.assert_allclose((low, high), np.percentile((bx + by) / 2, [2.5, 97.5]))
+
+
+def test_wilson_ends_are_exact():
+    assert S.wilson(0, 6)[0] == 0.0 and S.wilson(6, 6)[1] == 1.0

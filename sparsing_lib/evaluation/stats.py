@@ -25,7 +25,9 @@ def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact ends: no 1e-17 rounding past the score
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return (low, high)
 
 
 def _z(level: float) -> float:

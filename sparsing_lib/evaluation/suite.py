@@ -259,15 +259,15 @@ def smoke_tasks() -> list[Task]:
     ]
 
 
-def smoke(folder: Path | str | None = None, sweeps: Mapping[str, Sequence[float]] | None = None) -> SuiteResult:
-    """The whole suite on CPU in seconds: a tiny random ReLU Llama with our tokenizer, ``smoke_tasks``,
-    dense and CETT-PPL-{1,5,10}% (plus ``sweeps``); written to ``folder`` if given."""
+def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
+    """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
+    would leave its perplexity blind to sparsity)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ..corpus import load_tokenizer
 
     tokenizer = load_tokenizer()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -280,8 +280,7 @@ def smoke(folder: Path | str | None = None, sweeps: Mapping[str, Sequence[float]
         initializer_range=0.15,  # weights large enough that the FFNs matter
     )
     model = LlamaForCausalLM(config).eval()
-    # calibration text sampled from the model itself: random text would leave its PPL blind to sparsity
-    start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(0))
+    start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(seed))
     calib = model.generate(
         start,
         attention_mask=torch.ones_like(start),
@@ -292,6 +291,13 @@ def smoke(folder: Path | str | None = None, sweeps: Mapping[str, Sequence[float]
         min_new_tokens=63,
         pad_token_id=0,
     )
+    return model, tokenizer, calib
+
+
+def smoke(folder: Path | str | None = None, sweeps: Mapping[str, Sequence[float]] | None = None) -> SuiteResult:
+    """The whole suite on CPU in seconds: ``smoke_model``, ``smoke_tasks``, dense and CETT-PPL-{1,5,10}%
+    (plus ``sweeps``); written to ``folder`` if given."""
+    model, tokenizer, calib = smoke_model()
     result = run_suite(model, tokenizer, smoke_tasks(), settings(model, calib, sweeps=sweeps), batch_size=16)
     if folder is not None:
         write(folder, result)
@@ -339,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--settings", default="dense,cett-ppl-1%,cett-ppl-5%,cett-ppl-10%")
     parser.add_argument("--sweeps", action="store_true", help="add the Fig. 3 sweeps (SWEEPS and zero for ReLU)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4096, help="most rows per forward pass")
     parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per forward pass")
     parser.add_argument("--calib-tokens", type=int, default=1 << 16)
     parser.add_argument("--smoke", action="store_true", help="tiny random model and synthetic items on CPU")
@@ -357,8 +363,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cli_run(args) -> SuiteResult:
-    from . import tasks as registry
-
     if not args.model:
         raise ValueError("--model is required (or --smoke)")
     names = [n for n in args.settings.split(",") if n]
@@ -368,6 +372,8 @@ def _cli_run(args) -> SuiteResult:
             ps.append(float(n[len("cett-ppl-") : -1]) / 100)
         elif n != "dense":
             raise ValueError(f"unknown setting {n!r}: use dense and cett-ppl-<p>% (add --sweeps for Fig. 3)")
+    from . import tasks as registry  # the loaders' registry
+
     task_list = [registry.load(n, args.limit) for n in args.tasks.split(",") if n]
     if not task_list:
         raise ValueError("no task given: pass --tasks NAME[,NAME...]")
