@@ -112,3 +112,14 @@ def test_tokenizer_without_end_of_text_is_refused(setup):
     tok = PreTrainedTokenizerFast(tokenizer_object=bare, unk_token="[UNK]")
     with pytest.raises(ValueError, match="no end-of-text token"):
         E.loglikelihood(model, tok, [("a", " b")])
+
+
+def test_shared_inputs_run_once_and_score_alike(setup):
+    """MMLU-style: one prompt, four one-token answers -> one row of the forward pass, four scores."""
+    model, tok = setup
+    pairs = [("Answer:", f" {x}") for x in "ABCD"] + [("Other prompt", " A")]
+    with metrics.sparsify(model, "dense") as stats:
+        got = E.loglikelihood(model, tok, pairs)
+    assert stats.tokens[0] == len(tok("Answer:")["input_ids"]) + len(tok("Other prompt")["input_ids"])
+    for k, (ctx, cont) in enumerate(E.encode_pairs(tok, pairs)):
+        assert got.logprob[k] == pytest.approx(_reference(model, ctx, cont)[0], rel=1e-4)

@@ -161,32 +161,39 @@ def loglikelihood(
     enc = encode_pairs(tokenizer, pairs)
     if any(len(c) == 0 for _, c in enc):
         raise ValueError("a continuation encodes to no tokens: nothing to score")
-    seqs = [(c + k)[-(limit + 1) :][:-1] for c, k in enc]
+    seqs = [tuple((c + k)[-(limit + 1) :][:-1]) for c, k in enc]
     truncated = np.array([len(c) + len(k) > limit + 1 for c, k in enc])
     conts = [k[-limit:] for _, k in enc]
+    # Requests with the same input (e.g. MMLU's four one-token answers after one prompt) share a forward pass.
+    rows: dict[tuple, list[int]] = {}
+    for i, seq in enumerate(seqs):
+        rows.setdefault(seq, []).append(i)
+    unique = list(rows)
     logprob = torch.zeros(len(pairs), dtype=torch.float64, device=device)
     greedy = torch.zeros(len(pairs), dtype=torch.bool, device=device)
     keep = _keeps_logits(model)
     bar = tqdm(total=len(pairs), disable=not progress, desc="log-likelihood", leave=False)
-    for batch in _batches([len(s) for s in seqs], batch_size, max_tokens):
-        ids, mask = _left_pad([seqs[i] for i in batch], pad, device)
-        width = max(len(conts[i]) for i in batch)
-        target = torch.full((len(batch), width), pad, dtype=torch.long)
-        tmask = torch.zeros((len(batch), width), dtype=torch.bool)
-        for k, i in enumerate(batch):
-            target[k, width - len(conts[i]) :] = torch.tensor(conts[i])
-            tmask[k, width - len(conts[i]) :] = True
+    for batch in _batches([len(s) for s in unique], batch_size, max_tokens):
+        ids, mask = _left_pad([unique[u] for u in batch], pad, device)
+        reqs = [(k, i) for k, u in enumerate(batch) for i in rows[unique[u]]]
+        width = max(len(conts[i]) for _, i in reqs)
+        target = torch.full((len(reqs), width), pad, dtype=torch.long)
+        tmask = torch.zeros((len(reqs), width), dtype=torch.bool)
+        for r, (_, i) in enumerate(reqs):
+            target[r, width - len(conts[i]) :] = torch.tensor(conts[i])
+            tmask[r, width - len(conts[i]) :] = True
         target, tmask = target.to(device, non_blocking=True), tmask.to(device, non_blocking=True)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
         kwargs = {"logits_to_keep": width} if keep else {}
         with _autocast(device):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits[:, -width:]
-        logp = logits.float().log_softmax(-1)
-        tok = logp.gather(-1, target[..., None])[..., 0]
-        index = torch.tensor(batch, device=device)
-        logprob[index] = (tok * tmask).sum(1).double()
-        greedy[index] = ((logp.argmax(-1) == target) | ~tmask).all(1)
-        bar.update(len(batch))
+        logp = logits.float().log_softmax(-1).reshape(len(batch) * width, -1)
+        row = torch.tensor([k for k, _ in reqs], device=device)
+        flat = row[:, None] * width + torch.arange(width, device=device)  # [requests, width] rows of logp
+        index = torch.tensor([i for _, i in reqs], device=device)
+        logprob[index] = (logp[flat, target] * tmask).sum(1).double()
+        greedy[index] = ((logp.argmax(-1)[flat] == target) | ~tmask).all(1)
+        bar.update(len(reqs))
     bar.close()
     return LogLikelihoods(logprob.cpu().numpy(), greedy.cpu().numpy(), np.array([len(c) for _, c in enc]), truncated)
 
