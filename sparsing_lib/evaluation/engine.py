@@ -9,7 +9,9 @@ from the left, and every such item is counted.
 Speed is a design goal (the whole suite, several sparsity settings, in minutes on one GPU): items are sorted
 by length so that padding is small, batched up to a token budget, left-padded so that every continuation
 ends in the last column (only those columns' logits are computed and normalised), run under bf16 autocast
-on CUDA, and results stay on the device until the end, so no batch waits for the host.
+on CUDA, and results stay on the device until the end, so no batch waits for the host. The host-side
+preparation (tokenise, truncate, merge requests with the same input, pad into pinned tensors) is done once
+per task and reused by every sparsity setting.
 """
 
 from __future__ import annotations
@@ -80,15 +82,7 @@ def _encode_prompts(tokenizer, prompts: tuple[str, ...]) -> list[list[int]]:
 
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """(context tokens, continuation tokens) per pair, by lm-evaluation-harness's convention (module doc).
-
-    Memoised on (tokenizer, pairs): the suite scores the same task under several settings in a row, and
-    tokenising 60k pairs again for each would cost seconds the GPU spends waiting."""
-    return _encode_pairs(tokenizer, tuple(pairs))
-
-
-@functools.lru_cache(maxsize=4)
-def _encode_pairs(tokenizer, pairs: tuple[tuple[str, str], ...]) -> list[tuple[list[int], list[int]]]:
+    """(context tokens, continuation tokens) per pair, by lm-evaluation-harness's convention (module doc)."""
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos_id(tokenizer)
     moved = []
     for ctx, cont in pairs:
@@ -130,14 +124,15 @@ def _keeps_logits(model: nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def _left_pad(rows: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows padded on the left to one width: every sequence ends in the last column (CPU tensors)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for k, r in enumerate(rows):
         ids[k, width - len(r) :] = torch.tensor(r, dtype=torch.long)
         mask[k, width - len(r) :] = 1
-    return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+    return ids, mask
 
 
 @torch.no_grad()
@@ -156,25 +151,52 @@ def loglikelihood(
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    limit = max_context(model, tokenizer)
+    plan = _plan(tokenizer, tuple(pairs), max_context(model, tokenizer), batch_size, max_tokens)
+    logprob = torch.zeros(len(pairs), dtype=torch.float64, device=device)
+    greedy = torch.zeros(len(pairs), dtype=torch.bool, device=device)
+    keep = _keeps_logits(model)
+    bar = tqdm(total=len(pairs), disable=not progress, desc="log-likelihood", leave=False)
+    for batch in plan.batches:
+        ids, mask, target, tmask, row, index = (t.to(device, non_blocking=True) for t in batch)
+        width = target.shape[1]
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        kwargs = {"logits_to_keep": width} if keep else {}
+        with _autocast(device):
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits[:, -width:]
+        logp = logits.float().log_softmax(-1).reshape(len(ids) * width, -1)
+        flat = row[:, None] * width + torch.arange(width, device=device)  # [requests, width] rows of logp
+        logprob[index] = (logp[flat, target] * tmask).sum(1).double()
+        greedy[index] = ((logp.argmax(-1)[flat] == target) | ~tmask).all(1)
+        bar.update(len(index))
+    bar.close()
+    return LogLikelihoods(logprob.cpu().numpy(), greedy.cpu().numpy(), plan.n_tokens, plan.truncated)
+
+
+@dataclass
+class _Plan:
+    batches: list[tuple[torch.Tensor, ...]]  # ids, mask, target, target mask, request row, request index
+    n_tokens: np.ndarray
+    truncated: np.ndarray
+
+
+@functools.lru_cache(maxsize=2)
+def _plan(tokenizer, pairs: tuple[tuple[str, str], ...], limit: int, batch_size: int, max_tokens: int) -> _Plan:
+    """The host-side work of ``loglikelihood``, done once per task and reused by every setting: encode,
+    truncate, merge requests with the same input (e.g. MMLU's four one-token answers after one prompt share a
+    forward pass), sort and pad into pinned CPU tensors."""
     pad = eos_id(tokenizer)
     enc = encode_pairs(tokenizer, pairs)
     if any(len(c) == 0 for _, c in enc):
         raise ValueError("a continuation encodes to no tokens: nothing to score")
     seqs = [tuple((c + k)[-(limit + 1) :][:-1]) for c, k in enc]
-    truncated = np.array([len(c) + len(k) > limit + 1 for c, k in enc])
     conts = [k[-limit:] for _, k in enc]
-    # Requests with the same input (e.g. MMLU's four one-token answers after one prompt) share a forward pass.
     rows: dict[tuple, list[int]] = {}
     for i, seq in enumerate(seqs):
         rows.setdefault(seq, []).append(i)
     unique = list(rows)
-    logprob = torch.zeros(len(pairs), dtype=torch.float64, device=device)
-    greedy = torch.zeros(len(pairs), dtype=torch.bool, device=device)
-    keep = _keeps_logits(model)
-    bar = tqdm(total=len(pairs), disable=not progress, desc="log-likelihood", leave=False)
+    batches = []
     for batch in _batches([len(s) for s in unique], batch_size, max_tokens):
-        ids, mask = _left_pad([unique[u] for u in batch], pad, device)
+        ids, mask = _left_pad([unique[u] for u in batch], pad)
         reqs = [(k, i) for k, u in enumerate(batch) for i in rows[unique[u]]]
         width = max(len(conts[i]) for _, i in reqs)
         target = torch.full((len(reqs), width), pad, dtype=torch.long)
@@ -182,20 +204,15 @@ def loglikelihood(
         for r, (_, i) in enumerate(reqs):
             target[r, width - len(conts[i]) :] = torch.tensor(conts[i])
             tmask[r, width - len(conts[i]) :] = True
-        target, tmask = target.to(device, non_blocking=True), tmask.to(device, non_blocking=True)
-        pos = (mask.cumsum(1) - 1).clamp_min(0)
-        kwargs = {"logits_to_keep": width} if keep else {}
-        with _autocast(device):
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits[:, -width:]
-        logp = logits.float().log_softmax(-1).reshape(len(batch) * width, -1)
-        row = torch.tensor([k for k, _ in reqs], device=device)
-        flat = row[:, None] * width + torch.arange(width, device=device)  # [requests, width] rows of logp
-        index = torch.tensor([i for _, i in reqs], device=device)
-        logprob[index] = (logp[flat, target] * tmask).sum(1).double()
-        greedy[index] = ((logp.argmax(-1)[flat] == target) | ~tmask).all(1)
-        bar.update(len(reqs))
-    bar.close()
-    return LogLikelihoods(logprob.cpu().numpy(), greedy.cpu().numpy(), np.array([len(c) for _, c in enc]), truncated)
+        row, index = torch.tensor([k for k, _ in reqs]), torch.tensor([i for _, i in reqs])
+        batches.append(tuple(_pinned(t) for t in (ids, mask, target, tmask, row, index)))
+    truncated = np.array([len(c) + len(k) > limit + 1 for c, k in enc])
+    return _Plan(batches, np.array([len(c) for _, c in enc]), truncated)
+
+
+def _pinned(t: torch.Tensor) -> torch.Tensor:
+    """Page-locked when a GPU is present, so that copies to it are asynchronous."""
+    return t.pin_memory() if torch.cuda.is_available() else t
 
 
 def choice_scores(
@@ -259,7 +276,7 @@ def generate(
     stops = [s for s in stop if s]
     bar = tqdm(total=len(prompts), disable=not progress, desc="generate", leave=False)
     for batch in _batches([len(e) for e in enc], batch_size, max_tokens, extra=max_new_tokens):
-        ids, mask = _left_pad([enc[i] for i in batch], pad, device)
+        ids, mask = (t.to(device) for t in _left_pad([enc[i] for i in batch], pad))
         with _autocast(device):
             out = model.generate(
                 input_ids=ids,
