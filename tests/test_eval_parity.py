@@ -1,9 +1,9 @@
 """Our scorer against lm-evaluation-harness (pinned in requirements-eval.txt) on the same requests.
 
-A tiny random Llama with our committed tokenizer; PIQA-, ARC- and COPA-like multiple-choice items in those
-tasks' lm-eval prompt formats, and LAMBADA-like cloze items (two with the model's own greedy
-continuation as target, so that ``is_greedy`` is true for some). One context is longer than the
-model's 64 positions, so left truncation is compared too.
+A tiny random Llama with our committed tokenizer; PIQA-, ARC-, COPA- and WinoGrande-like (partial scoring)
+multiple-choice items in those tasks' lm-eval prompt formats, and LAMBADA-like cloze items (two with the
+model's own greedy continuation as target, so that ``is_greedy`` is true for some). One context is longer
+than the model's 64 positions, so left truncation is compared too.
 """
 
 import numpy as np
@@ -75,6 +75,23 @@ COPA = [
     ),
     Choice("c2", "The café was crowded because", (" a festival was on.", " it had closed for good."), 0),
 ]
+# WinoGrande's partial scoring: each option completes the prefix; the shared rest of the sentence is scored.
+WINO = [
+    Choice(
+        "w0",
+        "",
+        (" would not fit into the suitcase because it was too big.",) * 2,
+        0,
+        contexts=("The trophy", "The suitcase"),
+    ),
+    Choice(
+        "w1",
+        "",
+        (" was grateful for the help.",) * 2,
+        1,
+        contexts=("Anna thanked Maria because Anna", "Anna thanked Maria because Maria"),
+    ),
+]
 LAMBADA_TEXTS = [
     "She opened the door and saw her old friend standing in the rain. She smiled and said hello to",
     "The ship sailed for weeks until the crew finally saw land on the horizon, and everyone cheered for the",
@@ -112,11 +129,11 @@ def _harness(lm, pairs):
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
-@pytest.mark.parametrize("items", [PIQA, ARC, COPA], ids=["piqa", "arc", "copa"])
+@pytest.mark.parametrize("items", [PIQA, ARC, COPA, WINO], ids=["piqa", "arc", "copa", "winogrande"])
 def test_multiple_choice_matches_lm_eval(setup, items):
     model, tok, lm = setup
     scores, ll = E.choice_scores(model, tok, items, batch_size=3)
-    want, want_greedy = _harness(lm, [(it.context, c) for it in items for c in it.continuations])
+    want, want_greedy = _harness(lm, [pair for it in items for pair in it.pairs()])
     np.testing.assert_allclose(ll.logprob, want, rtol=1e-4)
     np.testing.assert_array_equal(ll.is_greedy, want_greedy)
     k, acc, norm = 0, [], []
