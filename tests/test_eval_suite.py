@@ -20,13 +20,18 @@ def result(tiny):
         Task(
             "toy-long", "reading", ("acc",), 0.0, 0, [Generate("g", "word " * 200, ("7",), "number", max_new_tokens=4)]
         ),
-        Task("toy-pass", "complex", ("pass@1",), 0.0, 0, [Program("p", "# any\n", "assert True", max_new_tokens=4)]),
+        Task(
+            "toy-pass", "complex", ("pass@1",), 0.0, 0, [Program("p", "# any\n", "assert True", ("\n",), 4, prefix="#")]
+        ),
     ]
-    chosen = {
-        "dense": ("dense", None),
-        "cett=0.2": ("cett", metrics.cett_thresholds(model, calib, 0.2)),
-        "topk_token=0.5": ("topk_token", 0.5),
-    }
+    chosen = suite.Settings(
+        {
+            "dense": ("dense", None),
+            "cett=0.2": ("cett", metrics.cett_thresholds(model, calib, 0.2)),
+            "topk_token=0.5": ("topk_token", 0.5),
+        }
+    )
+    chosen.cett["cett=0.2"] = 0.2  # the CETT value behind the thresholds, reported in the value column
     return suite.run_suite(model, tok, tasks, chosen, batch_size=16), tasks
 
 
@@ -42,12 +47,14 @@ def test_rows_items_and_columns(result):
         assert low <= row.score <= high
     by = df.set_index(["task", "setting", "metric"])
     assert by.loc[("toy-long", "dense", "acc"), "truncated"] == 1  # 200 words > 128 - 4 positions
-    assert by.loc[("toy-pass", "dense", "pass@1"), "score"] == 1.0
-    assert by.loc[("toy-cloze", "topk_token=0.5", "acc"), "activation_ratio"] == pytest.approx(0.5, abs=0.02)
+    assert by.loc[("toy-pass", "dense", "pass@1"), "score"] == 1.0  # "#" + one line of text, then the test
+    topk = by.loc[("toy-cloze", "topk_token=0.5", "acc"), "activation_ratio"]
+    assert 0.3 < topk <= 0.5  # 64 of 128 neurons kept, fewer active where ReLU zeros are among them
     assert by.loc[("toy-cloze", "cett=0.2", "acc"), "value"] == 0.2
     assert np.isnan(by.loc[("toy-cloze", "dense", "acc"), "value"])
     dense = by.loc[("toy-cloze", "dense", "acc"), "activation_ratio"]
     assert 0.2 < dense < 0.8  # ReLU: about half the neurons are zero at random weights
+    assert by.loc[("toy-cloze", "cett=0.2", "acc"), "activation_ratio"] < dense
 
 
 def test_write_and_read_back(result, tmp_path):
