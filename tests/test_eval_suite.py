@@ -86,3 +86,21 @@ def test_smoke_writes_a_complete_result(tmp_path):
     res = suite.smoke(tmp_path)
     assert set(res.scores.setting) == {"dense", "cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%"}
     assert (tmp_path / "eval.csv").exists()
+
+
+def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
+    import torch
+
+    from sparsing_lib.models import TINY, build_model
+
+    model = build_model(TINY, "relu", 12288, seed=1).eval()
+    torch.save(model.state_dict(), tmp_path / "step_000010.pt")
+    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    got, tok = suite.load_model(str(tmp_path / "step_000010.pt"), str(tmp_path))
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(got(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert got.config.max_position_embeddings == 64 and tok.eos_token == "<|endoftext|>"
+    with pytest.raises(ValueError, match="pass --run"):
+        suite.load_model(str(tmp_path / "step_000010.pt"))

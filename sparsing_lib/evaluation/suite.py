@@ -319,7 +319,7 @@ def load_model(source: str, run: str | None = None, device: str = "cpu") -> tupl
         return model, AutoTokenizer.from_pretrained(path)
     if run is None:
         raise ValueError(f"{source} is not a model folder: pass --run, the run folder whose config.json built it")
-    cfg = load_run(Path(run)).config
+    cfg = load_run(Path(run))["config"]
     model = build_model(get_spec(cfg["model"]["name"]), cfg["activation"], cfg["vocab_size"])
     model.load_state_dict(torch.load(path, map_location="cpu"))
     model.config.max_position_embeddings = cfg["train"]["seq_len"]  # RoPE does not depend on it: the trained length
