@@ -36,7 +36,7 @@ LOGLIKELIHOOD = (
     ("ARC-Easy", 2376, 4, 30, 4),
     ("OpenBookQA", 500, 4, 20, 5),
     ("AGIEval", 2546, 5, 400, 10),
-    ("MMLU", 14042, 4, 650, 2),
+    ("MMLU", 14042, 4, 650, 1),  # " A".." D" after one prompt: the four requests share a forward pass
     ("BLiMP", 67000, 2, 0, 12),
 )
 CLOZE = (("LAMBADA", 5153, 80, 1),)
