@@ -132,12 +132,42 @@ def _hooks(model: nn.Module, method: str, value) -> tuple[Hooks, SparseStats]:
 
 
 @contextmanager
+def sparsify(model: nn.Module, method: str, value: float | Sequence[float] | None = None) -> Iterator[SparseStats]:
+    """Run ``model`` under one sparsification rule (``"dense"`` or one of ``METHODS``; ``value``: per-layer
+    thresholds for "cett", the fraction kept for Top-k, ε for "fat", ignored for "dense"/"zero"); yields a
+    SparseStats recording the activity of every pass run inside.
+
+    Padding is excluded from the statistics and from Top-k-per-layer's ranking: a pre-hook on the model
+    reads each call's ``attention_mask`` keyword and keeps its last ``seq_len`` columns, which is the right
+    mask both for a full forward and for a cached generation step (where the mask covers the whole past)."""
+    if method != "dense" and method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of dense, {', '.join(METHODS)}")
+    if method == "cett":
+        value = [float(t) for t in value]
+    hooks, stats = _hooks(model, method, value)
+
+    def set_mask(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is None or ids is None or mask.ndim != 2:
+            hooks.token_mask = None
+        else:
+            hooks.token_mask = mask[:, -ids.shape[1] :].reshape(-1).bool()
+
+    handle = model.register_forward_pre_hook(set_mask, with_kwargs=True)
+    try:
+        with hooks:
+            yield stats
+    finally:
+        handle.remove()
+        hooks.token_mask = None
+
+
+@contextmanager
 def sparse(model: nn.Module, thresholds: Sequence[float]) -> Iterator[SparseStats]:
-    """Run ``model`` with every FFN neuron whose output norm |a_i|·‖W_down[:, i]‖ is below its layer's
-    threshold zeroed; yields a SparseStats recording the activation ratios of the passes run inside
-    (all positions count; ``evaluate`` excludes padding)."""
-    hooks, stats = _hooks(model, "cett", [float(t) for t in thresholds])
-    with hooks:
+    """``sparsify(model, "cett", thresholds)``: every FFN neuron whose output norm |a_i|·‖W_down[:, i]‖ is
+    below its layer's threshold is zeroed."""
+    with sparsify(model, "cett", thresholds) as stats:
         yield stats
 
 

@@ -128,3 +128,20 @@ def test_unreachable_ppl_target_is_rejected():
     ids = R.sampled_text(model)
     with pytest.raises(ValueError, match="unreachable"):
         M.cett_ppl(model, ids, p=5.0)
+
+
+@pytest.mark.parametrize("method,value", [("dense", None), ("zero", None), ("fat", 0.05), ("topk_layer", 0.2)])
+def test_sparsify_matches_evaluate_and_excludes_padding(setup, method, value):
+    """One masked forward inside ``sparsify`` sees exactly the tokens and edits that ``evaluate`` sees."""
+    model, ids, mask = setup
+    want = M.evaluate(model, ids, mask, batch_size=len(ids), method=method, value=value)
+    with M.sparsify(model, method, value) as stats:
+        model(input_ids=ids, attention_mask=mask)
+    np.testing.assert_allclose(stats.layer_ratios, want.layer_ratios, atol=1e-12)
+    assert stats.tokens[0] == int(mask.sum())
+
+
+def test_sparsify_rejects_unknown_method():
+    with pytest.raises(ValueError, match="not one of dense"):
+        with M.sparsify(R.tiny_model("gpt2"), "magic", 0.1):
+            pass

@@ -1,0 +1,390 @@
+"""The downstream suite: every task under every sparsity setting, written as ``eval.csv`` (``results``).
+
+A setting is a sparsification rule (``metrics.sparsify``): dense, the CETT-PPL-p% thresholds found on
+calibration tokens (Table 1), and the Fig. 3 sweeps (Top-k, FAT-ε and CETT at several values, and the zero
+threshold for ReLU models). Each task runs inside its own ``sparsify`` block, so its ``activation_ratio`` is
+that of the tokens the task itself ran. Generated programs from all settings are executed together at the
+end, in parallel and once per distinct program (sparse settings often repeat the dense completion).
+
+CLI (one model, any tasks of ``evaluation.tasks``)::
+
+    python -m sparsing_lib.evaluation.suite --model DIR_OR_CKPT --tasks PIQA,LAMBADA --out FOLDER --device cuda
+
+``DIR_OR_CKPT``: a Hugging Face model folder (with its tokenizer), or a run checkpoint ``.../step_XXXXXX.pt``
+whose run folder (``--run``) holds the config.json that rebuilds the model; ours use the committed tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import metrics, paths
+from . import engine, execute, scoring, stats
+from .items import Choice, Cloze, Generate, Program, Task
+from .results import SuiteResult, item_key, write
+
+DEFAULT_PS = (0.01, 0.05, 0.10)
+# Fig. 3 sweep points: fraction kept for Top-k, ε for FAT, CETT values; "zero" is added for ReLU models.
+SWEEPS: dict[str, tuple[float, ...]] = {
+    "topk_token": (0.5, 0.3, 0.2, 0.1),
+    "fat": (0.01, 0.03, 0.1),
+    "cett": (0.1, 0.2, 0.4),
+}
+
+
+class Settings(dict):
+    """name -> (method, value), plus ``cett``: name -> the CETT value behind each CETT setting."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cett: dict[str, float] = {}
+
+
+def ppl_name(p: float) -> str:
+    """The setting name of CETT-PPL-p%, e.g. 0.01 -> "cett-ppl-1%"."""
+    return f"cett-ppl-{100 * p:g}%"
+
+
+def settings(
+    model: nn.Module,
+    calib_ids: torch.Tensor,
+    ps: Sequence[float] = DEFAULT_PS,
+    sweeps: Mapping[str, Sequence[float]] | None = None,
+    calib_mask: torch.Tensor | None = None,
+) -> Settings:
+    """Dense, CETT-PPL-p% for each p (thresholds searched on ``calib_ids``), and the ``sweeps`` points
+    (``SWEEPS`` for Fig. 3; ``{}`` for none), with "zero" added to a sweep on a ReLU model."""
+    out = Settings(dense=("dense", None))
+    for p in ps:
+        found = metrics.cett_ppl(model, calib_ids, p, calib_mask)
+        out[ppl_name(p)] = ("cett", found.thresholds[0])
+        out.cett[ppl_name(p)] = found.cett
+    sweeps = {} if sweeps is None else sweeps
+    if sweeps.get("cett"):
+        curves = metrics.cett_curves(model, calib_ids, calib_mask)
+        for v in sweeps["cett"]:
+            out[f"cett={v:g}"] = ("cett", curves.thresholds(v))
+            out.cett[f"cett={v:g}"] = float(v)
+    for method, values in sweeps.items():
+        for v in values if method != "cett" else ():
+            out[f"{method}={v:g}"] = (method, float(v))
+    if sweeps and getattr(model.config, "hidden_act", None) == "relu":
+        out["zero"] = ("zero", None)
+    return out
+
+
+def _pick(items: Sequence, kind) -> list[int]:
+    return [i for i, it in enumerate(items) if isinstance(it, kind)]
+
+
+def score_task(
+    model: nn.Module, tokenizer, task: Task, **kw
+) -> tuple[dict[str, np.ndarray], int, list[tuple[int, str]]]:
+    """Per-item metrics of one task (NaN where an item does not produce a metric), its number of truncated
+    prompts, and the (item index, source) of its programs, whose ``pass@1`` the caller fills in."""
+    n = len(task.items)
+    out: dict[str, np.ndarray] = {}
+    truncated = 0
+
+    def put(name: str, idx: list[int], values) -> None:
+        out.setdefault(name, np.full(n, np.nan))[idx] = values
+
+    for kind, fn in ((Choice, engine.choice_scores), (Cloze, engine.cloze_scores)):
+        idx = _pick(task.items, kind)
+        if idx:
+            scores, ll = fn(model, tokenizer, [task.items[i] for i in idx], **kw)
+            for name, values in scores.items():
+                put(name, idx, values)
+            truncated += _truncated_items(task, idx, ll.truncated) if kind is Choice else int(ll.truncated.sum())
+    idx = _pick(task.items, (Generate, Program))
+    programs = []
+    if idx:
+        texts, cut = engine.completions(model, tokenizer, [task.items[i] for i in idx], **kw)
+        truncated += int(cut.sum())
+        for i, text in zip(idx, texts):
+            it = task.items[i]
+            if isinstance(it, Program):
+                programs.append((i, it.program(text)))
+            else:
+                for name, value in scoring.score(it.scorer, text, it.references).items():
+                    put(name, [i], value)
+    return out, truncated, programs
+
+
+def _truncated_items(task: Task, idx: list[int], flags: np.ndarray) -> int:
+    """Choice items any of whose options was cut (flags are per option, in item order)."""
+    count, k = 0, 0
+    for i in idx:
+        m = len(task.items[i].continuations)
+        count += bool(flags[k : k + m].any())
+        k += m
+    return count
+
+
+def _interval(x: np.ndarray) -> tuple[float, float]:
+    if np.isin(x, (0.0, 1.0)).all():
+        return stats.wilson(float(x.sum()), len(x))
+    return stats.bootstrap_mean(x)
+
+
+def run_suite(
+    model: nn.Module,
+    tokenizer,
+    tasks: Sequence[Task],
+    settings: Mapping[str, tuple[str, object]],
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    max_tokens: int = engine.MAX_TOKENS,
+) -> SuiteResult:
+    """Every task under every setting: one row per (task, setting, metric) in ``results.COLUMNS``, per-item
+    scores under ``results.item_key``, and meta (thresholds, CETT values, seconds per task and setting)."""
+    from tqdm.auto import tqdm
+
+    engine.eos_id(tokenizer)  # fail before any work on a tokenizer without end-of-text
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    kw = dict(batch_size=batch_size, device=device, progress=progress, max_tokens=max_tokens)
+    per_item: dict[str, np.ndarray] = {}
+    info: dict[tuple[str, str], dict] = {}
+    pending: list[tuple[str, int, str]] = []
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    bar = tqdm(total=len(settings) * len(tasks), disable=not progress, desc="suite")
+    for task in tasks:  # settings innermost: a task's tokens are encoded once (engine memoises them)
+        for name, (method, value) in settings.items():
+            bar.set_postfix_str(f"{task.name} | {name}")
+            t0 = time.perf_counter()
+            with metrics.sparsify(model, method, value) as sp:
+                scores, truncated, programs = score_task(model, tokenizer, task, **kw)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[f"{task.name}|{name}"] = time.perf_counter() - t0
+            ratio = sp.activation_ratio if sp.neuron_counts is not None else math.nan
+            info[task.name, name] = dict(truncated=truncated, activation_ratio=ratio)
+            for metric, values in scores.items():
+                per_item[item_key(task.name, name, metric)] = values
+            if programs:
+                key = item_key(task.name, name, "pass@1")
+                per_item[key] = np.full(len(task.items), np.nan)
+                pending += [(key, i, src) for i, src in programs]
+            bar.update()
+    bar.close()
+    t0 = time.perf_counter()
+    for (key, i, _), outcome in zip(pending, execute.run_programs([src for *_, src in pending])):
+        per_item[key][i] = float(outcome == execute.PASSED)
+    seconds["execute"] = time.perf_counter() - t0
+    rows = []
+    for name, (method, value) in settings.items():
+        for task in tasks:
+            for metric in task.metrics:
+                key = item_key(task.name, name, metric)
+                x = per_item.get(key)
+                if x is None or np.isnan(x).any():
+                    raise ValueError(f"task {task.name}: its items do not all produce the metric {metric!r}")
+                rows.append(
+                    dict(
+                        task=task.name,
+                        group=task.group,
+                        setting=name,
+                        method=method,
+                        value=_value(name, value, settings),
+                        metric=metric,
+                        score=float(x.mean()),
+                        interval="[{:.6g}, {:.6g}]".format(*_interval(x)),
+                        items=len(x),
+                        **info[task.name, name],
+                        chance=task.chance,
+                        shots=task.shots,
+                    )
+                )
+    wanted = {item_key(t.name, s, m) for t in tasks for s in settings for m in t.metrics}
+    meta = dict(
+        model=metrics.model_identity(model),
+        revision=paths.git_revision(),
+        device=str(device),
+        thresholds={n: v for n, (m, v) in settings.items() if m == "cett"},
+        cett=dict(getattr(settings, "cett", {})),
+        seconds=seconds,
+        total_seconds=time.perf_counter() - start,
+        items={t.name: len(t.items) for t in tasks},
+    )
+    return SuiteResult(pd.DataFrame(rows), {k: v for k, v in per_item.items() if k in wanted}, meta)
+
+
+def _value(name: str, value, settings) -> float:
+    """The row's ``value``: the method's scalar parameter, or a CETT setting's CETT value, else NaN."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(getattr(settings, "cett", {}).get(name, math.nan))
+
+
+def smoke_tasks() -> list[Task]:
+    """Synthetic items of every kind (multiple choice, cloze, F1/EM, number and exact answers, programs)."""
+    words = "red green blue cat dog sun moon tree river stone".split()
+    choice = [
+        Choice(f"c{i}", f"Question: which word follows {w}?\nAnswer:", tuple(f" {v}" for v in words[i : i + 3]), i % 3)
+        for i, w in enumerate(words[:6])
+    ]
+    wino = Choice("w0", "", (" went home.", " went home."), 0, contexts=("The cat", "The dog"))
+    cloze = [Cloze(f"l{i}", f"The {w} and the {v} saw the", f" {w}") for i, (w, v) in enumerate(zip(words, words[1:]))]
+    gen = [
+        Generate("s0", "Context: the sun is hot.\nQuestion: what is hot?\nAnswer:", ("the sun",), "f1_em"),
+        Generate("s1", "Q: 2 + 2?\nA:", ("#### 4",), "number", max_new_tokens=8),
+        Generate("s2", "Q: pick (A) or (B).\nA:", ("(A)",), "exact", stop=("\n",), max_new_tokens=4),
+    ]
+    code = [
+        Program(
+            "p0", 'def one():\n    """Return 1."""\n', "assert one() == 1", max_new_tokens=12, prefix="def one():\n"
+        ),
+        Program("p1", "# write f\n", "assert f(2) == 4", max_new_tokens=12),
+    ]
+    return [
+        Task("toy-choice", "tiny", ("acc", "acc_norm"), 1 / 3, 0, choice),
+        Task("toy-wino", "commonsense", ("acc",), 0.5, 0, [wino]),
+        Task("toy-cloze", "reading", ("acc",), 0.0, 0, cloze),
+        Task("toy-squad", "reading", ("f1", "em"), 0.0, 0, gen[:1]),
+        Task("toy-answers", "complex", ("acc",), 0.0, 0, gen[1:]),
+        Task("toy-code", "complex", ("pass@1",), 0.0, 0, code),
+    ]
+
+
+def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
+    """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
+    would leave its perplexity blind to sparsity)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ..corpus import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        hidden_act="relu",
+        initializer_range=0.15,  # weights large enough that the FFNs matter
+    )
+    model = LlamaForCausalLM(config).eval()
+    start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(seed))
+    calib = model.generate(
+        start,
+        attention_mask=torch.ones_like(start),
+        do_sample=True,
+        temperature=0.5,
+        top_k=0,
+        max_new_tokens=63,
+        min_new_tokens=63,
+        pad_token_id=0,
+    )
+    return model, tokenizer, calib
+
+
+def smoke(folder: Path | str | None = None, sweeps: Mapping[str, Sequence[float]] | None = None) -> SuiteResult:
+    """The whole suite on CPU in seconds: ``smoke_model``, ``smoke_tasks``, dense and CETT-PPL-{1,5,10}%
+    (plus ``sweeps``); written to ``folder`` if given."""
+    model, tokenizer, calib = smoke_model()
+    result = run_suite(model, tokenizer, smoke_tasks(), settings(model, calib, sweeps=sweeps), batch_size=16)
+    if folder is not None:
+        write(folder, result)
+    return result
+
+
+def load_model(source: str, run: str | None = None, device: str = "cpu") -> tuple[nn.Module, object]:
+    """(model, tokenizer) from a Hugging Face folder, or from a run checkpoint ``step_XXXXXX.pt`` rebuilt with
+    the config.json of the run folder ``run`` (its context set to the run's training length)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..corpus import load_tokenizer
+    from ..models import build_model, get_spec
+    from ..runs import load_run
+
+    path = Path(source)
+    if path.is_dir():
+        model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        return model, AutoTokenizer.from_pretrained(path)
+    if run is None:
+        raise ValueError(f"{source} is not a model folder: pass --run, the run folder whose config.json built it")
+    cfg = load_run(Path(run))["config"]
+    model = build_model(get_spec(cfg["model"]["name"]), cfg["activation"], cfg["vocab_size"])
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    model.config.max_position_embeddings = cfg["train"]["seq_len"]  # RoPE does not depend on it: the trained length
+    return model.to(device).eval(), load_tokenizer()
+
+
+def calibration(tokenizer, tokens: int, seq_len: int) -> torch.Tensor:
+    """Validation tokens of our corpus (the probes' calibration data) as [n, seq_len] ids."""
+    from ..run import load_corpus, mix
+
+    _, _, by_domain, _ = load_corpus("full")
+    ids = mix(by_domain, tokens, seq_len)
+    return torch.as_tensor(np.asarray(ids, dtype=np.int64)).reshape(-1, seq_len)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score a causal LM on downstream tasks, dense and sparse.")
+    parser.add_argument("--model", help="Hugging Face model folder, or a run checkpoint step_XXXXXX.pt (with --run)")
+    parser.add_argument("--run", help="run folder whose config.json rebuilds a checkpoint")
+    parser.add_argument("--tasks", default="", help="comma-separated task names of evaluation.tasks")
+    parser.add_argument("--limit", type=int, help="first N items of each task (a quick check)")
+    parser.add_argument("--out", required=True, help="folder for eval.csv, eval_items.npz, eval.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--settings", default="dense,cett-ppl-1%,cett-ppl-5%,cett-ppl-10%")
+    parser.add_argument("--sweeps", action="store_true", help="add the Fig. 3 sweeps (SWEEPS and zero for ReLU)")
+    parser.add_argument("--batch-size", type=int, default=4096, help="most rows per forward pass")
+    parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per forward pass")
+    parser.add_argument("--calib-tokens", type=int, default=1 << 16)
+    parser.add_argument("--smoke", action="store_true", help="tiny random model and synthetic items on CPU")
+    args = parser.parse_args(argv)
+    try:
+        if args.smoke:
+            result = smoke(args.out, SWEEPS if args.sweeps else None)
+        else:
+            result = _cli_run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.scores.pivot_table(index=["task", "metric"], columns="setting", values="score").round(4))
+    return 0
+
+
+def _cli_run(args) -> SuiteResult:
+    if not args.model:
+        raise ValueError("--model is required (or --smoke)")
+    names = [n for n in args.settings.split(",") if n]
+    ps = []
+    for n in names:
+        if n.startswith("cett-ppl-") and n.endswith("%"):
+            ps.append(float(n[len("cett-ppl-") : -1]) / 100)
+        elif n != "dense":
+            raise ValueError(f"unknown setting {n!r}: use dense and cett-ppl-<p>% (add --sweeps for Fig. 3)")
+    from . import tasks as registry  # the loaders' registry
+
+    task_list = [registry.load(n, args.limit) for n in args.tasks.split(",") if n]
+    if not task_list:
+        raise ValueError("no task given: pass --tasks NAME[,NAME...]")
+    model, tokenizer = load_model(args.model, args.run, args.device)
+    engine.eos_id(tokenizer)
+    calib = calibration(tokenizer, args.calib_tokens, engine.max_context(model, tokenizer))
+    chosen = settings(model, calib.to(args.device), ps, SWEEPS if args.sweeps else {})
+    result = run_suite(model, tokenizer, task_list, chosen, args.batch_size, args.device, True, args.max_tokens)
+    write(args.out, result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from sparsing_lib import metrics
+from sparsing_lib.evaluation import results, suite
+from sparsing_lib.evaluation.items import Generate, Program, Task
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return suite.smoke_model()
+
+
+@pytest.fixture(scope="module")
+def result(tiny):
+    model, tok, calib = tiny
+    tasks = suite.smoke_tasks() + [
+        Task(
+            "toy-long", "reading", ("acc",), 0.0, 0, [Generate("g", "word " * 200, ("7",), "number", max_new_tokens=4)]
+        ),
+        Task(
+            "toy-pass", "complex", ("pass@1",), 0.0, 0, [Program("p", "# any\n", "assert True", ("\n",), 4, prefix="#")]
+        ),
+    ]
+    chosen = suite.Settings(
+        {
+            "dense": ("dense", None),
+            "cett=0.2": ("cett", metrics.cett_thresholds(model, calib, 0.2)),
+            "topk_token=0.5": ("topk_token", 0.5),
+        }
+    )
+    chosen.cett["cett=0.2"] = 0.2  # the CETT value behind the thresholds, reported in the value column
+    return suite.run_suite(model, tok, tasks, chosen, batch_size=16), tasks
+
+
+def test_rows_items_and_columns(result):
+    res, tasks = result
+    df = res.scores
+    assert len(df) == 3 * sum(len(t.metrics) for t in tasks)
+    assert set(results.COLUMNS) <= set(df.columns)
+    for row in df.itertuples():
+        x = res.items[results.item_key(row.task, row.setting, row.metric)]
+        assert len(x) == row.items and row.score == pytest.approx(x.mean())
+        low, high = results.interval(row.interval)
+        assert low <= row.score <= high
+    by = df.set_index(["task", "setting", "metric"])
+    assert by.loc[("toy-long", "dense", "acc"), "truncated"] == 1  # 200 words > 128 - 4 positions
+    assert by.loc[("toy-pass", "dense", "pass@1"), "score"] == 1.0  # "#" + one line of text, then the test
+    topk = by.loc[("toy-cloze", "topk_token=0.5", "acc"), "activation_ratio"]
+    assert 0.3 < topk <= 0.5  # 64 of 128 neurons kept, fewer active where ReLU zeros are among them
+    assert by.loc[("toy-cloze", "cett=0.2", "acc"), "value"] == 0.2
+    assert np.isnan(by.loc[("toy-cloze", "dense", "acc"), "value"])
+    dense = by.loc[("toy-cloze", "dense", "acc"), "activation_ratio"]
+    assert 0.2 < dense < 0.8  # ReLU: about half the neurons are zero at random weights
+    assert by.loc[("toy-cloze", "cett=0.2", "acc"), "activation_ratio"] < dense
+
+
+def test_write_and_read_back(result, tmp_path):
+    res, _ = result
+    results.write(tmp_path, res)
+    back = results.read(tmp_path)
+    assert len(back.scores) == len(res.scores) and set(back.items) == set(res.items)
+    assert json.loads((tmp_path / "eval.json").read_text())["thresholds"]["cett=0.2"]
+    assert set(res.meta["seconds"]) >= {"toy-cloze|dense", "execute"}
+
+
+def test_settings_names_and_ppl_thresholds(tiny):
+    model, _, calib = tiny
+    got = suite.settings(model, calib, ps=(0.01,), sweeps={"fat": (0.05,)})
+    assert list(got) == ["dense", "cett-ppl-1%", "fat=0.05", "zero"]  # zero: the model is ReLU
+    assert got["cett-ppl-1%"][0] == "cett" and len(got["cett-ppl-1%"][1]) == 2
+    assert 0 < got.cett["cett-ppl-1%"] < 1
+
+
+def test_cli_messages(capsys, tmp_path):
+    assert suite.main(["--out", str(tmp_path), "--settings", "dense,magic"]) == 2
+    assert "--model is required" in capsys.readouterr().err
+    assert suite.main(["--model", "x", "--out", str(tmp_path), "--settings", "dense,magic"]) == 2
+    assert "unknown setting 'magic'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_writes_a_complete_result(tmp_path):
+    res = suite.smoke(tmp_path)
+    assert set(res.scores.setting) == {"dense", "cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%"}
+    assert (tmp_path / "eval.csv").exists()
+
+
+def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
+    import torch
+
+    from sparsing_lib.models import TINY, build_model
+
+    model = build_model(TINY, "relu", 12288, seed=1).eval()
+    torch.save(model.state_dict(), tmp_path / "step_000010.pt")
+    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    got, tok = suite.load_model(str(tmp_path / "step_000010.pt"), str(tmp_path))
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(got(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert got.config.max_position_embeddings == 64 and tok.eos_token == "<|endoftext|>"
+    with pytest.raises(ValueError, match="pass --run"):
+        suite.load_model(str(tmp_path / "step_000010.pt"))
