@@ -339,12 +339,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a causal LM on downstream tasks, dense and sparse.")
     parser.add_argument("--model", help="Hugging Face model folder, or a run checkpoint step_XXXXXX.pt (with --run)")
     parser.add_argument("--run", help="run folder whose config.json rebuilds a checkpoint")
-    parser.add_argument("--tasks", default="", help="comma-separated task names of evaluation.tasks")
+    parser.add_argument(
+        "--tasks", default="", help="comma-separated task names of evaluation.tasks, group names, or 'all'"
+    )
     parser.add_argument("--limit", type=int, help="first N items of each task (a quick check)")
     parser.add_argument("--out", required=True, help="folder for eval.csv, eval_items.npz, eval.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--settings", default="dense,cett-ppl-1%,cett-ppl-5%,cett-ppl-10%")
     parser.add_argument("--sweeps", action="store_true", help="add the Fig. 3 sweeps (SWEEPS and zero for ReLU)")
+    parser.add_argument(
+        "--sweep-tasks",
+        default="commonsense,BoolQ,LAMBADA,TyDiQA,tiny",
+        help="tasks or groups the Fig. 3 sweeps run on (the dense and CETT-PPL settings run on every task)",
+    )
     parser.add_argument("--batch-size", type=int, default=4096, help="most rows per forward pass")
     parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per forward pass")
     parser.add_argument("--calib-tokens", type=int, default=1 << 16)
@@ -374,16 +381,49 @@ def _cli_run(args) -> SuiteResult:
             raise ValueError(f"unknown setting {n!r}: use dense and cett-ppl-<p>% (add --sweeps for Fig. 3)")
     from . import tasks as registry  # the loaders' registry
 
-    task_list = [registry.load(n, args.limit) for n in args.tasks.split(",") if n]
-    if not task_list:
-        raise ValueError("no task given: pass --tasks NAME[,NAME...]")
+    task_names = expand_tasks(args.tasks)
+    if not task_names:
+        raise ValueError("no task given: pass --tasks NAME[,NAME...], a group name or 'all'")
+    task_list = [registry.load(n, args.limit) for n in task_names]
     model, tokenizer = load_model(args.model, args.run, args.device)
     engine.eos_id(tokenizer)
     calib = calibration(tokenizer, args.calib_tokens, engine.max_context(model, tokenizer))
     chosen = settings(model, calib.to(args.device), ps, SWEEPS if args.sweeps else {})
-    result = run_suite(model, tokenizer, task_list, chosen, args.batch_size, args.device, True, args.max_tokens)
+    main_settings = {k: chosen[k] for k in ["dense", *(ppl_name(p) for p in ps)]}
+    result = run_suite(model, tokenizer, task_list, main_settings, args.batch_size, args.device, True, args.max_tokens)
+    sweep_settings = {k: v for k, v in chosen.items() if k not in main_settings}
+    if sweep_settings:  # Fig. 3's sweep points, on the tasks its panels average
+        sweep_names = set(expand_tasks(args.sweep_tasks))
+        extra = run_suite(
+            model,
+            tokenizer,
+            [t for t in task_list if t.name in sweep_names],
+            sweep_settings,
+            args.batch_size,
+            args.device,
+            True,
+            args.max_tokens,
+        )
+        result = SuiteResult(
+            pd.concat([result.scores, extra.scores], ignore_index=True),
+            {**result.items, **extra.items},
+            {**result.meta, "sweep": extra.meta, "cett": dict(chosen.cett)},
+        )
     write(args.out, result)
     return result
+
+
+def expand_tasks(spec: str) -> list[str]:
+    """Task names from a comma-separated list of task names, group names (evaluation.tasks.GROUPS) or 'all'."""
+    from . import tasks as registry
+
+    out: list[str] = []
+    for n in (n.strip() for n in spec.split(",")):
+        if not n:
+            continue
+        picked = registry.names() if n == "all" else registry.names(n) if n in registry.GROUPS else [n]
+        out += [p for p in picked if p not in out]
+    return out
 
 
 if __name__ == "__main__":
