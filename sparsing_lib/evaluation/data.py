@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-import pooch
 
 MANIFEST = Path(__file__).with_name("sources.csv")
 ENV = "SPARSING_EVAL_DATA"
@@ -174,6 +173,8 @@ def local_folder() -> Path | None:
 
 def cache_folder() -> Path:
     """Where downloads go when no local folder is set (outside any repository)."""
+    import pooch  # only needed to download: an offline machine with a local folder runs without it
+
     return Path(pooch.os_cache("sparsing_lib")) / "eval"
 
 
@@ -215,6 +216,8 @@ def _download(row: Source, target: Path) -> Path:
     where = target.parent / ".archives" if row.member else target.parent
     fname = PurePosixPath(row.path).name if row.member else target.name
     try:
+        import pooch
+
         got = Path(pooch.retrieve(row.url, known_hash=f"sha256:{expected}", fname=fname, path=where))
     except ValueError as e:  # pooch's own hash check
         raise HashMismatch(f"download of {row.url} does not have sha256 {expected}: {e}") from None
