@@ -398,12 +398,14 @@ def main(argv: list[str] | None = None) -> int:
                     **options,
                 )
                 barrier(world)  # the other ranks wait while rank 0 probes
+                codes.append(rec["status"] in FINISHED + ("paused",))
+                if not world.main:
+                    continue
                 print(
                     f"{run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
                     + (f" error {rec['error']}" if rec.get("error") else ""),
                     flush=True,
                 )
-                codes.append(rec["status"] in FINISHED + ("paused",))
         finally:
             stop(world)
         return 0 if all(codes) else 1
