@@ -75,7 +75,7 @@ else
 fi
 
 # 3. pilots: all at once, three per GPU, paused with a margin for the last log step, the state save and probes
-MARGIN=$([[ "$PROFILE" == full ]] && echo 90 || echo 60)
+MARGIN=$([[ "$PROFILE" == full ]] && echo 90 || echo 150)  # smoke: six toy runs start slowly on 2 cores
 TRAIN_S=$(( $(left) - MARGIN ))
 if (( TRAIN_S < 30 )); then stamp "pilots: no time left in this call; run the script again"
 else

@@ -57,6 +57,7 @@ GRIDS: dict[str, list[str]] = {
     "width_depth": [f"{s.name}-relu" for s in MINI.values() if s.kind == "width_depth"] + ["mini-192x4-relu"],
     "moe": [f"{s.name}-relu" for s in MINI.values() if s.kind == "moe"],
     "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
+    "large": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "large" for a in ACTIVATIONS],
     "pilots": list(PILOTS),
 }
 

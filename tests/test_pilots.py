@@ -65,6 +65,7 @@ def test_pilot_grid_and_new_scales_span_30x_at_the_papers_width_depth():
     assert big.non_embedding_params == 30_146_560 and get_spec("mini-448x8").non_embedding_params == 18_464_768
     assert big.non_embedding_params / small.non_embedding_params > 30
     assert 48 <= big.width_depth <= 56 and 48 <= get_spec("mini-448x8").width_depth <= 56
+    assert runner.GRIDS["large"] == ["mini-448x8-relu", "mini-448x8-silu", "mini-512x10-relu", "mini-512x10-silu"]
     spec, act, cfg = runner.recipe("p512-expected", "full")
     assert (spec.name, act, cfg.batch_size, cfg.warmup_tokens) == ("mini-512x10", "relu", 256, 40 * 2**20)
     full = runner.train_config("mini-512x10", "full")  # the scale's full recipe is the expected one for now
@@ -84,3 +85,13 @@ def test_pilot_table_reads_runs_and_judges_them(tmp_path):
     assert not t.loc["p448-base", "stable"] and t.loc["p448-base", "max_rise"] == pytest.approx(0.40)
     assert t.loc["p448-lr005", "stable"] and t.loc["p448-lr005", "last_val_loss"] == 3.8
     assert t.loc["p448-base", "status"] == "running"
+
+
+def test_the_large_scales_own_parameter_count_matches_the_spec():
+    from sparsing_lib.models import build_model
+
+    for name, heads in (("mini-448x8", 7), ("mini-512x10", 8)):
+        spec = get_spec(name)
+        m = build_model(spec, "relu", vocab_size=50)
+        counted = sum(p.numel() for n, p in m.named_parameters() if p.ndim >= 2 and "embed" not in n)
+        assert counted == spec.non_embedding_params and m.config.num_attention_heads == heads == spec.n_heads

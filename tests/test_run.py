@@ -49,7 +49,7 @@ def test_grids_and_slices():
     assert runner.GRIDS["proof"] == ["mini-160x3-relu", "mini-160x3-silu", "mini-192x4-relu", "mini-192x4-silu"]
     assert runner.select("proof", "1:3") == ["mini-160x3-silu", "mini-192x4-relu"]
     assert runner.select("proof", "mini-192x4-silu") == ["mini-192x4-silu"]
-    assert runner.select("scales", None) == runner.GRIDS["scales"] and len(runner.GRIDS["scales"]) == 14
+    assert runner.select("scales", None) == runner.GRIDS["scales"] and len(runner.GRIDS["scales"]) == 10
     with pytest.raises(ValueError, match="not in grid"):
         runner.select("proof", "mini-336x7-relu")
     with pytest.raises(ValueError, match="grid="):
