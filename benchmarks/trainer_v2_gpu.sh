@@ -77,7 +77,7 @@ fi
 # 3. pilots: all at once, three per GPU, paused with a margin for the last log step, the state save and probes
 MARGIN=$([[ "$PROFILE" == full ]] && echo 90 || echo 150)  # smoke: six toy runs start slowly on 2 cores
 TRAIN_S=$(( $(left) - MARGIN ))
-if (( TRAIN_S < 30 )); then stamp "pilots: no time left in this call; run the script again"
+if (( TRAIN_S < 120 )); then stamp "pilots: under 120 s left (compilation alone takes ~40 s); run the script again"
 else
   stamp "pilots: ${TRAIN_S} s of training each, then pause (or probe when done)"
   timeout $(( TRAIN_S + MARGIN - 5 )) "$PY" -m sparsing_lib.run --grid pilots --gpus "$(( GPUS < 1 ? 1 : GPUS ))" \
