@@ -10,8 +10,9 @@ sequences per step (a recipe change: the pilots test what a larger batch does to
 into micro-batches of that many sequences (gradient accumulation). Each config runs in its own process
 (compile caches and CUDA graphs do not leak between configs) under ``--timeout``; it trains ``--warmup``
 untimed steps, then ``--repeats`` timed windows of ``--steps`` / ``--repeats`` steps on random token ids,
-and reports the median window. Writes ``mfu_<tag>.csv`` and ``mfu_<tag>.log`` (command, revision from
-``sparsing_lib.paths.git_state`` or ``SPARSING_GIT_REV``, hardware). MFU as in ``benchmarks/throughput.py``.
+and reports the median window. Writes ``mfu_<tag>.csv`` and ``mfu_<tag>.log`` (command, and
+``sparsing_lib.run.environment()``: revision from git or ``SPARSING_GIT_REV``, packages, hardware).
+MFU as in ``benchmarks/throughput.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import torch
 
 from sparsing_lib.checks import check_choice
 from sparsing_lib.models import build_model, get_spec
-from sparsing_lib.paths import H200_BF16_FLOPS, cpu_hardware, git_state
+from sparsing_lib.paths import H200_BF16_FLOPS, cpu_hardware
+from sparsing_lib.run import environment
 from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
 
 MODES = ("eager", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
@@ -100,11 +102,6 @@ def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repe
     )
 
 
-def hardware(device: str) -> str:
-    gpu = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}" if device == "cuda" else "no GPU"
-    return f"{gpu}; CPU {cpu_hardware()}; torch {torch.__version__}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="", help="comma-separated model:mode:batch[:micro][:foreach]")
@@ -125,12 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configs = [parse_config(c)["config"] for c in args.configs.split(",") if c]
     args.out.mkdir(parents=True, exist_ok=True)
-    git = git_state()
-    head = [
-        f"command: python benchmarks/mfu.py {' '.join(argv if argv is not None else sys.argv[1:])}",
-        f"revision: {git['revision']} (dirty: {git['dirty']}; source: {git['source']})",
-        f"hardware: {hardware(args.device)}",
-    ]
+    env = environment() | dict(gpus=torch.cuda.device_count())  # revision (git or SPARSING_GIT_REV), hardware
+    head = [f"command: python benchmarks/mfu.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
+    head.append(f"environment: {json.dumps(env)}")
     log = args.out / f"mfu_{args.tag}.log"
     log.write_text("\n".join(head) + "\n")
     rows = []

@@ -40,14 +40,20 @@ def test_mfu_measures_a_toy_step_with_accumulation_on_cpu():
 def test_ddp_compare_on_hand_made_curves():
     curves = pd.DataFrame(
         dict(
-            world_size=[1, 1, 1, 2, 2, 2],
-            step=[25, 50, 75, 25, 50, 75],
-            train_loss=[5.0, 4.0, 3.5, 5.0, 4.01, 3.48],
-            val_loss=[float("nan"), 4.1, 3.6, float("nan"), 4.1, 3.63],
-            tokens_per_s=[1.0, 10.0, 12.0, 1.0, 19.0, 21.0],
+            world_size=[1, 1, 1, 2, 2, 2, 1, 1, 1],
+            seed=[0, 0, 0, 0, 0, 0, 1, 1, 1],
+            step=[25, 50, 75] * 3,
+            train_loss=[5.0, 4.0, 3.5, 5.0, 4.01, 3.48, 5.2, 4.1, 3.3],
+            val_loss=[float("nan"), 4.1, 3.6, float("nan"), 4.1, 3.63, float("nan"), 4.3, 3.5],
+            tokens_per_s=[1.0, 10.0, 12.0, 1.0, 19.0, 21.0, 1.0, 9.0, 9.0],
         )
     )
-    s = ddp.compare(curves).set_index("world_size")
+    both = ddp.compare(curves).set_index(["world_size", "seed"])
+    noise = both.loc[(1, 1)]
+    assert noise["max_abs_train_loss_diff"] == pytest.approx(0.2) and noise["max_abs_val_loss_diff"] == pytest.approx(
+        0.2
+    )
+    s = both.xs(0, level="seed")
     assert s.loc[1, "tokens_per_s"] == 11.0 and s.loc[2, "tokens_per_s"] == 20.0  # first interval left out
     assert s.loc[2, "speedup"] == pytest.approx(20 / 11)
     assert s.loc[2, "max_abs_train_loss_diff"] == pytest.approx(0.02)
