@@ -175,13 +175,18 @@ def train_step(
     loss and the pre-clipping gradient norm (device tensors, no synchronisation). ``chunks`` > 1 accumulates
     the gradient over that many equal micro-batches (under DDP, synchronising only on the last), which is
     the same mean gradient as one pass over the whole batch."""
-    total = torch.zeros((), device=x.device)
-    for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
-        sync = i == chunks - 1 or not hasattr(model, "no_sync")
-        with contextlib.nullcontext() if sync else model.no_sync():
-            loss = loss_fn(model, xc, yc) / chunks
-            loss.backward()
-        total += loss.detach()
+    if chunks == 1:  # no extra kernels: the minis are launch-bound
+        loss = loss_fn(model, x, y)
+        loss.backward()
+        total = loss.detach()
+    else:
+        total = torch.zeros((), device=x.device)
+        for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
+            sync = i == chunks - 1 or not hasattr(model, "no_sync")
+            with contextlib.nullcontext() if sync else model.no_sync():
+                loss = loss_fn(model, xc, yc) / chunks
+                loss.backward()
+            total += loss.detach()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
