@@ -5,7 +5,11 @@ pareto.csv, neuron_frequency.npz, vocab_ratios.npz, cett.json and env.json (``ru
 run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``probes.probe_moe_checkpoints``).
 Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
 env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
-Several runs go concurrently as separate processes with ``--jobs``.
+Several runs go concurrently as separate processes with ``--jobs`` (or ``--gpus G --per-gpu K``: K runs on
+each of G GPUs, ``launch``), each logging to ``<ckpt>/logs/<run>.log``. Under ``torchrun --nproc_per_node N -m
+sparsing_lib.run ...`` the selected runs train one after another, each on all N GPUs (``distributed``).
+config.json carries ``format`` (``FORMAT``); a run folder without it is from the old format and is refused
+rather than resumed into.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import functools
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_choice
-from .models import ACTIVATIONS, MINI, TINY, build_model, get_spec, spec_dict
+from .checks import check_choice, check_range
+from .distributed import World, barrier, start, stop, world_from_env
+from .launch import launch
+from .models import ACTIVATIONS, MINI, TINY, ModelSpec, build_model, get_spec, spec_dict
 from .paths import H200_BF16_FLOPS, git_state
+from .pilots import EXPECTED, PILOT_BASE, PILOTS, apply
 from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
 from .runs import FINISHED, FORMAT, parse_run, write_json
 from .train import TrainConfig, train
+
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
 MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long stable phase (134M tokens)
@@ -41,6 +48,7 @@ MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long sta
 # needs (a judgement, not a proof); the reference mini-192x4-relu has a checkpoint at 48.8 tokens per
 # parameter, the nearest to 50.
 WIDTH_DEPTH_TOKENS_PER_PARAM = 50
+LARGE = 10_000_000  # non-embedding parameters above which a scale trains the pilots' expected recipe
 
 GRIDS: dict[str, list[str]] = {
     "proof": [f"{m}-{a}" for m in ("mini-160x3", "mini-192x4") for a in ACTIVATIONS],
@@ -48,12 +56,15 @@ GRIDS: dict[str, list[str]] = {
     "width_depth": [f"{s.name}-relu" for s in MINI.values() if s.kind == "width_depth"] + ["mini-192x4-relu"],
     "moe": [f"{s.name}-relu" for s in MINI.values() if s.kind == "moe"],
     "smoke": [f"{TINY.name}-{a}" for a in ACTIVATIONS],
+    "large": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "large" for a in ACTIVATIONS],
+    "pilots": list(PILOTS),
 }
 
 
 def train_config(model: str, profile: str) -> TrainConfig:
     """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M), 50 for the
-    width-depth variants; smoke = toy size."""
+    width-depth variants, and above ``LARGE`` the batch and warm-up the pilots expect to be stable
+    (``pilots.EXPECTED``, provisional until they are judged); smoke = toy size."""
     if profile == "smoke":
         return TrainConfig(
             tokens=150 * 8 * 64,
@@ -67,7 +78,22 @@ def train_config(model: str, profile: str) -> TrainConfig:
     spec = get_spec(model)
     if spec.kind == "width_depth":
         return TrainConfig(tokens=WIDTH_DEPTH_TOKENS_PER_PARAM * spec.non_embedding_params)
-    return TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS))
+    cfg = TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS))
+    if spec.non_embedding_params > LARGE:
+        return replace(cfg, batch_size=cfg.batch_size * EXPECTED["batch_mult"], warmup_tokens=EXPECTED["warmup_tokens"])
+    return cfg
+
+
+def recipe(run: str, profile: str) -> tuple[ModelSpec, str, TrainConfig]:
+    """Model spec, activation and training recipe of ``run``: a grid run ``<model>-<activation>`` or a pilot
+    (``pilots.PILOTS``, ReLU; on the smoke profile the toy model with the pilot's changes)."""
+    if run in PILOTS:
+        smoke = profile == "smoke"
+        spec = TINY if smoke else get_spec(PILOTS[run].model)
+        spec, cfg = apply(PILOTS[run], spec, train_config(spec.name, profile) if smoke else PILOT_BASE)
+        return spec, "relu", cfg
+    model, act = parse_run(run)
+    return get_spec(model), act, train_config(model, profile)
 
 
 def probe_config(profile: str) -> ProbeConfig:
@@ -172,20 +198,32 @@ def run_one(
     progress: bool = True,
     decay_frac: float = 0.0,
     seed: int = 0,
+    fraction: float = 1.0,
+    world: World = World(),
+    probe: bool = True,
 ) -> dict:
     """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
     count everything from loading the corpus to the last probe. ``decay_frac`` > 0 ends the run with a decay
-    phase of that share of its steps (the recipe-validation run); its checkpoints stay in the stable phase."""
+    phase of that share of its steps (the recipe-validation run); its checkpoints stay in the stable phase.
+    ``fraction`` trains on the first share of the training split only (deterministic; recorded). Under
+    several ranks (``world``) every rank trains and rank 0 alone writes the folder and probes. A folder whose
+    config.json lacks ``format`` is from the old format and is refused with one message."""
     t0 = time.time()
-    model_name, act = parse_run(run)
+    check_range("fraction", fraction, 1e-6, 1.0)
+    spec, act, cfg = recipe(run, profile)
     run_dir, ckpt_dir = out / run, ckpt / run
-    run_dir.mkdir(parents=True, exist_ok=True)
     env_path = run_dir / "env.json"
     prev = json.loads(env_path.read_text()) if env_path.exists() else {}
     if prev.get("status") in FINISHED:
         return prev
-    spec = get_spec(model_name)
-    cfg, pcfg = train_config(model_name, profile), probe_config(profile)
+    if (run_dir / "config.json").exists() and "format" not in json.loads((run_dir / "config.json").read_text()):
+        raise ValueError(
+            f"{run_dir} is a run folder of the old format (its config.json has no 'format'); "
+            "train into another --out, or move the folder away to retrain it"
+        )
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    pcfg = probe_config(profile)
     if tokens:
         cfg = replace(cfg, tokens=tokens)
     if decay_frac:
@@ -193,23 +231,27 @@ def run_one(
     if seed:
         cfg = replace(cfg, seed=seed)
     train_ids, _, val_by_domain, vocab = load_corpus(corpus)
+    train_ids = train_ids[: max(cfg.seq_len + 1, int(len(train_ids) * fraction))]
     val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
-    write_json(
-        run_dir / "config.json",
-        dict(
-            format=FORMAT,
-            run=run,
-            activation=act,
-            model=spec_dict(spec),
-            train=asdict(cfg),
-            probe=asdict(pcfg),
-            corpus=corpus,
-            profile=profile,
-            vocab_size=vocab,
-            corpus_identity=corpus_identity(corpus),
-            tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params,
-        ),
+    config = dict(
+        format=FORMAT,
+        run=run,
+        activation=act,
+        model=spec_dict(spec),
+        train=asdict(cfg),
+        probe=asdict(pcfg),
+        corpus=corpus,
+        profile=profile,
+        vocab_size=vocab,
+        corpus_identity=corpus_identity(corpus),
+        tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params,
+        seed=cfg.seed,
+        train_fraction=fraction,
+        train_tokens_used=int(len(train_ids)),
+        world_size=world.size,
     )
+    if world.main:
+        write_json(run_dir / "config.json", config)
     model = build_model(spec, act, vocab, seed=cfg.seed).to(device)
     fpt = spec.flops_per_token(cfg.seq_len, vocab)
     record = environment() | dict(
@@ -230,9 +272,10 @@ def run_one(
             time_limit=time_limit,
             flops_per_token=fpt,
             progress=progress,
+            world=world,
         )
         record |= summary
-        if summary["status"] == "done":
+        if summary["status"] == "done" and world.main and probe:
             del model
             build = lambda: build_model(spec, act, vocab)  # noqa: E731
             probe_ids = mix(val_by_domain, pcfg.tokens, cfg.seq_len)
@@ -265,7 +308,8 @@ def run_one(
     except Exception as exc:  # keep a record of what broke; the run stays resumable
         record |= dict(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["wall_seconds"] += time.time() - t0
-    write_json(env_path, record)
+    if world.main:
+        write_json(env_path, record)
     return record
 
 
@@ -303,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", default="full", choices=["full", "smoke", "synthetic"])
     ap.add_argument("--profile", default="full", choices=["full", "smoke"])
     ap.add_argument("--jobs", type=int, default=1, help="runs trained concurrently (separate processes)")
+    ap.add_argument("--gpus", type=int, default=0, help="place runs on this many GPUs, --per-gpu at a time on each")
+    ap.add_argument("--per-gpu", type=int, default=1, help="concurrent runs per GPU with --gpus")
     ap.add_argument("--tokens", type=int, default=None, help="override the recipe's training tokens (tests)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training before pausing a run")
     ap.add_argument(
@@ -319,66 +365,67 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of the initial weights and of the data order (recorded in config.json; another seed of a run "
         "needs its own --out and --ckpt)",
     )
+    ap.add_argument(
+        "--fraction", type=float, default=1.0, help="train on the first share of the training split (recorded)"
+    )
+    ap.add_argument("--no-probe", action="store_true", help="train only (benchmarks): no end-of-run probes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
+    options = dict(
+        time_limit=args.time_limit,
+        tokens=args.tokens,
+        decay_frac=args.decay_frac,
+        seed=args.seed,
+        fraction=args.fraction,
+        probe=not args.no_probe,
+    )
 
-    if args.run:
+    if args.run or world_from_env().size > 1:
         if args.profile == "smoke" and args.device == "cpu":
             torch.set_num_threads(1)  # a toy model gains nothing from threads and loses much on a busy machine
-        rec = run_one(
-            args.run,
-            args.out,
-            args.ckpt,
-            args.corpus,
-            args.profile,
-            args.time_limit,
-            args.device,
-            args.tokens,
-            progress=args.jobs == 1,
-            decay_frac=args.decay_frac,
-            seed=args.seed,
-        )
-        print(
-            f"{args.run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
-            + (f" error {rec['error']}" if rec.get("error") else ""),
-            flush=True,
-        )
-        return 0 if rec["status"] in FINISHED + ("paused",) else 1
+        world, device = start(args.device)
+        codes = []
+        try:
+            for run in [args.run] if args.run else select(args.grid, args.slice):
+                rec = run_one(
+                    run,
+                    args.out,
+                    args.ckpt,
+                    args.corpus,
+                    args.profile,
+                    device=device,
+                    progress=args.jobs == 1,
+                    world=world,
+                    **options,
+                )
+                barrier(world)  # the other ranks wait while rank 0 probes
+                codes.append(rec["status"] in FINISHED + ("paused",))
+                if not world.main:
+                    continue
+                print(
+                    f"{run}: {rec['status']} step {rec.get('step')} tokens/s {rec.get('tokens_per_s', 0):.0f}"
+                    + (f" error {rec['error']}" if rec.get("error") else ""),
+                    flush=True,
+                )
+        finally:
+            stop(world)
+        return 0 if all(codes) else 1
     runs = select(args.grid, args.slice)
-    base = [
-        sys.executable,
-        "-m",
-        "sparsing_lib.run",
-        "--out",
-        str(args.out),
-        "--ckpt",
-        str(args.ckpt),
-        "--corpus",
-        args.corpus,
-        "--profile",
-        args.profile,
-        "--device",
-        args.device,
-        "--jobs",
-        str(args.jobs),
-    ]
+    base = [sys.executable, "-m", "sparsing_lib.run", "--out", str(args.out), "--ckpt", str(args.ckpt)]
+    base += ["--corpus", args.corpus, "--profile", args.profile, "--jobs", str(max(args.jobs, args.per_gpu))]
+    base += ["--device", args.device, "--fraction", str(args.fraction), "--seed", str(args.seed)]
     if args.time_limit:
         base += ["--time-limit", str(args.time_limit)]
     if args.tokens:
         base += ["--tokens", str(args.tokens)]
     if args.decay_frac:
         base += ["--decay-frac", str(args.decay_frac)]
-    if args.seed:
-        base += ["--seed", str(args.seed)]
-    t0, pending, active, failures = time.time(), list(runs), [], 0
-    while pending or active:
-        while pending and len(active) < args.jobs:
-            run = pending.pop(0)
-            active.append(subprocess.Popen(base + ["--run", run]))
-        time.sleep(0.5)
-        for p in [p for p in active if p.poll() is not None]:
-            active.remove(p)
-            failures += p.returncode != 0
+    if args.no_probe:
+        base += ["--no-probe"]
+    t0 = time.time()
+    jobs = args.per_gpu if args.gpus else args.jobs
+    codes = launch(runs, base, args.ckpt / "logs", jobs=jobs, gpus=args.gpus)
+    failures = sum(c != 0 for c in codes.values())
     print(f"{len(runs)} runs, {failures} failed, {time.time() - t0:.0f} s wall", flush=True)
     return 1 if failures else 0
 

@@ -5,10 +5,13 @@ warmup-stable-decay schedule (transformers' ``get_wsd_schedule``), muP learning 
 matrices (lr / width_mult, MiniCPM-style), bf16 autocast on GPU, torch.compile, fused AdamW.
 Training data is a pre-tokenised uint16 array held on the device; each epoch visits its
 non-overlapping windows in a fresh seeded order, so a resumed run sees exactly the batches it would have.
+Under ``torchrun`` each rank trains on its share of every global batch (``distributed``), so one process
+and N processes take the same steps on the same tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_wsd_schedule
 
+from .distributed import World, reduce_log, shard, wrap
 from .models import load_balancing_loss, width_mult
 from .paths import H200_BF16_FLOPS
 from .runs import write_csv
@@ -36,6 +40,7 @@ class TrainConfig:
     seq_len: int = 1024
     lr: float = 0.01  # peak lr (embeddings/norms); hidden matrices get lr / width_mult
     warmup_frac: float = 0.01
+    warmup_tokens: int = 0  # if > 0, the warm-up length in tokens instead of warmup_frac (pilots compare lengths)
     decay_frac: float = 0.0  # optional linear decay phase at the end (0 = stable to the end)
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
@@ -45,6 +50,9 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0
     compile: bool = True  # only on CUDA
+    compile_mode: str = "default"  # torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead
+    fused: bool = True  # fused AdamW kernel (CUDA only); False = the foreach implementation
+    micro_batch: int = 0  # sequences per forward/backward on one rank; 0 = its whole share (no accumulation)
 
     @property
     def tokens_per_step(self) -> int:
@@ -56,6 +64,8 @@ class TrainConfig:
 
     @property
     def warmup_steps(self) -> int:
+        if self.warmup_tokens:
+            return min(self.steps, math.ceil(self.warmup_tokens / self.tokens_per_step))
         return max(1, round(self.warmup_frac * self.steps))
 
     @property
@@ -110,8 +120,9 @@ class Batches:
             start += take
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.ids[self._window_ids(step)[:, None] * self.seq_len + self._offsets]
+    def __call__(self, step: int, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of global batch ``step``, or of its rows ``part`` (one rank's share)."""
+        rows = self.ids[self._window_ids(step)[part, None] * self.seq_len + self._offsets]
         return rows[:, :-1], rows[:, 1:]
 
 
@@ -143,11 +154,12 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction:
     CUDA, the softmax in fp32. Compiled as one graph with the model (``torch.compile(lm_loss)``), the fp32
     logits are never written out, which matters when the vocabulary is wide and the model narrow.
     An MoE model in training mode adds its routers' load-balancing loss × ``config.router_aux_loss_coef``."""
-    balance = model.training and bool(getattr(model.config, "num_local_experts", 0))
+    core = getattr(model, "module", model)  # the model itself under DistributedDataParallel
+    balance = model.training and bool(getattr(core.config, "num_local_experts", 0))
     with torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda"):
         out = model(input_ids=x)
     loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
-    return loss + model.config.router_aux_loss_coef * load_balancing_loss(model) if balance else loss
+    return loss + core.config.router_aux_loss_coef * load_balancing_loss(core) if balance else loss
 
 
 def train_step(
@@ -157,15 +169,28 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     grad_clip: float,
+    chunks: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on batch (x, y): loss, backward, gradient clipping, update. Returns the detached
-    loss and the pre-clipping gradient norm (device tensors, no synchronisation)."""
-    loss = loss_fn(model, x, y)
-    loss.backward()
+    loss and the pre-clipping gradient norm (device tensors, no synchronisation). ``chunks`` > 1 accumulates
+    the gradient over that many equal micro-batches (under DDP, synchronising only on the last), which is
+    the same mean gradient as one pass over the whole batch."""
+    if chunks == 1:  # no extra kernels: the minis are launch-bound
+        loss = loss_fn(model, x, y)
+        loss.backward()
+        total = loss.detach()
+    else:
+        total = torch.zeros((), device=x.device)
+        for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
+            sync = i == chunks - 1 or not hasattr(model, "no_sync")
+            with contextlib.nullcontext() if sync else model.no_sync():
+                loss = loss_fn(model, xc, yc) / chunks
+                loss.backward()
+            total += loss.detach()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return loss.detach(), gnorm
+    return total, gnorm
 
 
 @torch.no_grad()
@@ -191,6 +216,7 @@ def train(
     time_limit: float | None = None,
     flops_per_token: float | None = None,
     progress: bool = True,
+    world: World = World(),
 ) -> dict:
     """Train ``model`` in place; return a summary dict with ``status`` done | paused | diverged.
 
@@ -199,32 +225,51 @@ def train(
     step) for resuming. A run found there is resumed. ``time_limit`` (seconds) pauses the run at the
     next log step after it is exceeded, saving ``state.pt``. A non-finite loss, or a loss above the
     first logged one after warm-up, stops the run with status ``diverged``.
+
+    Under several ranks (``world``, from ``distributed.start``) each trains on its share of every global
+    batch; rank 0 alone writes files, and every rank resumes from the same ``state.pt``. A state saved under
+    another number of ranks is refused: the run would continue correctly (the same global batches), but its
+    throughput records would mix two set-ups without saying so.
     """
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
-    opt = make_optimizer(model, cfg, fused=cuda)
+    opt = make_optimizer(model, cfg, fused=cuda and cfg.fused)
     sched = get_wsd_schedule(opt, cfg.warmup_steps, cfg.decay_steps, num_training_steps=cfg.steps, decay_type="linear")
     batches = Batches(train_ids, cfg.seq_len, cfg.batch_size, cfg.seed, device)
+    part = shard(cfg.batch_size, world)
+    local = part.stop - part.start
+    chunks = local // cfg.micro_batch if cfg.micro_batch else 1
+    if chunks * (cfg.micro_batch or local) != local:
+        raise ValueError(f"micro-batch {cfg.micro_batch} does not divide the {local} sequences of one rank's share")
     val = windows(val_ids, cfg.seq_len + 1, cfg.eval_tokens)
-    loss_fn = torch.compile(lm_loss) if (cuda and cfg.compile) else lm_loss
+    loss_fn = torch.compile(lm_loss, mode=cfg.compile_mode) if (cuda and cfg.compile) else lm_loss
 
     rows: list[dict] = []
     step, start_loss = 0, None
     state_path = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
     if state_path and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
+        if state.get("world_size", 1) != world.size:
+            raise ValueError(
+                f"{state_path} was saved by a run on {state.get('world_size', 1)} process(es) and this one has "
+                f"{world.size}; resume it with torchrun --nproc_per_node {state.get('world_size', 1)} (or with "
+                "plain python for 1), or start afresh with another --ckpt"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, rows, start_loss = state["step"], state["rows"], state["start_loss"]
+    net = wrap(model, world, device)  # after loading: DDP starts every rank from rank 0's weights
+    if not world.main:
+        ckpt_dir = out_dir = None  # rank 0 writes everything
     if ckpt_dir:
         Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     def save_state() -> None:
-        if state_path:
+        if state_path and world.main:
             tmp = state_path.with_suffix(".tmp")
             torch.save(
                 dict(
@@ -234,6 +279,7 @@ def train(
                     step=step,
                     rows=rows,
                     start_loss=start_loss,
+                    world_size=world.size,
                 ),
                 tmp,
             )
@@ -246,10 +292,10 @@ def train(
     gnorm_sum = torch.zeros((), device=device)
     status, train_time = "done", 0.0
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", mininterval=5)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and world.main), desc="train", mininterval=5)
     while step < cfg.steps:
-        x, y = batches(step)
-        loss, gnorm = train_step(model, loss_fn, opt, x, y, cfg.grad_clip)
+        x, y = batches(step, part)
+        loss, gnorm = train_step(net, loss_fn, opt, x, y, cfg.grad_clip, chunks)
         sched.step()
         loss_sum += loss
         gnorm_sum += gnorm
@@ -258,7 +304,9 @@ def train(
         at_ckpt = step in ckpts
         if step % cfg.log_every == 0 or at_ckpt or step == cfg.steps:
             n = step - step_log
-            train_loss = loss_sum.item() / n  # synchronises
+            late = time_limit is not None and time.perf_counter() - t0 > time_limit and step < cfg.steps
+            loss_total, gnorm_total, late = reduce_log(loss_sum, gnorm_sum, late, world)  # synchronises
+            train_loss = loss_total / n
             now = time.perf_counter()
             row = dict(
                 step=step,
@@ -266,7 +314,7 @@ def train(
                 epoch=round(batches.epoch_of(step), 4),
                 lr=sched.get_last_lr()[1],
                 train_loss=train_loss,
-                grad_norm=gnorm_sum.item() / n,
+                grad_norm=gnorm_total / n,
                 tokens_per_s=n * cfg.tokens_per_step / (now - t_log),
                 val_loss=float("nan"),
             )
@@ -274,7 +322,7 @@ def train(
             if start_loss is None:
                 start_loss = train_loss
             diverged = not math.isfinite(train_loss) or (step > cfg.warmup_steps and train_loss > start_loss)
-            if at_ckpt and not diverged:
+            if at_ckpt and not diverged and world.main:
                 row["val_loss"] = val_loss(model, val, cfg.batch_size, device)  # eager: no recompile for eval
                 if ckpt_dir:
                     torch.save(model.state_dict(), checkpoint_path(ckpt_dir, step))
@@ -286,10 +334,9 @@ def train(
             if diverged:
                 status = "diverged"
                 break
-            paused = time_limit is not None and time.perf_counter() - t0 > time_limit and step < cfg.steps
-            if at_ckpt or paused:
+            if at_ckpt or late:
                 save_state()
-            if paused:
+            if late:
                 status = "paused"
                 break
             t_log, step_log = time.perf_counter(), step
@@ -306,7 +353,8 @@ def train(
         final_train_loss=rows[-1]["train_loss"] if rows else float("nan"),
         tokens_per_s=tok_s,
         session_train_seconds=train_time,
+        world_size=world.size,
     )
-    if flops_per_token:
-        summary["mfu"] = tok_s * flops_per_token / H200_BF16_FLOPS if cuda else float("nan")
+    if flops_per_token:  # per GPU: the global rate shared by the ranks
+        summary["mfu"] = tok_s * flops_per_token / (H200_BF16_FLOPS * world.size) if cuda else float("nan")
     return summary

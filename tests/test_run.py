@@ -1,6 +1,7 @@
 """Runner: grid slices, one run's folder end to end, skipping finished runs, failure records."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -179,3 +180,35 @@ def test_smoke_runs_trains_the_smoke_grid_once_per_process(monkeypatch):
     assert first == second and first.name == "runs" and len(calls) == 1
     argv = calls[0]
     assert argv[argv.index("--grid") + 1] == "smoke" and argv[argv.index("--ckpt") + 1] == str(first.parent / "ckpt")
+
+
+def test_fraction_and_seed_are_recorded_and_an_old_folder_is_refused(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
+    out = tmp_path / "runs"
+    rec = runner.run_one(
+        "tiny-32x2-relu", out, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False, fraction=0.5
+    )
+    assert rec["status"] == "done", rec.get("traceback")
+    cfg = runs.load_run(out / "tiny-32x2-relu")["config"]
+    assert (cfg["format"], cfg["seed"], cfg["train_fraction"], cfg["world_size"]) == (runner.FORMAT, 0, 0.5, 1)
+    assert cfg["train_tokens_used"] == 15_000 and rec["corpus_tokens"] == 15_000  # the first half of 30,000
+    with pytest.raises(ValueError, match="fraction=0.0 is not valid"):
+        runner.run_one("tiny-32x2-relu", out, tmp_path / "ck", "smoke", "smoke", None, "cpu", fraction=0.0)
+    old = tmp_path / "old"
+    (old / "tiny-32x2-silu").mkdir(parents=True)
+    (old / "tiny-32x2-silu" / "config.json").write_text(json.dumps(dict(run="tiny-32x2-silu")))
+    with pytest.raises(ValueError, match="run folder of the old format"):
+        runner.run_one("tiny-32x2-silu", old, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False)
+
+
+def test_launch_places_runs_on_gpus_and_logs_each(tmp_path):
+    from sparsing_lib.launch import launch
+
+    script = "import os, sys, time; time.sleep(0.3); print('gpu', os.environ.get('CUDA_VISIBLE_DEVICES'), sys.argv[-1])"
+    codes = launch(["a", "b", "c", "d"], [sys.executable, "-c", script], tmp_path, jobs=1, gpus=2, poll=0.05)
+    assert codes == {"a": 0, "b": 0, "c": 0, "d": 0}
+    gpus = {r: (tmp_path / f"{r}.log").read_text().splitlines()[-1] for r in "abcd"}
+    assert gpus["a"] == "gpu 0 a" and gpus["b"] == "gpu 1 b"  # one per GPU; c and d wait for a free one
+    assert {gpus["c"][:5], gpus["d"][:5]} <= {"gpu 0", "gpu 1"}
+    fail = launch(["x"], [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, jobs=2)
+    assert fail == {"x": 3}

@@ -1,0 +1,156 @@
+"""Training-step throughput and MFU of the minis under different compile modes, optimizers and batch sizes.
+
+    python benchmarks/mfu.py --configs mini-256x5:default:64,mini-256x5:reduce-overhead:64 --out $OUT --tag v4
+
+The minis are launch-bound (24-27 % MFU against 47 % for the paper's 0.1B shape), so the candidates are
+fewer launches per token: CUDA graphs (``reduce-overhead``), autotuned kernels without graphs
+(``max-autotune-no-cudagraphs``), the fused AdamW kernel against the multi-tensor ``foreach`` one, and more
+sequences per step (a recipe change: the pilots test what a larger batch does to training). A config is
+``model:mode:batch[:micro][:foreach]``: mode is eager or a torch.compile mode, ``micro`` splits the batch
+into micro-batches of that many sequences (gradient accumulation). Each config runs in its own process
+(compile caches and CUDA graphs do not leak between configs) under ``--timeout``; it trains ``--warmup``
+untimed steps, then ``--repeats`` timed windows of ``--steps`` / ``--repeats`` steps on random token ids,
+and reports the median window. Writes ``mfu_<tag>.csv`` and ``mfu_<tag>.log`` (command, and
+``sparsing_lib.run.environment()``: revision from git or ``SPARSING_GIT_REV``, packages, hardware).
+MFU as in ``benchmarks/throughput.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sparsing_lib.checks import check_choice
+from sparsing_lib.models import build_model, get_spec
+from sparsing_lib.paths import H200_BF16_FLOPS, cpu_hardware
+from sparsing_lib.run import environment
+from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
+
+MODES = ("eager", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
+
+
+def parse_config(text: str) -> dict:
+    """``model:mode:batch[:micro][:foreach]`` as a dict; one clear error for a malformed config."""
+    parts = text.split(":")
+    foreach = parts[-1] == "foreach"
+    parts = parts[:-1] if foreach else parts
+    if len(parts) not in (3, 4):
+        raise ValueError(f"config {text!r} is not model:mode:batch[:micro][:foreach]")
+    get_spec(parts[0])
+    check_choice("mode", parts[1], MODES)
+    batch, micro = int(parts[2]), int(parts[3]) if len(parts) == 4 else 0
+    if micro and batch % micro:
+        raise ValueError(f"config {text!r}: micro-batch {micro} does not divide batch {batch}")
+    return dict(config=text, model=parts[0], mode=parts[1], batch=batch, micro=micro, fused=not foreach)
+
+
+def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repeats: int, device: str) -> dict:
+    """Time one config (see the module docstring) on ``device``: tokens/s of the median timed window and MFU."""
+    c = parse_config(config)
+    spec, cuda = get_spec(c["model"]), device == "cuda"
+    model = build_model(spec, "relu", vocab).to(device)
+    cfg = TrainConfig(tokens=1, batch_size=c["batch"], seq_len=seq_len, fused=c["fused"], micro_batch=c["micro"])
+    opt = make_optimizer(model, cfg, fused=cuda and cfg.fused)
+    loss_fn = lm_loss if c["mode"] == "eager" else torch.compile(lm_loss, mode=c["mode"])
+    chunks = c["batch"] // c["micro"] if c["micro"] else 1
+    sets = [torch.randint(0, vocab, (c["batch"], seq_len + 1), device=device) for _ in range(4)]  # rotated
+
+    def run(n: int, first: int) -> None:
+        for i in range(first, first + n):
+            x = sets[i % len(sets)]
+            train_step(model, loss_fn, opt, x[:, :-1], x[:, 1:], cfg.grad_clip, chunks)
+
+    t0 = time.perf_counter()
+    run(warmup, 0)
+    if cuda:
+        torch.cuda.synchronize()
+    warmup_s, per, seconds = time.perf_counter() - t0, max(1, steps // repeats), []
+    for r in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run(per, warmup + r * per)
+            end.record()
+            torch.cuda.synchronize()
+            seconds.append(start.elapsed_time(end) / 1e3)
+        else:
+            t = time.perf_counter()
+            run(per, warmup + r * per)
+            seconds.append(time.perf_counter() - t)
+    tok_s = per * c["batch"] * seq_len / float(np.median(seconds))
+    fpt = spec.flops_per_token(seq_len, vocab)
+    return c | dict(
+        status="ok",
+        seq_len=seq_len,
+        vocab=vocab,
+        non_embedding_params=spec.non_embedding_params,
+        flops_per_token=fpt,
+        tokens_per_s=tok_s,
+        spread=float(np.ptp(seconds) / np.median(seconds)),  # between timed windows: what counts as noise
+        mfu=tok_s * fpt / H200_BF16_FLOPS if cuda else float("nan"),
+        warmup_s=warmup_s,
+        peak_mem_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+        device=torch.cuda.get_device_name() if cuda else cpu_hardware(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="", help="comma-separated model:mode:batch[:micro][:foreach]")
+    ap.add_argument("--worker", default=None, help="measure this one config and print it as JSON (internal)")
+    ap.add_argument("--seq-len", type=int, default=1024)
+    ap.add_argument("--vocab", type=int, default=12288)
+    ap.add_argument("--steps", type=int, default=60, help="timed steps, split into --repeats windows")
+    ap.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, graph capture)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=240, help="seconds one config may take, compilation included")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, default=Path("data/benchmarks"))
+    ap.add_argument("--tag", default="run")
+    args = ap.parse_args(argv)
+    sizes = [args.seq_len, args.vocab, args.steps, args.warmup, args.repeats, args.device]
+    if args.worker:
+        print(json.dumps(measure(args.worker, *sizes)), flush=True)
+        return 0
+    configs = [parse_config(c)["config"] for c in args.configs.split(",") if c]
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = environment() | dict(gpus=torch.cuda.device_count())  # revision (git or SPARSING_GIT_REV), hardware
+    head = [f"command: python benchmarks/mfu.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
+    head.append(f"environment: {json.dumps(env)}")
+    log = args.out / f"mfu_{args.tag}.log"
+    log.write_text("\n".join(head) + "\n")
+    rows = []
+    flags = ["--seq-len", str(args.seq_len), "--vocab", str(args.vocab), "--steps", str(args.steps)]
+    flags += ["--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device]
+    for config in configs:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, *flags]
+        t0 = time.time()
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            out = p.stdout.strip().splitlines()
+            row = json.loads(out[-1]) if p.returncode == 0 and out else parse_config(config) | dict(status="failed")
+            err = "" if p.returncode == 0 else p.stderr.strip().splitlines()[-1:]
+        except subprocess.TimeoutExpired:
+            row, err = parse_config(config) | dict(status="timeout"), f"over {args.timeout:.0f} s"
+        row["wall_s"] = time.time() - t0
+        rows.append(row)
+        line = f"{config}: {row['status']} " + (
+            f"{row['tokens_per_s'] / 1e6:.3f}M tokens/s MFU {row['mfu']:.3f}" if row["status"] == "ok" else str(err)
+        )
+        with open(log, "a") as f:
+            f.write(line + "\n")
+        print(line, flush=True)
+        pd.DataFrame(rows).to_csv(args.out / f"mfu_{args.tag}.csv", index=False)  # after each: a cut call keeps rows
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
