@@ -1,0 +1,184 @@
+"""Triton kernels of the sparse gated FFN at decode time: two launches, no host synchronisation.
+
+Decoding reads every weight once per token, so an FFN layer's time is its bytes over HBM bandwidth. The
+gated FFN ``y = W_down (σ(W_gate x) ⊙ W_up x)`` must read all of ``W_gate`` to learn which neurons are
+active, but only the active rows of ``W_up`` and of ``W_down`` (stored transposed, ``[d_ff, d]``, so that a
+neuron's output direction is one contiguous row). The two launches:
+
+1. ``_gate_kernel`` (one program per ``BLOCK_N`` neurons): the gate GEMV over the whole ``d`` for
+   ``BLOCK_N`` rows, the activation ``s = σ(g)`` in float32 (stored), and the compaction of the candidate
+   neurons (``s ≠ 0`` for any batch row: the union of the batch's active sets) into an index list, each
+   program claiming its slots with one atomic add on a device counter. It also zeroes the float32 output
+   accumulator, so that no separate memset is launched.
+2. ``_up_down_kernel`` (a fixed grid covering every possible candidate; programs past the counter exit):
+   gathers ``BLOCK_A`` candidate rows of ``W_up``, forms ``a = s ⊙ u``, applies the per-neuron cut
+   ``|a_i| ≥ c_i`` (c = 0 for ReLU at the zero threshold; ``t_layer / ‖W_down[:, i]‖`` for a CETT
+   threshold), reads the kept rows of ``W_downᵀ`` (masked loads of dropped rows fetch nothing) over its
+   share of ``d`` (``SPLIT`` programs per neuron block, to spread the reads over more multiprocessors; the
+   split programs re-read the same up rows, which then come from L2), and adds its partial output into
+   the float32 accumulator with atomics. The last program to finish (a ticket counter) writes the output in
+   the activation's dtype and resets both counters for the next call.
+
+The grid sizes depend only on the shapes, never on the data, so a call can be captured in a CUDA graph.
+Batch 1 uses element-wise products and reductions; batches 2-16 are padded to 16 for ``tl.dot``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    """Block sizes and warps of the two kernels (``block_a`` ≥ 16 when the batch is above 1)."""
+
+    block_n: int = 16
+    block_k: int = 512
+    warps_gate: int = 4
+    block_a: int = 4
+    block_k2: int = 512
+    block_d: int = 256
+    split: int = 2
+    warps_up: int = 4
+
+
+def default_config(batch: int) -> Config:
+    """A config that compiles for ``batch``; the benchmark tunes among a few others."""
+    return Config() if batch == 1 else Config(block_a=16, block_k2=128, block_d=128, block_k=128)
+
+
+@triton.jit
+def _gate_kernel(
+    x_ptr, wg_ptr, s_ptr, idx_ptr, count_ptr, out32_ptr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ZBLOCK: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    z = pid * ZBLOCK + tl.arange(0, ZBLOCK)
+    tl.store(out32_ptr + z, tl.zeros([ZBLOCK], tl.float32), mask=z < B * D)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < F
+    bs = tl.arange(0, BP)
+    bmask = bs < B
+    acc = tl.zeros([BLOCK_N, BP], tl.float32)
+    for k0 in range(0, D, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        km = ks < D
+        w = tl.load(wg_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
+        xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
+        if BP == 1:
+            acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
+        else:
+            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+    if ACT == 0:
+        s = tl.maximum(acc, 0.0)
+    else:
+        s = acc * tl.sigmoid(acc)
+    live = rmask[:, None] & bmask[None, :]
+    tl.store(s_ptr + bs[None, :] * F + rows[:, None], s, mask=live)
+    cand = (tl.sum(((s != 0.0) & live).to(tl.int32), axis=1) > 0).to(tl.int32)
+    base = tl.atomic_add(count_ptr, tl.sum(cand, axis=0))
+    pos = base + tl.cumsum(cand, axis=0) - 1
+    tl.store(idx_ptr + pos, rows, mask=cand > 0)
+
+
+@triton.jit
+def _up_down_kernel(
+    x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, EBLOCK: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    sid = tl.program_id(1)
+    n = tl.load(count_ptr)
+    start = pid * BLOCK_A
+    bs = tl.arange(0, BP)
+    bmask = bs < B
+    if start < n:
+        j = start + tl.arange(0, BLOCK_A)
+        jm = j < n
+        rows = tl.load(idx_ptr + j, mask=jm, other=0)
+        acc = tl.zeros([BLOCK_A, BP], tl.float32)
+        for k0 in range(0, D, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            km = ks < D
+            w = tl.load(wu_ptr + rows[:, None] * D + ks[None, :], mask=jm[:, None] & km[None, :], other=0.0)
+            xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
+            if BP == 1:
+                acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
+            else:
+                acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+        live = jm[:, None] & bmask[None, :]
+        s = tl.load(s_ptr + bs[None, :] * F + rows[:, None], mask=live, other=0.0)
+        c = tl.load(cut_ptr + rows, mask=jm, other=0.0)
+        a = s * acc
+        keep = live & (a != 0.0) & (tl.abs(a) >= c[:, None])
+        a = tl.where(keep, a, 0.0)
+        row_kept = tl.sum(keep.to(tl.int32), axis=1) > 0
+        for d0 in range(0, CHUNK, BLOCK_D):
+            ds = sid * CHUNK + d0 + tl.arange(0, BLOCK_D)
+            dm = (ds < D) & (ds < (sid + 1) * CHUNK)
+            wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=row_kept[:, None] & dm[None, :], other=0.0)
+            if BP == 1:
+                part = tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
+            else:
+                part = tl.dot(tl.trans(a.to(wd.dtype)), wd)
+            tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], part, mask=bmask[:, None] & dm[None, :])
+    total = tl.num_programs(0) * tl.num_programs(1)
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    if ticket == total - 1:  # every other program has added its part: write the output, reset the counters
+        for e0 in range(0, B * D, EBLOCK):
+            e = e0 + tl.arange(0, EBLOCK)
+            v = tl.load(out32_ptr + e, mask=e < B * D, other=0.0, cache_modifier=".cg")
+            tl.store(y_ptr + e, v.to(y_ptr.dtype.element_ty), mask=e < B * D)
+        tl.store(count_ptr, 0)
+        tl.store(ticket_ptr, 0)
+
+
+class Workspace:
+    """Fixed-size device buffers of one layer (reused by every call, so CUDA graphs see fixed addresses):
+    the float32 activations, the candidate list, the two counters and the float32 output accumulator."""
+
+    def __init__(self, d: int, d_ff: int, device: torch.device):
+        self.s = torch.empty(MAX_BATCH, d_ff, dtype=torch.float32, device=device)
+        self.idx = torch.empty(d_ff, dtype=torch.int32, device=device)
+        self.counters = torch.zeros(2, dtype=torch.int32, device=device)
+        self.out32 = torch.empty(MAX_BATCH * d, dtype=torch.float32, device=device)
+
+
+def sparse_ffn(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down_t: torch.Tensor,
+    cut: torch.Tensor,
+    act: str,
+    ws: Workspace,
+    cfg: Config | None = None,
+) -> torch.Tensor:
+    """``W_down (a ⊙ [|a| ≥ cut])`` with ``a = σ(W_gate x) ⊙ W_up x`` for ``x`` [B ≤ 16, d] (contiguous);
+    weights ``[d_ff, d]`` contiguous (``w_down_t`` = W_downᵀ), ``cut`` float32 [d_ff]; ``act`` relu or silu."""
+    b, d = x.shape
+    d_ff = w_gate.shape[0]
+    cfg = cfg or default_config(b)
+    bp = 1 if b == 1 else MAX_BATCH
+    y = torch.empty_like(x)
+    n_gate = triton.cdiv(d_ff, cfg.block_n)
+    zblock = triton.next_power_of_2(triton.cdiv(b * d, n_gate))
+    _gate_kernel[(n_gate,)](
+        x, w_gate, ws.s, ws.idx, ws.counters, ws.out32, b, d, d_ff,
+        ACT=0 if act == "relu" else 1, BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, ZBLOCK=zblock,
+        num_warps=cfg.warps_gate,
+    )  # fmt: skip
+    chunk = triton.cdiv(triton.cdiv(d, cfg.split), cfg.block_d) * cfg.block_d
+    _up_down_kernel[(triton.cdiv(d_ff, cfg.block_a), cfg.split)](
+        x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
+        BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk, EBLOCK=1024,
+        num_warps=cfg.warps_up,
+    )  # fmt: skip
+    return y
