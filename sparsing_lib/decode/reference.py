@@ -11,8 +11,6 @@ still reads all of ``W_up`` and saves only the dropped rows of ``W_down``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -46,7 +44,9 @@ def gather_ffn(
     return y, mask
 
 
-def dense_ffn(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, act: str) -> torch.Tensor:
+def dense_ffn(
+    x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, act: str
+) -> torch.Tensor:
     """The dense gated FFN ``W_down (σ(W_gate x) ⊙ W_up x)`` with ``w_down`` [d, d_ff] as Linear stores it."""
     return (ACTS[act](x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
 

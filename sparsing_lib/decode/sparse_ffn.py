@@ -32,10 +32,10 @@ def _warn_once(key: str, message: str) -> None:
 
 
 def _act_name(act: nn.Module) -> str | None:
-    """"relu" or "silu" for the activation modules the kernels implement, else None."""
+    """ "relu" or "silu" for the activation modules the kernels implement, else None."""
     if isinstance(act, nn.ReLU):
         return "relu"
-    if isinstance(act, nn.SiLU):
+    if isinstance(act, nn.SiLU) or type(act).__name__ == "SiLUActivation":  # transformers' own SiLU class
         return "silu"
     return None
 
@@ -45,7 +45,12 @@ class SparseFFN(nn.Module):
 
     def __init__(self, mlp: nn.Module, act: str, threshold: float):
         super().__init__()
-        self.gate_proj, self.up_proj, self.down_proj, self.act_fn = mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act_fn
+        self.gate_proj, self.up_proj, self.down_proj, self.act_fn = (
+            mlp.gate_proj,
+            mlp.up_proj,
+            mlp.down_proj,
+            mlp.act_fn,
+        )
         self.act = act
         w_down_t = self.down_proj.weight.detach().t().contiguous()
         self.down_proj.weight.data = w_down_t.t()  # a view: the Linear keeps working, nothing is stored twice
