@@ -56,7 +56,8 @@ def default_config(batch: int) -> Config:
 @triton.jit
 def _gate_kernel(
     x_ptr, wg_ptr, s_ptr, idx_ptr, count_ptr, out32_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ZBLOCK: tl.constexpr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ZBLOCK: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     z = pid * ZBLOCK + tl.arange(0, ZBLOCK)
