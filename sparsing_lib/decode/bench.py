@@ -1,0 +1,162 @@
+"""What the decode benchmarks share: synthetic FFN layers with a chosen activation pattern, kernel
+configurations tried in turn (a config that fails to compile or to match the reference is skipped), timing
+by CUDA-graph replay, the bandwidth ceiling, our runs' measured activation ratios and the summary file.
+
+Both ``benchmarks/decode_ffn.py`` and ``benchmarks/decode_model.py`` run on a GPU, or on the CPU with
+``--smoke`` (the float64 reference path at toy size, timed with the host clock, to exercise the logic).
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..paths import data_file, git_revision
+from ..runs import load_run
+from .reference import cuts, dense_ffn, gather_ffn
+
+SHAPES = {"2.4B": (2304, 5760), "0.1B": (768, 1920), "smoke": (64, 160)}  # shape -> (d, d_ff)
+SUMMARY_COLUMNS = ["shape", "activation_ratio", "batch", "dense_us", "sparse_us", "speedup", "limit"]
+TOLERANCE = 2e-2  # relative L2 error of a bf16 layer against float64: bf16 operands land near 1e-3 to 1e-2
+
+
+def run_ratios(run: str) -> dict:
+    """A run's last-checkpoint CETT-PPL-1% ratios: ``mean``, per-layer ``layers`` (kept at the threshold)
+    and per-layer ``nonzero`` (neurons with a non-zero activation, the candidates a gate can find)."""
+    sp = load_run(data_file("runs", run))["sparsity"].iloc[-1]
+    n = sum(c.startswith("layer_") for c in sp.index)
+    return {
+        "mean": float(sp["activation_ratio"]),
+        "layers": [float(sp[f"layer_{i}"]) for i in range(n)],
+        "nonzero": [float(sp[f"zero_layer_{i}"]) for i in range(n)],
+    }
+
+
+def stretch(values: list[float], n: int) -> list[float]:
+    """``values`` (one per layer of a shallow model) spread over ``n`` layers by relative depth."""
+    return [values[i * len(values) // n] for i in range(n)]
+
+
+def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: torch.dtype, seed: int) -> dict:
+    """Random FFN weights for the float64 inputs ``x`` [B, d] whose activations follow a chosen pattern.
+
+    ReLU: every batch row gets its own random set of ``ratio·d_ff`` neurons with a positive gate, exactly:
+    the gate matrix is corrected so that ``W_gate X^T`` equals targets of the chosen signs (|target| ≥ 0.1,
+    far above bf16 rounding), so the union over the batch grows as independent sets do. SiLU: plain random
+    weights, and one CETT threshold set at the quantile that keeps ``ratio`` of the neurons. Weights are made
+    in float64 on ``x``'s device and returned in ``dtype`` with the float64 outputs of the sparse algorithm (``ref``) and of the dense layer."""
+    batch, d = x.shape
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64, device=x.device)  # noqa: E731
+    wg, wu, wd = rnd(d_ff, d) / d**0.5, rnd(d_ff, d) / d**0.5, rnd(d, d_ff) / d_ff**0.5
+    threshold = 0.0
+    if act == "relu":
+        k = max(1, round(ratio * d_ff))
+        order = torch.rand(batch, d_ff, generator=g, device=x.device).argsort(1)
+        signs = torch.where(order < k, 1.0, -1.0).double()
+        targets = signs * (rnd(batch, d_ff).abs() + 0.1)
+        wg = wg + (targets.T - wg @ x.T) @ torch.linalg.solve(x @ x.T, x)
+    else:
+        a = torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
+        threshold = float(torch.quantile((a.abs() * wd.norm(dim=0)).flatten().float(), 1 - ratio))
+    wg, wu, wd = (w.to(dtype).double() for w in (wg, wu, wd))  # the reference sees the rounded weights
+    cut = cuts(threshold, wd)
+    wdt = wd.T.contiguous()
+    xr = x.to(dtype).double()
+    ref, keep = gather_ffn(xr, wg, wu, wdt, cut.double(), act)
+    cand = torch.nn.functional.relu(xr @ wg.T) != 0 if act == "relu" else torch.ones_like(keep)
+    return {
+        **{k: v.to(dtype).contiguous() for k, v in dict(x=x, wg=wg, wu=wu, wd=wd, wdt=wdt).items()},
+        "cut": cut,
+        "act": act,
+        "ref": ref.cpu(),
+        "dense_ref": dense_ffn(xr, wg, wu, wd, act).cpu(),
+        "kept": keep.double().mean().item(),
+        "kept_union": keep.any(0).double().mean().item(),
+        "candidate_union": cand.any(0).double().mean().item(),
+    }
+
+
+def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """‖y − ref‖ / ‖ref‖ in float64 (NaN where y is not finite, so that it never passes)."""
+    y = y.detach().double().cpu()
+    return float("nan") if not torch.isfinite(y).all() else float((y - ref).norm() / ref.norm())
+
+
+def time_us(fn: Callable[[], object], reps: int, cuda: bool) -> dict:
+    """Median, 10th and 90th percentile of one call in µs. On a GPU the call is captured in a CUDA graph
+    after a warm-up and each replay is timed with events; on the CPU the host clock times eager calls."""
+    if not cuda:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e6)
+    else:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        for _ in range(10):
+            graph.replay()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for start, end in events:
+            start.record()
+            graph.replay()
+            end.record()
+        torch.cuda.synchronize()
+        times = [s.elapsed_time(e) * 1e3 for s, e in events]
+    q = np.percentile(times, [10, 90])
+    return {"median_us": statistics.median(times), "p10_us": float(q[0]), "p90_us": float(q[1])}
+
+
+def copy_bandwidth(cuda: bool) -> float:
+    """Device-to-device copy bandwidth in bytes/s (bytes read plus written) of a 2 GiB buffer: the ceiling
+    every limit is computed against (NaN on the CPU)."""
+    if not cuda:
+        return float("nan")
+    src = torch.empty(2**30, dtype=torch.bfloat16, device="cuda").normal_()
+    dst = torch.empty_like(src)
+    t = time_us(lambda: dst.copy_(src), 20, True)["median_us"]
+    return 2 * src.numel() * 2 / (t * 1e-6)
+
+
+def hardware(cuda: bool) -> str:
+    """The GPU (or CPU) and the versions that matter to the kernels, for the raw logs."""
+    import importlib.metadata as md
+
+    try:
+        triton = md.version("triton")
+    except md.PackageNotFoundError:
+        triton = "absent"
+    where = torch.cuda.get_device_name() if cuda else f"CPU {platform.machine()}"
+    return f"{where}; torch {torch.__version__}; triton {triton}; Python {platform.python_version()}"
+
+
+def header(command: str, cuda: bool) -> str:
+    """The first lines of every raw log: command, revision (``SPARSING_GIT_REV`` on the GPU machine) and
+    hardware."""
+    return f"# command: {command}\n# revision: {git_revision()}\n# hardware: {hardware(cuda)}\n"
+
+
+def write_summary(out: Path) -> pd.DataFrame:
+    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model)."""
+    frames = [pd.read_csv(out / f) for f in ("decode_ffn.csv", "decode_model.csv") if (out / f).exists()]
+    rows = pd.concat(frames, ignore_index=True)
+    extra = [c for c in ("level", "activation", "model", "pattern") if c in rows]
+    summary = rows[SUMMARY_COLUMNS + extra]
+    summary.to_csv(out / "decode_summary.csv", index=False)
+    return summary
