@@ -100,7 +100,7 @@ def run_case(shape: str, act: str, ratio: float, batch: int, args, log) -> dict:
             log(f"  CHECK {'ok  ' if ok else 'FAIL'} rel. error {err:.2e} (dense {row['dense_rel_err']:.2e})  {name}")
             if not ok:
                 continue
-            ts = bench.time_us(lambda: [fn(x, L) for L in layers], args.reps, args.cuda)
+            ts = bench.time_us(lambda fn=fn: [fn(x, L) for L in layers], args.reps, args.cuda)
             log(f"        {ts['median_us'] / n_layers:8.2f} us/layer")
             if best is None or ts["median_us"] < best[1]["median_us"]:
                 best = (name, ts, err)
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 log(f"{shape} {act} ratio {ratio} batch {batch}")
                 rows.append(run_case(shape, act, ratio, batch, args, log))
                 r = rows[-1]
-                log(f"  dense {r['dense_us']:.2f} us, sparse {r['sparse_us']:.2f} us, speed-up {r['speedup']:.2f}x "
-                    f"(limit {r['limit']:.2f}x), union kept {r['kept_union']:.3f}  [{time.time() - t0:.0f} s]")  # fmt: skip
+                log(f"  dense {r['dense_us']:.2f} us, sparse {r['sparse_us']:.2f} us, speed-up {r['speedup']:.2f}x")
+                log(f"  (limit {r['limit']:.2f}x), union kept {r['kept_union']:.3f}  [{time.time() - t0:.0f} s]")
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "decode_ffn.csv", index=False)
     bench.write_summary(args.out)

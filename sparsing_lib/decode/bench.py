@@ -51,7 +51,8 @@ def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: 
     the gate matrix is corrected so that ``W_gate X^T`` equals targets of the chosen signs (|target| ≥ 0.1,
     far above bf16 rounding), so the union over the batch grows as independent sets do. SiLU: plain random
     weights, and one CETT threshold set at the quantile that keeps ``ratio`` of the neurons. Weights are made
-    in float64 on ``x``'s device and returned in ``dtype`` with the float64 outputs of the sparse algorithm (``ref``) and of the dense layer."""
+    in float64 on ``x``'s device and returned in ``dtype``, with the float64 outputs of the sparse algorithm
+    (``ref``) and of the dense layer (``dense_ref``)."""
     batch, d = x.shape
     g = torch.Generator(device=x.device).manual_seed(seed)
     rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64, device=x.device)  # noqa: E731
