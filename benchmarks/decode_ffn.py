@@ -35,26 +35,6 @@ BATCHES = (1, 4, 16)
 L2_BYTES = 50 * 2**20  # the H200's L2 cache; the rotating layers together are three times larger
 
 
-def configs(batch: int) -> list:
-    """Kernel configurations tried for ``batch`` (block sizes, split of d, warps)."""
-    from sparsing_lib.decode.kernels import Config
-
-    if batch == 1:
-        return [
-            Config(),
-            Config(block_n=32, block_k=256, block_a=8, split=4),
-            Config(block_n=8, block_k=1024, block_a=2, split=2),
-            Config(block_n=16, block_k=512, warps_gate=8, block_a=4, split=4, block_d=512, warps_up=8),
-            Config(block_n=64, block_k=128, block_a=16, block_k2=256, block_d=128, split=8),
-        ]
-    return [
-        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, split=2),
-        Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4),
-        Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2),
-        Config(block_n=16, block_k=256, block_a=32, block_k2=128, block_d=128, split=4, warps_up=8),
-    ]
-
-
 def dense_call(layer: dict):
     act = ACTS[layer["act"]]
     return lambda x: F.linear(act(F.linear(x, layer["wg"])) * F.linear(x, layer["wu"]), layer["wd"])
@@ -72,7 +52,7 @@ def sparse_calls(layers: list[dict], cuda: bool) -> list[tuple[str, object]]:
     b = layers[0]["x"].shape[0]
     return [
         (str(c), lambda x, L, c=c: K.sparse_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"], L["act"], ws, c))
-        for c in configs(b)
+        for c in bench.configs(b)
     ]
 
 
@@ -157,9 +137,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 r = rows[-1]
                 log(f"  dense {r['dense_us']:.2f} us, sparse {r['sparse_us']:.2f} us, speed-up {r['speedup']:.2f}x")
                 log(f"  (limit {r['limit']:.2f}x), union kept {r['kept_union']:.3f}  [{time.time() - t0:.0f} s]")
-    df = pd.DataFrame(rows)
-    df.to_csv(args.out / "decode_ffn.csv", index=False)
-    bench.write_summary(args.out)
+                df = pd.DataFrame(rows)  # written after every case: a run cut short keeps what it measured
+                df.to_csv(args.out / "decode_ffn.csv", index=False)
+                bench.write_summary(args.out)
     cols = ["shape", "activation", "activation_ratio", "batch", "dense_us", "sparse_us", "speedup", "limit"]
     log(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     logf.close()

@@ -145,3 +145,22 @@ def test_kernels_match_dense_layer_on_gpu(act, batch):
     assert torch.isfinite(y).all()
     assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
     assert ws.counters.tolist() == [0, 0]
+
+
+@gpu
+def test_sparsified_llama_on_gpu_matches_dense_and_replays_in_a_graph():
+    model = R.tiny_model("llama", "relu").cuda().to(torch.bfloat16)
+    ids = torch.randint(3, 48, (4, 1), device="cuda")  # 4 tokens: the kernels' path
+    with torch.no_grad():
+        want = model(ids).logits.double()
+        sparsify_for_decoding(model)
+        got = model(ids).logits
+        assert ((got.double() - want).norm() / want.norm()).item() < 2e-2
+        x = torch.randn(4, 32, device="cuda", dtype=torch.bfloat16)
+        ffn = model.model.layers[0].mlp
+        y = ffn(x)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = ffn(x)
+        graph.replay()
+        torch.testing.assert_close(out, y)

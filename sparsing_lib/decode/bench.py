@@ -85,6 +85,26 @@ def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: 
     }
 
 
+def configs(batch: int) -> list:
+    """Kernel configurations tried for ``batch`` (block sizes, split of d, warps)."""
+    from .kernels import Config  # needs Triton: imported on a GPU only
+
+    if batch == 1:
+        return [
+            Config(),
+            Config(block_n=32, block_k=256, block_a=8, split=4),
+            Config(block_n=8, block_k=1024, block_a=2, split=2),
+            Config(block_n=16, block_k=512, warps_gate=8, block_a=4, split=4, block_d=512, warps_up=8),
+            Config(block_n=64, block_k=128, block_a=16, block_k2=256, block_d=128, split=8),
+        ]
+    return [
+        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, split=2),
+        Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4),
+        Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2),
+        Config(block_n=16, block_k=256, block_a=32, block_k2=128, block_d=128, split=4, warps_up=8),
+    ]
+
+
 def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
     """‖y − ref‖ / ‖ref‖ in float64 (NaN where y is not finite, so that it never passes)."""
     y = y.detach().double().cpu()
