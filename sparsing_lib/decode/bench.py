@@ -8,22 +8,26 @@ Both ``benchmarks/decode_ffn.py`` and ``benchmarks/decode_model.py`` run on a GP
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from ..paths import data_file, git_revision
 from ..runs import load_run
-from .reference import cuts, dense_ffn, gather_ffn
+from .reference import ACTS, cuts, dense_ffn, ffn_bytes, gather_ffn
 
 SHAPES = {"2.4B": (2304, 5760), "0.1B": (768, 1920), "smoke": (64, 160)}  # shape -> (d, d_ff)
 SUMMARY_COLUMNS = ["shape", "activation_ratio", "batch", "dense_us", "sparse_us", "speedup", "limit"]
+L2_BYTES = 50 * 2**20  # the H200's L2 cache; the rotating layers together are three times larger
 TOLERANCE = 2e-2  # relative L2 error of a bf16 layer against float64: bf16 operands land near 1e-3 to 1e-2
 
 
@@ -142,6 +146,77 @@ def time_us(fn: Callable[[], object], reps: int, cuda: bool) -> dict:
         times = [s.elapsed_time(e) * 1e3 for s, e in events]
     q = np.percentile(times, [10, 90])
     return {"median_us": statistics.median(times), "p10_us": float(q[0]), "p90_us": float(q[1])}
+
+
+def dense_call(layer: dict):
+    act = ACTS[layer["act"]]
+    return lambda x: F.linear(act(F.linear(x, layer["wg"])) * F.linear(x, layer["wu"]), layer["wd"])
+
+
+def sparse_calls(layers: list[dict], cuda: bool) -> list[tuple[str, object]]:
+    """(name, per-layer function) for each configuration; the CPU runs the reference gather path."""
+    if not cuda:
+        return [
+            ("reference", lambda x, L: gather_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"].to(x.dtype), L["act"])[0])
+        ]
+    from . import kernels as K
+
+    ws = K.Workspace(layers[0]["wg"].shape[1], layers[0]["wg"].shape[0], layers[0]["wg"].device)
+    b = layers[0]["x"].shape[0]
+    return [
+        (str(c), lambda x, L, c=c: K.sparse_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"], L["act"], ws, c))
+        for c in configs(b)
+    ]
+
+
+def ffn_case(
+    shape: str, act: str, ratio: float, batch: int, cuda: bool, reps: int, copy_bw: float, log: Callable[[str], None]
+) -> dict:
+    """One FFN-layer case: dense and sparse times per layer (rotating over layers that exceed L2), the
+    fastest sparse configuration that matches the float64 reference, and the bandwidth limit."""
+    d, d_ff = SHAPES[shape]
+    dev = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    n_layers = 2 if not cuda else max(2, math.ceil(3 * L2_BYTES / ffn_bytes(d, d_ff, 1, 1)))
+    x64 = torch.randn(batch, d, dtype=torch.float64, device=dev, generator=torch.Generator(dev).manual_seed(batch))
+    layers = [controlled_layer(x64, d_ff, ratio, act, dtype, seed=1000 * batch + i) for i in range(n_layers)]
+    x = layers[0]["x"]
+    first = layers[0]
+    dense = [dense_call(L) for L in layers]
+    row = dict(level="ffn layer", shape=shape, activation=act, activation_ratio=ratio, batch=batch, layers=n_layers)
+    row.update({k: first[k] for k in ("kept", "kept_union", "candidate_union")})
+    row["dense_rel_err"] = rel_error(dense[0](x), first["dense_ref"])
+    t = time_us(lambda: [f(x) for f in dense], reps, cuda)
+    row["dense_us"] = t["median_us"] / n_layers
+    row["dense_p10_us"], row["dense_p90_us"] = t["p10_us"] / n_layers, t["p90_us"] / n_layers
+    best = None
+    for name, fn in sparse_calls(layers, cuda):
+        try:
+            err = rel_error(fn(x, first), first["ref"])
+            ok = err < TOLERANCE
+            log(f"  CHECK {'ok  ' if ok else 'FAIL'} rel. error {err:.2e} (dense {row['dense_rel_err']:.2e})  {name}")
+            if not ok:
+                continue
+            ts = time_us(lambda fn=fn: [fn(x, L) for L in layers], reps, cuda)
+            log(f"        {ts['median_us'] / n_layers:8.2f} us/layer")
+            if best is None or ts["median_us"] < best[1]["median_us"]:
+                best = (name, ts, err)
+        except Exception:  # a config that does not compile or crashes is skipped, not fatal
+            log(f"  CRASH {name}\n" + "".join("        " + s for s in traceback.format_exc().splitlines(True)[-4:]))
+    if best is None:
+        row.update(sparse_us=float("nan"), config="none passed", sparse_rel_err=float("nan"))
+    else:
+        row.update(config=best[0], sparse_rel_err=best[2], sparse_us=best[1]["median_us"] / n_layers)
+        row["sparse_p10_us"], row["sparse_p90_us"] = best[1]["p10_us"] / n_layers, best[1]["p90_us"] / n_layers
+    row["speedup"] = row["dense_us"] / row["sparse_us"]
+    dense_b = ffn_bytes(d, d_ff, 1, 1)
+    sparse_b = ffn_bytes(d, d_ff, row["candidate_union"], row["kept_union"])
+    row["limit"] = dense_b / sparse_b
+    row["dense_tbps"] = dense_b / row["dense_us"] / 1e6
+    row["sparse_tbps"] = sparse_b / row["sparse_us"] / 1e6
+    row["copy_limit_sparse_us"] = sparse_b / copy_bw * 1e6
+    row["copy_limit_dense_us"] = dense_b / copy_bw * 1e6
+    return row
 
 
 def copy_bandwidth(cuda: bool) -> float:
