@@ -106,17 +106,31 @@ def results(profile: str = "replay") -> dict:
     return by_profile(profile, _replay, _recompute, lambda res: None)
 
 
+def planned() -> pd.DataFrame:
+    """The FFN-layer cases the GPU benchmark measures, with their bandwidth limits and no times (ReLU with
+    independent active sets per batch row; SiLU at the CETT-PPL-1% ratio of our largest SiLU run)."""
+    silu = bench.run_ratios("mini-336x7-silu")["mean"]
+    rows = []
+    for shape in ("2.4B", "0.1B"):
+        for act, ratio in [("relu", 0.065), ("relu", 0.10), ("relu", 0.20), ("silu", silu)]:
+            for b in BATCHES:
+                kept = union_ratio(ratio, b)
+                rows.append(dict(level="ffn layer", shape=shape, activation=act, activation_ratio=ratio, batch=b,
+                                 limit=ffn_limit(kept if act == "relu" else 1.0, kept)))  # fmt: skip
+    return pd.DataFrame(rows).reindex(columns=[*bench.SUMMARY_COLUMNS, "level", "activation"])
+
+
 def _ffn_rows(res: dict) -> pd.DataFrame:
     s = res["summary"]
     if s is None:
-        return pd.DataFrame(columns=bench.SUMMARY_COLUMNS)
-    return s[s["level"] == "ffn layer"] if "level" in s else s
+        return pd.DataFrame(columns=[*bench.SUMMARY_COLUMNS, "level", "activation"])
+    return s[s["level"] == "ffn layer"]
 
 
 def _model_rows(res: dict) -> pd.DataFrame:
     s = res["summary"]
-    if s is None or "level" not in s:
-        return pd.DataFrame(columns=bench.SUMMARY_COLUMNS)
+    if s is None:
+        return pd.DataFrame(columns=[*bench.SUMMARY_COLUMNS, "level", "activation"])
     return s[s["level"] == "model"]
 
 
@@ -152,10 +166,9 @@ def figure(res: dict) -> plt.Figure:
 
 
 def table(res: dict) -> pd.DataFrame:
-    """The measured summary with readable column names (empty until measured)."""
-    s = res["summary"]
-    if s is None:
-        return pd.DataFrame()
+    """The measured summary with readable column names (until measured: the planned FFN cases with their
+    limits and empty times)."""
+    s = res["summary"] if res["summary"] is not None else planned()
     out = s.rename(
         columns={
             "shape": "shape",
