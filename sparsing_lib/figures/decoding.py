@@ -226,8 +226,8 @@ def _measured_text(res: dict) -> str:
     if not res["measured"]:
         return (
             "Not measured yet: the kernels, the benchmarks and their CPU checks are in place, and this section "
-            "will show the H200 measurements once they are committed. Until then only the bandwidth limits "
-            "(lines in the figure) are shown."
+            "will show the H200 measurements once they are committed. Until then the figure shows the bandwidth "
+            "limits only, and the table the planned cases with their limits."
         )
     ffn = _ffn_rows(res)
     row = _pick(ffn, shape=ffn["shape"].iloc[0], activation_ratio=0.065, batch=1) if len(ffn) else None
