@@ -24,6 +24,19 @@ from sparsing_lib.decode import kernels as K  # noqa: E402
         ("relu", 3, 0.0, K.Config(block_n=32, block_k=64, block_a=16, block_k2=16, block_d=16, split=3)),
         ("silu", 1, 0.3, K.Config(block_n=16, block_k=64, block_a=8, block_k2=64, block_d=64, split=1)),
         ("silu", 16, 0.2, K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, split=2)),
+        ("relu", 1, 0.0, K.Config(block_n=16, block_k=32, block_a=2, block_k2=32, block_d=32, programs=5)),
+        (
+            "relu",
+            1,
+            0.0,
+            K.Config(block_n=16, block_k=32, block_a=4, block_d=32, variant="split", programs=3, groups=2),
+        ),
+        (
+            "silu",
+            5,
+            0.3,
+            K.Config(block_a=16, block_k2=32, block_d=16, variant="split", programs=2, block_a2=32, groups=3),
+        ),
     ],
 )
 def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold, cfg):

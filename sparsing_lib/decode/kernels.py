@@ -1,26 +1,32 @@
-"""Triton kernels of the sparse gated FFN at decode time: two launches, no host synchronisation.
+"""Triton kernels of the sparse gated FFN at decode time: two or three launches, no host synchronisation.
 
 Decoding reads every weight once per token, so an FFN layer's time is its bytes over HBM bandwidth. The
 gated FFN ``y = W_down (σ(W_gate x) ⊙ W_up x)`` must read all of ``W_gate`` to learn which neurons are
 active, but only the active rows of ``W_up`` and of ``W_down`` (stored transposed, ``[d_ff, d]``, so that a
-neuron's output direction is one contiguous row). The two launches:
+neuron's output direction is one contiguous row).
 
 1. ``_gate_kernel`` (one program per ``BLOCK_N`` neurons): the gate GEMV over the whole ``d`` for
    ``BLOCK_N`` rows, the activation ``s = σ(g)`` in float32 (stored), and the compaction of the candidate
    neurons (``s ≠ 0`` for any batch row: the union of the batch's active sets) into an index list, each
    program claiming its slots with one atomic add on a device counter. It also zeroes the float32 output
-   accumulator, so that no separate memset is launched.
-2. ``_up_down_kernel`` (a fixed grid covering every possible candidate; programs past the counter exit):
-   gathers ``BLOCK_A`` candidate rows of ``W_up``, forms ``a = s ⊙ u``, applies the per-neuron cut
-   ``|a_i| ≥ c_i`` (c = 0 for ReLU at the zero threshold; ``t_layer / ‖W_down[:, i]‖`` for a CETT
-   threshold), reads the kept rows of ``W_downᵀ`` (masked loads of dropped rows fetch nothing) over its
-   share of ``d`` (``SPLIT`` programs per neuron block, to spread the reads over more multiprocessors; the
-   split programs re-read the same up rows, which then come from L2), and adds its partial output into
-   the float32 accumulator with atomics. The last program to finish (a ticket counter) writes the output in
-   the activation's dtype and resets both counters for the next call.
+   accumulator, so that no memset is launched.
+2. Up and down over the candidates, in one of two variants (the benchmark times both):
+   * ``fused`` (``_up_down_kernel``): a persistent grid of programs × ``SPLIT`` shares of ``d`` walks the
+     candidate blocks of ``BLOCK_A`` neurons: their up rows, ``a = s ⊙ u``, the per-neuron cut
+     ``|a_i| ≥ c_i`` (c = 0 for ReLU at the zero threshold, ``t_layer / ‖W_down[:, i]‖`` for a CETT
+     threshold), then the kept rows of ``W_downᵀ`` over the program's share of ``d`` (masked loads of
+     dropped rows fetch nothing), added into the float32 accumulator with relaxed atomics. The ``SPLIT``
+     programs of one block re-read its up rows, from L2 after the first.
+   * ``split`` (``_up_kernel`` then ``_down_kernel``): the first computes the cut activations of every
+     candidate once, into a compact buffer; the second, a grid of candidate groups × ``d`` chunks, sums its
+     group's kept down rows in registers and adds the sum into the accumulator once: fewer atomics and no
+     re-read, for one more launch.
+   The last program of the last launch to finish (a ticket counter) writes the output in the activation's
+   dtype and resets both counters for the next call.
 
-The grid sizes depend only on the shapes, never on the data, so a call can be captured in a CUDA graph.
-Batch 1 uses element-wise products and reductions; batches 2-16 are padded to 16 for ``tl.dot``.
+Grid sizes and loop trip counts depend only on the shapes, never on the data (blocks past the candidate
+count are skipped inside), so a call can be captured in a CUDA graph. Batch 1 uses element-wise products
+and reductions; batches 2-16 are padded to 16 for ``tl.dot``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ class Config:
     block_d: int = 256
     split: int = 2
     warps_up: int = 4
+    programs: int = 1024  # persistent programs walking the candidate blocks (fused: per d-split; split: up)
+    variant: str = "fused"  # "fused": one up+down launch; "split": an up launch, then a down launch
+    groups: int = 32  # split variant: candidate groups of the down launch (each adds its sum once)
+    block_a2: int = 16  # split variant: candidate rows per step of the down launch
 
 
 def default_config(batch: int) -> Config:
@@ -89,50 +99,39 @@ def _gate_kernel(
 
 
 @triton.jit
-def _up_down_kernel(
-    x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, EBLOCK: tl.constexpr,
-):  # fmt: skip
-    pid = tl.program_id(0)
-    sid = tl.program_id(1)
-    n = tl.load(count_ptr)
-    start = pid * BLOCK_A
+def _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+              BLOCK_K: tl.constexpr):  # fmt: skip
+    """Block ``blk`` of the candidate list: its neuron ids, positions mask and the cut activations [BLOCK_A, BP]."""
     bs = tl.arange(0, BP)
     bmask = bs < B
-    if start < n:
-        j = start + tl.arange(0, BLOCK_A)
-        jm = j < n
-        rows = tl.load(idx_ptr + j, mask=jm, other=0)
-        acc = tl.zeros([BLOCK_A, BP], tl.float32)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            km = ks < D
-            w = tl.load(wu_ptr + rows[:, None] * D + ks[None, :], mask=jm[:, None] & km[None, :], other=0.0)
-            xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
-            if BP == 1:
-                acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
-            else:
-                acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
-        live = jm[:, None] & bmask[None, :]
-        s = tl.load(s_ptr + bs[None, :] * F + rows[:, None], mask=live, other=0.0)
-        c = tl.load(cut_ptr + rows, mask=jm, other=0.0)
-        a = s * acc
-        keep = live & (a != 0.0) & (tl.abs(a) >= c[:, None])
-        a = tl.where(keep, a, 0.0)
-        row_kept = tl.sum(keep.to(tl.int32), axis=1) > 0
-        for d0 in range(0, CHUNK, BLOCK_D):
-            ds = sid * CHUNK + d0 + tl.arange(0, BLOCK_D)
-            dm = (ds < D) & (ds < (sid + 1) * CHUNK)
-            wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=row_kept[:, None] & dm[None, :], other=0.0)
-            if BP == 1:
-                part = tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
-            else:
-                part = tl.dot(tl.trans(a.to(wd.dtype)), wd)
-            tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], part, mask=bmask[:, None] & dm[None, :])
+    j = blk * BLOCK_A + tl.arange(0, BLOCK_A)
+    jm = j < n
+    rows = tl.load(idx_ptr + j, mask=jm, other=0)
+    acc = tl.zeros([BLOCK_A, BP], tl.float32)
+    for k0 in range(0, D, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        km = ks < D
+        w = tl.load(wu_ptr + rows[:, None] * D + ks[None, :], mask=jm[:, None] & km[None, :], other=0.0)
+        xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
+        if BP == 1:
+            acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
+        else:
+            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+    live = jm[:, None] & bmask[None, :]
+    s = tl.load(s_ptr + bs[None, :] * F + rows[:, None], mask=live, other=0.0)
+    c = tl.load(cut_ptr + rows, mask=jm, other=0.0)
+    a = s * acc
+    keep = live & (a != 0.0) & (tl.abs(a) >= c[:, None])
+    return rows, j, jm, tl.where(keep, a, 0.0)
+
+
+@triton.jit
+def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B: tl.constexpr, D: tl.constexpr, EBLOCK: tl.constexpr):
+    """The last program to arrive writes the output in its dtype and resets both counters for the next call."""
+    tl.debug_barrier()  # every thread's output atomics precede the program's ticket
     total = tl.num_programs(0) * tl.num_programs(1)
     ticket = tl.atomic_add(ticket_ptr, 1)
-    if ticket == total - 1:  # every other program has added its part: write the output, reset the counters
+    if ticket == total - 1:
         for e0 in range(0, B * D, EBLOCK):
             e = e0 + tl.arange(0, EBLOCK)
             v = tl.load(out32_ptr + e, mask=e < B * D, other=0.0, cache_modifier=".cg")
@@ -141,15 +140,108 @@ def _up_down_kernel(
         tl.store(ticket_ptr, 0)
 
 
+@triton.jit
+def _up_down_kernel(
+    x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, EBLOCK: tl.constexpr, STEPS: tl.constexpr,
+):  # fmt: skip
+    """Fused variant: a persistent grid (programs × d-splits) walks the candidate blocks; each block's up rows,
+    then its kept down rows over this program's share of d, added into the output with relaxed atomics."""
+    pid = tl.program_id(0)
+    sid = tl.program_id(1)
+    n = tl.load(count_ptr)
+    for step in range(STEPS):  # a fixed trip count (known from the shapes), blocks past the list skipped
+        blk = pid + step * tl.num_programs(0)
+        if blk * BLOCK_A < n:
+            _fused_block(x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, out32_ptr, n, blk, sid, B, D, F, BP,
+                         BLOCK_A, BLOCK_K, BLOCK_D, CHUNK)  # fmt: skip
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, EBLOCK)
+
+
+@triton.jit
+def _fused_block(x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, out32_ptr, n, blk, sid, B, D, F,
+                 BP: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                 CHUNK: tl.constexpr):  # fmt: skip
+    bs = tl.arange(0, BP)
+    bmask = bs < B
+    rows, j, jm, a = _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP, BLOCK_A, BLOCK_K)
+    row_kept = tl.sum((a != 0.0).to(tl.int32), axis=1) > 0
+    for d0 in range(0, CHUNK, BLOCK_D):
+        ds = sid * CHUNK + d0 + tl.arange(0, BLOCK_D)
+        dm = (ds < D) & (ds < (sid + 1) * CHUNK)
+        wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=row_kept[:, None] & dm[None, :], other=0.0)
+        if BP == 1:
+            part = tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
+        else:
+            part = tl.dot(tl.trans(a.to(wd.dtype)), wd)
+        tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], part, mask=bmask[:, None] & dm[None, :],
+                      sem="relaxed")  # fmt: skip
+
+
+@triton.jit
+def _up_kernel(
+    x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, a_ptr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_K: tl.constexpr,
+    STEPS: tl.constexpr,
+):  # fmt: skip
+    """Split variant, first half: the cut activations of every candidate, stored in candidate order."""
+    pid = tl.program_id(0)
+    n = tl.load(count_ptr)
+    bs = tl.arange(0, BP)
+    for step in range(STEPS):
+        blk = pid + step * tl.num_programs(0)
+        if blk * BLOCK_A < n:
+            rows, j, jm, a = _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP, BLOCK_A, BLOCK_K)
+            tl.store(a_ptr + bs[None, :] * F + j[:, None], a, mask=jm[:, None] & (bs[None, :] < B))
+
+
+@triton.jit
+def _down_kernel(
+    wd_ptr, a_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
+    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+    BLOCK_D: tl.constexpr, EBLOCK: tl.constexpr, STEPS: tl.constexpr,
+):  # fmt: skip
+    """Split variant, second half: a grid of (candidate groups × d-chunks); each program sums its group's kept
+    down rows over its chunk in registers and adds the sum into the output once."""
+    pid = tl.program_id(0)
+    sid = tl.program_id(1)
+    n = tl.load(count_ptr)
+    bs = tl.arange(0, BP)
+    bmask = bs < B
+    ds = sid * BLOCK_D + tl.arange(0, BLOCK_D)
+    dm = ds < D
+    acc = tl.zeros([BP, BLOCK_D], tl.float32)
+    n_blocks = tl.cdiv(n, BLOCK_A)
+    for step in range(STEPS):
+        blk = pid + step * tl.num_programs(0)
+        j = blk * BLOCK_A + tl.arange(0, BLOCK_A)
+        jm = j < n  # blocks past the list load nothing and add zeros
+        rows = tl.load(idx_ptr + j, mask=jm, other=0)
+        a = tl.load(a_ptr + bs[None, :] * F + j[:, None], mask=jm[:, None] & bmask[None, :], other=0.0)
+        row_kept = tl.sum((a != 0.0).to(tl.int32), axis=1) > 0
+        wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=row_kept[:, None] & dm[None, :], other=0.0)
+        if BP == 1:
+            acc += tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
+        else:
+            acc += tl.dot(tl.trans(a.to(wd.dtype)), wd)
+    if pid < n_blocks:
+        tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], acc, mask=bmask[:, None] & dm[None, :],
+                      sem="relaxed")  # fmt: skip
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, EBLOCK)
+
+
 class Workspace:
     """Fixed-size device buffers of one layer (reused by every call, so CUDA graphs see fixed addresses):
-    the float32 activations, the candidate list, the two counters and the float32 output accumulator."""
+    the float32 activations, the candidate list, the two counters, the float32 output accumulator and
+    the split variant's compact activations."""
 
     def __init__(self, d: int, d_ff: int, device: torch.device):
         self.s = torch.empty(MAX_BATCH, d_ff, dtype=torch.float32, device=device)
         self.idx = torch.empty(d_ff, dtype=torch.int32, device=device)
         self.counters = torch.zeros(2, dtype=torch.int32, device=device)
         self.out32 = torch.empty(MAX_BATCH * d, dtype=torch.float32, device=device)
+        self.a = torch.empty(MAX_BATCH, d_ff, dtype=torch.float32, device=device)
 
 
 def sparse_ffn(
@@ -176,10 +268,25 @@ def sparse_ffn(
         ACT=0 if act == "relu" else 1, BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, ZBLOCK=zblock,
         num_warps=cfg.warps_gate,
     )  # fmt: skip
-    chunk = triton.cdiv(triton.cdiv(d, cfg.split), cfg.block_d) * cfg.block_d
-    _up_down_kernel[(triton.cdiv(d_ff, cfg.block_a), cfg.split)](
-        x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
-        BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk, EBLOCK=1024,
-        num_warps=cfg.warps_up,
+    n_blocks = triton.cdiv(d_ff, cfg.block_a)
+    if cfg.variant == "fused":
+        chunk = triton.cdiv(triton.cdiv(d, cfg.split), cfg.block_d) * cfg.block_d
+        progs = min(n_blocks, cfg.programs)
+        _up_down_kernel[(progs, cfg.split)](
+            x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
+            BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk, EBLOCK=1024,
+            STEPS=triton.cdiv(n_blocks, progs), num_warps=cfg.warps_up,
+        )  # fmt: skip
+        return y
+    progs = min(n_blocks, cfg.programs)
+    _up_kernel[(progs,)](
+        x, w_up, ws.s, cut, ws.idx, ws.counters, ws.a, b, d, d_ff,
+        BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, STEPS=triton.cdiv(n_blocks, progs), num_warps=cfg.warps_up,
+    )  # fmt: skip
+    groups = min(triton.cdiv(d_ff, cfg.block_a2), cfg.groups)
+    _down_kernel[(groups, triton.cdiv(d, cfg.block_d))](
+        w_down_t, ws.a, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
+        BP=bp, BLOCK_A=cfg.block_a2, BLOCK_D=cfg.block_d, EBLOCK=1024,
+        STEPS=triton.cdiv(triton.cdiv(d_ff, cfg.block_a2), groups), num_warps=cfg.warps_up,
     )  # fmt: skip
     return y
