@@ -95,11 +95,13 @@ def configs(batch: int) -> list:
 
     if batch == 1:
         return [
-            Config(block_n=16, block_k=256, block_a=4, block_k2=256, block_d=256, split=2),
-            Config(block_n=32, block_k=256, block_a=8, block_k2=256, block_d=256, split=4),
-            Config(block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, split=2, programs=128),
-            Config(block_n=8, block_k=512, block_a=4, block_d=512, split=2, warps_up=8),
-            Config(block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, variant="split", groups=32),
+            Config(block_n=16, block_k=256, block_a=4, block_k2=256, block_d=256, split=2, programs=264),
+            Config(block_n=32, block_k=256, block_a=8, block_k2=256, block_d=256, split=4, programs=132),
+            Config(block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, split=2, programs=528),
+            Config(block_n=8, block_k=512, block_a=4, block_d=512, split=2, warps_up=8, programs=264),
+            Config(
+                block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, variant="split", groups=32, programs=528
+            ),  # fmt: skip
             Config(
                 block_n=32,
                 block_k=256,
@@ -110,15 +112,24 @@ def configs(batch: int) -> list:
                 groups=16,
                 block_a2=32,
                 warps_gate=8,
+                programs=264,
             ),  # fmt: skip
         ]
     return [
-        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, split=2),
-        Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4),
-        Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2),
+        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, split=2, programs=264),
+        Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4, programs=132),
+        Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2, programs=528),
         Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, variant="split", groups=32),
         Config(
-            block_n=32, block_k=256, block_a=16, block_k2=128, block_d=256, variant="split", groups=64, block_a2=32
+            block_n=32,
+            block_k=256,
+            block_a=16,
+            block_k2=128,
+            block_d=256,
+            variant="split",
+            groups=64,
+            block_a2=32,
+            programs=528,
         ),  # fmt: skip
     ]
 

@@ -52,7 +52,7 @@ class Config:
     block_d: int = 256
     split: int = 2
     warps_up: int = 4
-    programs: int = 1024  # persistent programs walking the candidate blocks (fused: per d-split; split: up)
+    programs: int = 264  # persistent programs walking the candidate blocks (fused: per d-split; split: up)
     variant: str = "fused"  # "fused": one up+down launch; "split": an up launch, then a down launch
     groups: int = 32  # split variant: candidate groups of the down launch (each adds its sum once)
     block_a2: int = 16  # split variant: candidate rows per step of the down launch
@@ -61,6 +61,32 @@ class Config:
 def default_config(batch: int) -> Config:
     """A config that compiles for ``batch``; the benchmark tunes among a few others."""
     return Config() if batch == 1 else Config(block_a=16, block_k2=128, block_d=128, block_k=128)
+
+
+@triton.jit
+def _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    """[BLOCK_R, BP]: the given rows of a [·, D] matrix times the batch's inputs, in float32. Batch 1 keeps
+    a [BLOCK_R, BLOCK_K] partial sum and reduces it once after the loop (no shuffles per step)."""
+    bs = tl.arange(0, BP)
+    bmask = bs < B
+    if BP == 1:
+        part = tl.zeros([BLOCK_R, BLOCK_K], tl.float32)
+        for k0 in range(0, D, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            km = ks < D
+            w = tl.load(w_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
+            xv = tl.load(x_ptr + ks[None, :], mask=km[None, :], other=0.0)
+            part += w.to(tl.float32) * xv.to(tl.float32)
+        acc = tl.sum(part, axis=1)[:, None]
+    else:
+        acc = tl.zeros([BLOCK_R, BP], tl.float32)
+        for k0 in range(0, D, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            km = ks < D
+            w = tl.load(w_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
+            xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
+            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+    return acc
 
 
 @triton.jit
@@ -76,16 +102,7 @@ def _gate_kernel(
     rmask = rows < F
     bs = tl.arange(0, BP)
     bmask = bs < B
-    acc = tl.zeros([BLOCK_N, BP], tl.float32)
-    for k0 in range(0, D, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        km = ks < D
-        w = tl.load(wg_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
-        xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
-        if BP == 1:
-            acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
-        else:
-            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+    acc = _rows_dot_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K)
     if ACT == 0:
         s = tl.maximum(acc, 0.0)
     else:
@@ -107,16 +124,7 @@ def _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP: tl.co
     j = blk * BLOCK_A + tl.arange(0, BLOCK_A)
     jm = j < n
     rows = tl.load(idx_ptr + j, mask=jm, other=0)
-    acc = tl.zeros([BLOCK_A, BP], tl.float32)
-    for k0 in range(0, D, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        km = ks < D
-        w = tl.load(wu_ptr + rows[:, None] * D + ks[None, :], mask=jm[:, None] & km[None, :], other=0.0)
-        xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
-        if BP == 1:
-            acc += tl.sum(w.to(tl.float32) * xv.to(tl.float32), axis=1)[:, None]
-        else:
-            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
+    acc = _rows_dot_x(wu_ptr, rows, jm, x_ptr, B, D, BP, BLOCK_A, BLOCK_K)
     live = jm[:, None] & bmask[None, :]
     s = tl.load(s_ptr + bs[None, :] * F + rows[:, None], mask=live, other=0.0)
     c = tl.load(cut_ptr + rows, mask=jm, other=0.0)
