@@ -21,8 +21,8 @@ neuron's output direction is one contiguous row).
      candidate once, into a compact buffer; the second, a grid of candidate groups × ``d`` chunks, sums its
      group's kept down rows in registers and adds the sum into the accumulator once: fewer atomics and no
      re-read, for one more launch.
-   The last program of the last launch to finish (a ticket counter) writes the output in the activation's
-   dtype and resets both counters for the next call.
+   In the last launch, the last program of each ``d`` chunk to finish (a ticket counter per chunk) writes
+   that chunk of the output in the activation's dtype, and the last chunk resets the counters.
 
 Grid sizes and loop trip counts depend only on the shapes, never on the data (blocks past the candidate
 count are skipped inside), so a call can be captured in a CUDA graph. Batch 1 uses element-wise products
@@ -31,6 +31,7 @@ and reductions; batches 2-16 are padded to 16 for ``tl.dot``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,7 @@ import triton
 import triton.language as tl
 
 MAX_BATCH = 16
+MAX_CHUNKS = 256  # d-chunks of the output (each with its own ticket): d / block_d or the split
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP: tl.constexpr, BLOCK_R: tl.c
 @triton.jit
 def _gate_kernel(
     x_ptr, wg_ptr, s_ptr, idx_ptr, count_ptr, out32_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr,
+    B, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ZBLOCK: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -134,25 +136,32 @@ def _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP: tl.co
 
 
 @triton.jit
-def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B: tl.constexpr, D: tl.constexpr, EBLOCK: tl.constexpr):
-    """The last program to arrive writes the output in its dtype and resets both counters for the next call."""
+def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP: tl.constexpr, CHUNK: tl.constexpr,
+            SUB: tl.constexpr):  # fmt: skip
+    """The last program of each d-chunk (grid axis 1) writes that chunk of the output in its dtype; the last
+    chunk to finish resets the counters for the next call. ``ticket_ptr[0]`` counts chunks, ``[1 + c]`` the
+    programs of chunk c, so the conversion runs in parallel over chunks and no address sees many atomics."""
     tl.debug_barrier()  # every thread's output atomics precede the program's ticket
-    total = tl.num_programs(0) * tl.num_programs(1)
-    ticket = tl.atomic_add(ticket_ptr, 1)
-    if ticket == total - 1:
-        for e0 in range(0, B * D, EBLOCK):
-            e = e0 + tl.arange(0, EBLOCK)
-            v = tl.load(out32_ptr + e, mask=e < B * D, other=0.0, cache_modifier=".cg")
-            tl.store(y_ptr + e, v.to(y_ptr.dtype.element_ty), mask=e < B * D)
-        tl.store(count_ptr, 0)
-        tl.store(ticket_ptr, 0)
+    c = tl.program_id(1)
+    if tl.atomic_add(ticket_ptr + 1 + c, 1) == tl.num_programs(0) - 1:
+        bs = tl.arange(0, BP)
+        for d0 in range(0, CHUNK, SUB):
+            ds = c * CHUNK + d0 + tl.arange(0, SUB)
+            m = (bs[:, None] < B) & (ds[None, :] < D) & (ds[None, :] < (c + 1) * CHUNK)
+            off = bs[:, None] * D + ds[None, :]
+            v = tl.load(out32_ptr + off, mask=m, other=0.0, cache_modifier=".cg")
+            tl.store(y_ptr + off, v.to(y_ptr.dtype.element_ty), mask=m)
+        tl.store(ticket_ptr + 1 + c, 0)
+        if tl.atomic_add(ticket_ptr, 1) == tl.num_programs(1) - 1:
+            tl.store(count_ptr, 0)
+            tl.store(ticket_ptr, 0)
 
 
 @triton.jit
 def _up_down_kernel(
     x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, EBLOCK: tl.constexpr, STEPS: tl.constexpr,
+    B, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, STEPS: tl.constexpr,
 ):  # fmt: skip
     """Fused variant: a persistent grid (programs × d-splits) walks the candidate blocks; each block's up rows,
     then its kept down rows over this program's share of d, added into the output with relaxed atomics."""
@@ -164,7 +173,7 @@ def _up_down_kernel(
         if blk * BLOCK_A < n:
             _fused_block(x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, out32_ptr, n, blk, sid, B, D, F, BP,
                          BLOCK_A, BLOCK_K, BLOCK_D, CHUNK)  # fmt: skip
-    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, EBLOCK)
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP, CHUNK, BLOCK_D)
 
 
 @triton.jit
@@ -190,7 +199,7 @@ def _fused_block(x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, out32_ptr, n, b
 @triton.jit
 def _up_kernel(
     x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, a_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_K: tl.constexpr,
+    B, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_K: tl.constexpr,
     STEPS: tl.constexpr,
 ):  # fmt: skip
     """Split variant, first half: the cut activations of every candidate, stored in candidate order."""
@@ -207,8 +216,8 @@ def _up_kernel(
 @triton.jit
 def _down_kernel(
     wd_ptr, a_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
-    B: tl.constexpr, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
-    BLOCK_D: tl.constexpr, EBLOCK: tl.constexpr, STEPS: tl.constexpr,
+    B, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
+    BLOCK_D: tl.constexpr, STEPS: tl.constexpr,
 ):  # fmt: skip
     """Split variant, second half: a grid of (candidate groups × d-chunks); each program sums its group's kept
     down rows over its chunk in registers and adds the sum into the output once."""
@@ -236,18 +245,18 @@ def _down_kernel(
     if pid < n_blocks:
         tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], acc, mask=bmask[:, None] & dm[None, :],
                       sem="relaxed")  # fmt: skip
-    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, EBLOCK)
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP, BLOCK_D, BLOCK_D)
 
 
 class Workspace:
     """Fixed-size device buffers of one layer (reused by every call, so CUDA graphs see fixed addresses):
-    the float32 activations, the candidate list, the two counters, the float32 output accumulator and
-    the split variant's compact activations."""
+    the float32 activations, the candidate list, the counters (candidates, chunk tickets), the float32
+    output accumulator and the split variant's compact activations."""
 
     def __init__(self, d: int, d_ff: int, device: torch.device):
         self.s = torch.empty(MAX_BATCH, d_ff, dtype=torch.float32, device=device)
         self.idx = torch.empty(d_ff, dtype=torch.int32, device=device)
-        self.counters = torch.zeros(2, dtype=torch.int32, device=device)
+        self.counters = torch.zeros(2 + MAX_CHUNKS, dtype=torch.int32, device=device)
         self.out32 = torch.empty(MAX_BATCH * d, dtype=torch.float32, device=device)
         self.a = torch.empty(MAX_BATCH, d_ff, dtype=torch.float32, device=device)
 
@@ -267,6 +276,12 @@ def sparse_ffn(
     b, d = x.shape
     d_ff = w_gate.shape[0]
     cfg = cfg or default_config(b)
+    if not 1 <= b <= MAX_BATCH:
+        raise ValueError(f"got {b} tokens: the sparse FFN kernels take 1 to {MAX_BATCH} per call (decoding)")
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("CPU tensors: the sparse FFN kernels need a CUDA GPU (TRITON_INTERPRET=1 runs them slowly)")
+    if max(cfg.split, triton.cdiv(d, cfg.block_d)) > MAX_CHUNKS:
+        raise ValueError(f"{cfg} splits d = {d} into more than {MAX_CHUNKS} chunks")
     bp = 1 if b == 1 else MAX_BATCH
     y = torch.empty_like(x)
     n_gate = triton.cdiv(d_ff, cfg.block_n)
@@ -282,7 +297,7 @@ def sparse_ffn(
         progs = min(n_blocks, cfg.programs)
         _up_down_kernel[(progs, cfg.split)](
             x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
-            BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk, EBLOCK=1024,
+            BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk,
             STEPS=triton.cdiv(n_blocks, progs), num_warps=cfg.warps_up,
         )  # fmt: skip
         return y
@@ -294,7 +309,7 @@ def sparse_ffn(
     groups = min(triton.cdiv(d_ff, cfg.block_a2), cfg.groups)
     _down_kernel[(groups, triton.cdiv(d, cfg.block_d))](
         w_down_t, ws.a, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
-        BP=bp, BLOCK_A=cfg.block_a2, BLOCK_D=cfg.block_d, EBLOCK=1024,
+        BP=bp, BLOCK_A=cfg.block_a2, BLOCK_D=cfg.block_d,
         STEPS=triton.cdiv(triton.cdiv(d_ff, cfg.block_a2), groups), num_warps=cfg.warps_up,
     )  # fmt: skip
     return y
