@@ -164,3 +164,17 @@ def test_sparsified_llama_on_gpu_matches_dense_and_replays_in_a_graph():
             out = ffn(x)
         graph.replay()
         torch.testing.assert_close(out, y)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_kernel_entry_refuses_cpu_tensors_and_large_batches():
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter runs CPU tensors on purpose")
+    from sparsing_lib.decode import kernels as K
+
+    wg, wu, wd = _weights(8, 16, seed=0, dtype=torch.float32)
+    ws = K.Workspace(8, 16, torch.device("cpu"))
+    with pytest.raises(ValueError, match="CPU tensors"):
+        K.sparse_ffn(torch.randn(2, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
+    with pytest.raises(ValueError, match="got 17 tokens"):
+        K.sparse_ffn(torch.randn(17, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
