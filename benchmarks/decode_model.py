@@ -21,6 +21,7 @@ decode_summary.csv under --out.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class Engine:
         self.d, self.n, self.f, self.h, self.hd, self.batch = d, n, f, h, d // h, batch
         g = torch.Generator(device).manual_seed(seed)
         rnd = lambda *s: torch.randn(*s, generator=g, device=device, dtype=torch.float32) / s[-1] ** 0.5  # noqa: E731
-        self.emb = rnd(v, d)
+        self.emb = rnd(v, d) * d**0.5  # entries of unit size
         self.emb[:, 0] = d**0.5  # coordinate 0 of the residual stream: a constant (see the module doc)
         self.wqkv = [rnd(3 * d, d) for _ in range(n)]
         self.wo = [rnd(d, d) for _ in range(n)]
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     rows.append(measure(name, batch, pattern, args, log))
                 except Exception as e:  # one failing case must not lose the others
                     log(f"  FAILED: {type(e).__name__}: {e}")
+                gc.collect()  # the engine and its FFN closures form a cycle: free its weights now
                 torch.cuda.empty_cache() if args.cuda else None
                 df = pd.DataFrame(rows)  # written after every case: a run cut short keeps what it measured
                 df.to_csv(args.out / "decode_model.csv", index=False)
