@@ -93,33 +93,23 @@ def configs(batch: int) -> list:
     """Kernel configurations tried for ``batch`` (block sizes, split of d, warps)."""
     from .kernels import Config  # needs Triton: imported on a GPU only
 
+    small = dict(block_k=256, block_k2=256, block_d=256)  # batch 1: 256 divides both model widths
+    padded = dict(block_k=128, block_a=16, block_k2=128, block_d=128)  # tl.dot path, rows in blocks of 16
     if batch == 1:
         return [
-            Config(block_n=16, block_k=256, block_a=4, block_k2=256, block_d=256, split=2, programs=264),
-            Config(block_n=32, block_k=256, block_a=8, block_k2=256, block_d=256, split=4, programs=132),
-            Config(block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, split=2, programs=528),
+            Config(block_n=16, block_a=4, split=2, programs=264, **small),
+            Config(block_n=32, block_a=8, split=4, programs=132, **small),
+            Config(block_n=16, block_a=2, split=2, programs=528, **small),
             Config(block_n=8, block_k=512, block_a=4, block_d=512, split=2, warps_up=8, programs=264),
-            Config(
-                block_n=16, block_k=256, block_a=2, block_k2=256, block_d=256, variant="split", groups=32, programs=528
-            ),  # fmt: skip
-            Config(
-                block_n=32,
-                block_k=256,
-                block_a=4,
-                block_k2=256,
-                block_d=256,
-                variant="split",
-                groups=16,
-                block_a2=32,
-                warps_gate=8,
-                programs=264,
-            ),  # fmt: skip
+            Config(block_n=16, block_a=2, variant="split", groups=32, programs=528, **small),
+            Config(block_n=32, block_a=4, variant="split", groups=16, block_a2=32, warps_gate=8, **small),
+            Config(block_n=16, variant="split", groups=32, pad_batch=True, **padded),
         ]
     return [
-        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, split=2, programs=264),
+        Config(block_n=16, split=2, programs=264, **padded),
         Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4, programs=132),
         Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2, programs=528),
-        Config(block_n=16, block_k=128, block_a=16, block_k2=128, block_d=128, variant="split", groups=32),
+        Config(block_n=16, variant="split", groups=32, **padded),
         Config(
             block_n=32,
             block_k=256,

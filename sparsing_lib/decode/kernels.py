@@ -58,6 +58,7 @@ class Config:
     variant: str = "fused"  # "fused": one up+down launch; "split": an up launch, then a down launch
     groups: int = 32  # split variant: candidate groups of the down launch (each adds its sum once)
     block_a2: int = 16  # split variant: candidate rows per step of the down launch
+    pad_batch: bool = False  # batch 1 through the padded tl.dot path (block_a, block_a2 >= 16)
 
 
 def default_config(batch: int) -> Config:
@@ -282,7 +283,7 @@ def sparse_ffn(
         raise ValueError("CPU tensors: the sparse FFN kernels need a CUDA GPU (TRITON_INTERPRET=1 runs them slowly)")
     if max(cfg.split, triton.cdiv(d, cfg.block_d)) > MAX_CHUNKS:
         raise ValueError(f"{cfg} splits d = {d} into more than {MAX_CHUNKS} chunks")
-    bp = 1 if b == 1 else MAX_BATCH
+    bp = 1 if b == 1 and not cfg.pad_batch else MAX_BATCH
     y = torch.empty_like(x)
     n_gate = triton.cdiv(d_ff, cfg.block_n)
     zblock = triton.next_power_of_2(triton.cdiv(b * d, n_gate))
