@@ -178,3 +178,39 @@ def test_kernel_entry_refuses_cpu_tensors_and_large_batches():
         K.sparse_ffn(torch.randn(2, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
     with pytest.raises(ValueError, match="got 17 tokens"):
         K.sparse_ffn(torch.randn(17, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
+
+
+POINTERS = {"x_ptr": "*bf16", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "wd_ptr": "*bf16", "s_ptr": "*fp32",
+            "cut_ptr": "*fp32", "idx_ptr": "*i32", "count_ptr": "*i32", "ticket_ptr": "*i32", "out32_ptr": "*fp32",
+            "y_ptr": "*bf16", "a_ptr": "*fp32", "B": "i32"}  # fmt: skip
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+@pytest.mark.parametrize("bp", [1, 16])
+def test_kernels_compile_for_hopper_without_a_gpu(bp):
+    """Ahead-of-time compilation for sm_90 (Triton ships ptxas), with 16-byte aligned pointers as the JIT sees
+    them on the GPU; the batch-1 gate must use 16-byte loads."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter does not compile")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sparsing_lib.decode import kernels as K
+
+    shape = dict(D=2304, F=5760, BP=bp)
+    blocks = dict(BLOCK_A=16, BLOCK_K=128, BLOCK_D=128)
+    cases = [
+        (K._gate_kernel, dict(shape, ACT=1, BLOCK_N=16, BLOCK_K=256, ZBLOCK=8)),
+        (K._up_down_kernel, dict(shape, **blocks, CHUNK=1152, STEPS=2)),
+        (K._up_kernel, dict(shape, BLOCK_A=16, BLOCK_K=128, STEPS=2)),
+        (K._down_kernel, dict(shape, BLOCK_A=16, BLOCK_D=128, STEPS=12)),
+    ]
+    for fn, consts in cases:
+        sig = {n: "constexpr" if n in consts else POINTERS[n] for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(sig.values()) if t.startswith("*")}
+        src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()}, attrs)
+        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert kernel.asm["cubin"]
+        if fn is K._gate_kernel and bp == 1:
+            assert "ld.global.v4.b32" in kernel.asm["ptx"]
