@@ -78,14 +78,18 @@ class SparseFFN(nn.Module):
             return self.dense(x)
         from . import kernels
 
-        if self._ws is None:
+        if self._ws is None or self._ws.s.device != x.device:
             self._ws = kernels.Workspace(x.shape[-1], self.cut.shape[0], x.device)
+        w_down_t = self.down_proj.weight.t()
+        if not w_down_t.is_contiguous():  # a later .to() or load_state_dict changed the layout: store it again
+            self.down_proj.weight.data = w_down_t.contiguous().t()
+            w_down_t = self.down_proj.weight.t()
         y = kernels.sparse_ffn(
             x.reshape(tokens, x.shape[-1]).contiguous(),
-            self.gate_proj.weight,
-            self.up_proj.weight,
-            self.down_proj.weight.t(),
-            self.cut,
+            self.gate_proj.weight.contiguous(),
+            self.up_proj.weight.contiguous(),
+            w_down_t,
+            self.cut.float(),  # a model-wide .to(dtype) casts buffers too; the kernels read float32 cuts
             self.act,
             self._ws,
         )
