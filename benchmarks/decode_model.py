@@ -7,8 +7,8 @@ graph per decode step).
 The engine is a Llama-layout decoder (RMSNorm, multi-head attention over a static cache, gated ReLU FFN, tied
 embeddings) written with few plain torch ops (residual adds fused into cuBLAS products where it allows; no
 position encoding, which reads no weights and costs a fused engine almost nothing); the dense and sparse
-engines differ only in the FFN call (cuBLAS, or the Triton kernels plus a residual add), and each whole
-step, argmax included, is one CUDA graph.
+engines differ only in the FFN call (cuBLAS with the residual add in the down product, or the Triton
+kernels with it in their last step), and each whole step, argmax included, is one CUDA graph.
 Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and
 mini-336x7 at its true size, both with random weights whose activations follow mini-336x7-relu's measured
 per-layer ratios (last checkpoint; stretched over 40 layers by depth). Random weights have no such pattern
@@ -172,9 +172,9 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
         from sparsing_lib.decode import kernels as K
 
         ws = K.Workspace(eng.d, eng.f, eng.device)
-        eng.ffn = lambda i, x, hs: (
-            hs
-            + K.sparse_ffn(x.contiguous(), eng.wg[i], eng.wu[i], eng.wdt[i], eng.cut[i], "relu", ws, args.config[batch])
+        cfg = args.config[batch]
+        eng.ffn = lambda i, x, hs: K.sparse_ffn(
+            x.contiguous(), eng.wg[i], eng.wu[i], eng.wdt[i], eng.cut[i], "relu", ws, cfg, residual=hs
         )
     sparse_h = first_of(eng, 1)
     err = bench.rel_error(sparse_h, ref_h)

@@ -182,7 +182,7 @@ def test_kernel_entry_refuses_cpu_tensors_and_large_batches():
 
 POINTERS = {"x_ptr": "*bf16", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "wd_ptr": "*bf16", "s_ptr": "*fp32",
             "cut_ptr": "*fp32", "idx_ptr": "*i32", "count_ptr": "*i32", "ticket_ptr": "*i32", "out32_ptr": "*fp32",
-            "y_ptr": "*bf16", "a_ptr": "*fp32", "B": "i32"}  # fmt: skip
+            "y_ptr": "*bf16", "res_ptr": "*bf16", "a_ptr": "*fp32", "B": "i32"}  # fmt: skip
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
@@ -202,9 +202,9 @@ def test_kernels_compile_for_hopper_without_a_gpu(bp):
     blocks = dict(BLOCK_A=16, BLOCK_K=128, BLOCK_D=128)
     cases = [
         (K._gate_kernel, dict(shape, ACT=1, BLOCK_N=16, BLOCK_K=256, ZBLOCK=8)),
-        (K._up_down_kernel, dict(shape, **blocks, CHUNK=1152, STEPS=2)),
+        (K._up_down_kernel, dict(shape, **blocks, CHUNK=1152, STEPS=2, HAS_RES=True)),
         (K._up_kernel, dict(shape, BLOCK_A=16, BLOCK_K=128, STEPS=2)),
-        (K._down_kernel, dict(shape, BLOCK_A=16, BLOCK_D=128, STEPS=12)),
+        (K._down_kernel, dict(shape, BLOCK_A=16, BLOCK_D=128, STEPS=12, HAS_RES=False)),
     ]
     for fn, consts in cases:
         sig = {n: "constexpr" if n in consts else POINTERS[n] for n in fn.arg_names}

@@ -137,8 +137,8 @@ def _active_a(x_ptr, wu_ptr, s_ptr, cut_ptr, idx_ptr, n, blk, B, D, F, BP: tl.co
 
 
 @triton.jit
-def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP: tl.constexpr, CHUNK: tl.constexpr,
-            SUB: tl.constexpr):  # fmt: skip
+def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr, B, D, BP: tl.constexpr, CHUNK: tl.constexpr,
+            SUB: tl.constexpr, HAS_RES: tl.constexpr):  # fmt: skip
     """The last program of each d-chunk (grid axis 1) writes that chunk of the output in its dtype; the last
     chunk to finish resets the counters for the next call. ``ticket_ptr[0]`` counts chunks, ``[1 + c]`` the
     programs of chunk c, so the conversion runs in parallel over chunks and no address sees many atomics."""
@@ -151,6 +151,8 @@ def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP: tl.constexpr, CHU
             m = (bs[:, None] < B) & (ds[None, :] < D) & (ds[None, :] < (c + 1) * CHUNK)
             off = bs[:, None] * D + ds[None, :]
             v = tl.load(out32_ptr + off, mask=m, other=0.0, cache_modifier=".cg")
+            if HAS_RES:  # the decoder's residual add, fused
+                v += tl.load(res_ptr + off, mask=m, other=0.0).to(tl.float32)
             tl.store(y_ptr + off, v.to(y_ptr.dtype.element_ty), mask=m)
         tl.store(ticket_ptr + 1 + c, 0)
         if tl.atomic_add(ticket_ptr, 1) == tl.num_programs(1) - 1:
@@ -160,9 +162,9 @@ def _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP: tl.constexpr, CHU
 
 @triton.jit
 def _up_down_kernel(
-    x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
+    x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr,
     B, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, STEPS: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, STEPS: tl.constexpr, HAS_RES: tl.constexpr,
 ):  # fmt: skip
     """Fused variant: a persistent grid (programs × d-splits) walks the candidate blocks; each block's up rows,
     then its kept down rows over this program's share of d, added into the output with relaxed atomics."""
@@ -174,7 +176,7 @@ def _up_down_kernel(
         if blk * BLOCK_A < n:
             _fused_block(x_ptr, wu_ptr, wd_ptr, s_ptr, cut_ptr, idx_ptr, out32_ptr, n, blk, sid, B, D, F, BP,
                          BLOCK_A, BLOCK_K, BLOCK_D, CHUNK)  # fmt: skip
-    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP, CHUNK, BLOCK_D)
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr, B, D, BP, CHUNK, BLOCK_D, HAS_RES)
 
 
 @triton.jit
@@ -216,9 +218,9 @@ def _up_kernel(
 
 @triton.jit
 def _down_kernel(
-    wd_ptr, a_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr,
+    wd_ptr, a_ptr, idx_ptr, count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr,
     B, D: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, BLOCK_A: tl.constexpr,
-    BLOCK_D: tl.constexpr, STEPS: tl.constexpr,
+    BLOCK_D: tl.constexpr, STEPS: tl.constexpr, HAS_RES: tl.constexpr,
 ):  # fmt: skip
     """Split variant, second half: a grid of (candidate groups × d-chunks); each program sums its group's kept
     down rows over its chunk in registers and adds the sum into the output once."""
@@ -246,7 +248,7 @@ def _down_kernel(
     if pid < n_blocks:
         tl.atomic_add(out32_ptr + bs[:, None] * D + ds[None, :], acc, mask=bmask[:, None] & dm[None, :],
                       sem="relaxed")  # fmt: skip
-    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, B, D, BP, BLOCK_D, BLOCK_D)
+    _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr, B, D, BP, BLOCK_D, BLOCK_D, HAS_RES)
 
 
 class Workspace:
@@ -271,9 +273,11 @@ def sparse_ffn(
     act: str,
     ws: Workspace,
     cfg: Config | None = None,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``W_down (a ⊙ [|a| ≥ cut])`` with ``a = σ(W_gate x) ⊙ W_up x`` for ``x`` [B ≤ 16, d] (contiguous);
-    weights ``[d_ff, d]`` contiguous (``w_down_t`` = W_downᵀ), ``cut`` float32 [d_ff]; ``act`` relu or silu."""
+    weights ``[d_ff, d]`` contiguous (``w_down_t`` = W_downᵀ), ``cut`` float32 [d_ff]; ``act`` relu or silu.
+    With ``residual`` (like ``x``) the result is ``residual + FFN(x)``, the decoder's residual add fused."""
     b, d = x.shape
     d_ff = w_gate.shape[0]
     cfg = cfg or default_config(b)
@@ -292,14 +296,15 @@ def sparse_ffn(
         ACT=0 if act == "relu" else 1, BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, ZBLOCK=zblock,
         num_warps=cfg.warps_gate,
     )  # fmt: skip
+    res = y if residual is None else residual.contiguous()  # y: a placeholder the kernels never read
     n_blocks = triton.cdiv(d_ff, cfg.block_a)
     if cfg.variant == "fused":
         chunk = triton.cdiv(triton.cdiv(d, cfg.split), cfg.block_d) * cfg.block_d
         progs = min(n_blocks, cfg.programs)
         _up_down_kernel[(progs, cfg.split)](
-            x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
+            x, w_up, w_down_t, ws.s, cut, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, res, b, d, d_ff,
             BP=bp, BLOCK_A=cfg.block_a, BLOCK_K=cfg.block_k2, BLOCK_D=cfg.block_d, CHUNK=chunk,
-            STEPS=triton.cdiv(n_blocks, progs), num_warps=cfg.warps_up,
+            STEPS=triton.cdiv(n_blocks, progs), HAS_RES=residual is not None, num_warps=cfg.warps_up,
         )  # fmt: skip
         return y
     progs = min(n_blocks, cfg.programs)
@@ -309,8 +314,9 @@ def sparse_ffn(
     )  # fmt: skip
     groups = min(triton.cdiv(d_ff, cfg.block_a2), cfg.groups)
     _down_kernel[(groups, triton.cdiv(d, cfg.block_d))](
-        w_down_t, ws.a, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, b, d, d_ff,
+        w_down_t, ws.a, ws.idx, ws.counters, ws.counters[1:], ws.out32, y, res, b, d, d_ff,
         BP=bp, BLOCK_A=cfg.block_a2, BLOCK_D=cfg.block_d,
-        STEPS=triton.cdiv(triton.cdiv(d_ff, cfg.block_a2), groups), num_warps=cfg.warps_up,
+        STEPS=triton.cdiv(triton.cdiv(d_ff, cfg.block_a2), groups), HAS_RES=residual is not None,
+        num_warps=cfg.warps_up,
     )  # fmt: skip
     return y
