@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Everything the decoding chapter measures, on one H200 (about 6 minutes), written under $1 (default $OUT):
+#   SPARSING_GIT_REV=<rev> bash benchmarks/decode_all.sh
+# The GPU tests of the kernels run first (their result is printed, a failure does not stop the benchmarks,
+# which check every kernel configuration against a float64 reference before timing it).
+out="${1:-$OUT}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$out/decode_hardware.txt" 2>&1
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" >> "$out/decode_hardware.txt"
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_decode.py -k "gpu" 2>&1 | tail -15 | tee "$out/decode_tests.log"
+timeout 240 python3 benchmarks/decode_ffn.py --out "$out" 2>&1 | tail -400 > "$out/decode_ffn.stdout"
+tail -30 "$out/decode_ffn.stdout"
+timeout 140 python3 benchmarks/decode_model.py --out "$out" 2>&1 | tail -200 > "$out/decode_model.stdout"
+tail -40 "$out/decode_model.stdout"
+python3 -c "import pandas as pd; print(pd.read_csv('$out/decode_summary.csv').to_string(index=False))"

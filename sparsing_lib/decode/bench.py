@@ -1,0 +1,273 @@
+"""What the decode benchmarks share: synthetic FFN layers with a chosen activation pattern, kernel
+configurations tried in turn (a config that fails to compile or to match the reference is skipped), timing
+by CUDA-graph replay, the bandwidth ceiling, our runs' measured activation ratios and the summary file.
+
+Both ``benchmarks/decode_ffn.py`` and ``benchmarks/decode_model.py`` run on a GPU, or on the CPU with
+``--smoke`` (the float64 reference path at toy size, timed with the host clock, to exercise the logic).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..paths import data_file, git_revision
+from ..runs import load_run
+from .reference import ACTS, cuts, dense_ffn, ffn_bytes, gather_ffn
+
+SHAPES = {"2.4B": (2304, 5760), "0.1B": (768, 1920), "smoke": (64, 160)}  # shape -> (d, d_ff)
+SUMMARY_COLUMNS = ["shape", "activation_ratio", "batch", "dense_us", "sparse_us", "speedup", "limit"]
+L2_BYTES = 50 * 2**20  # the H200's L2 cache; the rotating layers together are three times larger
+TOLERANCE = 2e-2  # relative L2 error of a bf16 layer against float64: bf16 operands land near 1e-3 to 1e-2
+
+
+def run_ratios(run: str) -> dict:
+    """A run's last-checkpoint CETT-PPL-1% ratios: ``mean``, per-layer ``layers`` (kept at the threshold)
+    and per-layer ``nonzero`` (neurons with a non-zero activation, the candidates a gate can find)."""
+    sp = load_run(data_file("runs", run))["sparsity"].iloc[-1]
+    n = sum(c.startswith("layer_") for c in sp.index)
+    return {
+        "mean": float(sp["activation_ratio"]),
+        "layers": [float(sp[f"layer_{i}"]) for i in range(n)],
+        "nonzero": [float(sp[f"zero_layer_{i}"]) for i in range(n)],
+    }
+
+
+def stretch(values: list[float], n: int) -> list[float]:
+    """``values`` (one per layer of a shallow model) spread over ``n`` layers by relative depth."""
+    return [values[i * len(values) // n] for i in range(n)]
+
+
+def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: torch.dtype, seed: int) -> dict:
+    """Random FFN weights for the float64 inputs ``x`` [B, d] whose activations follow a chosen pattern.
+
+    ReLU: every batch row gets its own random set of ``ratio·d_ff`` neurons with a positive gate, exactly:
+    the gate matrix is corrected so that ``W_gate X^T`` equals targets of the chosen signs (|target| ≥ 0.1,
+    far above bf16 rounding), so the union over the batch grows as independent sets do. SiLU: plain random
+    weights, and one CETT threshold set at the quantile that keeps ``ratio`` of the neurons. Weights are made
+    in float64 on ``x``'s device and returned in ``dtype``, with the float64 outputs of the sparse algorithm
+    (``ref``) and of the dense layer (``dense_ref``)."""
+    batch, d = x.shape
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64, device=x.device)  # noqa: E731
+    wg, wu, wd = rnd(d_ff, d) / d**0.5, rnd(d_ff, d) / d**0.5, rnd(d, d_ff) / d_ff**0.5
+    threshold = 0.0
+    if act == "relu":
+        k = max(1, round(ratio * d_ff))
+        order = torch.rand(batch, d_ff, generator=g, device=x.device).argsort(1)
+        signs = torch.where(order < k, 1.0, -1.0).double()
+        targets = signs * (rnd(batch, d_ff).abs() + 0.1)
+        wg = wg + (targets.T - wg @ x.T) @ torch.linalg.solve(x @ x.T, x)
+    else:
+        a = torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
+        threshold = float(torch.quantile((a.abs() * wd.norm(dim=0)).flatten().float(), 1 - ratio))
+    wg, wu, wd = (w.to(dtype).double() for w in (wg, wu, wd))  # the reference sees the rounded weights
+    cut = cuts(threshold, wd)
+    wdt = wd.T.contiguous()
+    xr = x.to(dtype).double()
+    ref, keep = gather_ffn(xr, wg, wu, wdt, cut.double(), act)
+    cand = torch.nn.functional.relu(xr @ wg.T) != 0 if act == "relu" else torch.ones_like(keep)
+    return {
+        **{k: v.to(dtype).contiguous() for k, v in dict(x=x, wg=wg, wu=wu, wd=wd, wdt=wdt).items()},
+        "cut": cut,
+        "act": act,
+        "ref": ref.cpu(),
+        "dense_ref": dense_ffn(xr, wg, wu, wd, act).cpu(),
+        "kept": keep.double().mean().item(),
+        "kept_union": keep.any(0).double().mean().item(),
+        "candidate_union": cand.any(0).double().mean().item(),
+    }
+
+
+def configs(batch: int) -> list:
+    """Kernel configurations tried for ``batch`` (block sizes, split of d, warps)."""
+    from .kernels import Config  # needs Triton: imported on a GPU only
+
+    small = dict(block_k=256, block_k2=256, block_d=256)  # batch 1: 256 divides both model widths
+    padded = dict(block_k=128, block_a=16, block_k2=128, block_d=128)  # tl.dot path, rows in blocks of 16
+    if batch == 1:
+        return [
+            Config(block_n=16, block_a=4, split=2, programs=264, **small),
+            Config(block_n=32, block_a=8, split=4, programs=132, **small),
+            Config(block_n=16, block_a=2, split=2, programs=528, **small),
+            Config(block_n=8, block_k=512, block_a=4, block_d=512, split=2, warps_up=8, programs=264),
+            Config(block_n=16, block_a=2, variant="split", groups=32, programs=528, **small),
+            Config(block_n=32, block_a=4, variant="split", groups=16, block_a2=32, warps_gate=8, **small),
+            Config(block_n=16, variant="split", groups=32, pad_batch=True, **padded),
+        ]
+    return [
+        Config(block_n=16, split=2, programs=264, **padded),
+        Config(block_n=32, block_k=128, block_a=16, block_k2=128, block_d=256, split=4, programs=132),
+        Config(block_n=64, block_k=64, block_a=16, block_k2=64, block_d=128, split=2, programs=528),
+        Config(block_n=16, variant="split", groups=32, **padded),
+        Config(
+            block_n=32,
+            block_k=256,
+            block_a=16,
+            block_k2=128,
+            block_d=256,
+            variant="split",
+            groups=64,
+            block_a2=32,
+            programs=528,
+        ),  # fmt: skip
+    ]
+
+
+def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """‖y − ref‖ / ‖ref‖ in float64 (NaN where y is not finite, so that it never passes)."""
+    y = y.detach().double().cpu()
+    return float("nan") if not torch.isfinite(y).all() else float((y - ref).norm() / ref.norm())
+
+
+def time_us(fn: Callable[[], object], reps: int, cuda: bool) -> dict:
+    """Median, 10th and 90th percentile of one call in µs. On a GPU the call is captured in a CUDA graph
+    after a warm-up and each replay is timed with events; on the CPU the host clock times eager calls."""
+    if not cuda:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e6)
+    else:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        for _ in range(10):
+            graph.replay()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for start, end in events:
+            start.record()
+            graph.replay()
+            end.record()
+        torch.cuda.synchronize()
+        times = [s.elapsed_time(e) * 1e3 for s, e in events]
+    q = np.percentile(times, [10, 90])
+    return {"median_us": statistics.median(times), "p10_us": float(q[0]), "p90_us": float(q[1])}
+
+
+def dense_call(layer: dict):
+    act = ACTS[layer["act"]]
+    return lambda x: F.linear(act(F.linear(x, layer["wg"])) * F.linear(x, layer["wu"]), layer["wd"])
+
+
+def sparse_calls(layers: list[dict], cuda: bool) -> list[tuple[str, object]]:
+    """(name, per-layer function) for each configuration; the CPU runs the reference gather path."""
+    if not cuda:
+        return [
+            ("reference", lambda x, L: gather_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"].to(x.dtype), L["act"])[0])
+        ]
+    from . import kernels as K
+
+    ws = K.Workspace(layers[0]["wg"].shape[1], layers[0]["wg"].shape[0], layers[0]["wg"].device)
+    b = layers[0]["x"].shape[0]
+    return [
+        (str(c), lambda x, L, c=c: K.sparse_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"], L["act"], ws, c))
+        for c in configs(b)
+    ]
+
+
+def ffn_case(
+    shape: str, act: str, ratio: float, batch: int, cuda: bool, reps: int, copy_bw: float, log: Callable[[str], None]
+) -> dict:
+    """One FFN-layer case: dense and sparse times per layer (rotating over layers that exceed L2), the
+    fastest sparse configuration that matches the float64 reference, and the bandwidth limit."""
+    d, d_ff = SHAPES[shape]
+    dev = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    n_layers = 2 if not cuda else max(2, math.ceil(3 * L2_BYTES / ffn_bytes(d, d_ff, 1, 1)))
+    x64 = torch.randn(batch, d, dtype=torch.float64, device=dev, generator=torch.Generator(dev).manual_seed(batch))
+    layers = [controlled_layer(x64, d_ff, ratio, act, dtype, seed=1000 * batch + i) for i in range(n_layers)]
+    x = layers[0]["x"]
+    first = layers[0]
+    dense = [dense_call(L) for L in layers]
+    row = dict(level="ffn layer", shape=shape, activation=act, activation_ratio=ratio, batch=batch, layers=n_layers)
+    row.update({k: first[k] for k in ("kept", "kept_union", "candidate_union")})
+    row["dense_rel_err"] = rel_error(dense[0](x), first["dense_ref"])
+    t = time_us(lambda: [f(x) for f in dense], reps, cuda)
+    row["dense_us"] = t["median_us"] / n_layers
+    row["dense_p10_us"], row["dense_p90_us"] = t["p10_us"] / n_layers, t["p90_us"] / n_layers
+    best = None
+    for name, fn in sparse_calls(layers, cuda):
+        try:
+            err = rel_error(fn(x, first), first["ref"])
+            ok = err < TOLERANCE
+            log(f"  CHECK {'ok  ' if ok else 'FAIL'} rel. error {err:.2e} (dense {row['dense_rel_err']:.2e})  {name}")
+            if not ok:
+                continue
+            ts = time_us(lambda fn=fn: [fn(x, L) for L in layers], reps, cuda)
+            log(f"        {ts['median_us'] / n_layers:8.2f} us/layer")
+            if best is None or ts["median_us"] < best[1]["median_us"]:
+                best = (name, ts, err)
+        except Exception:  # a config that does not compile or crashes is skipped, not fatal
+            log(f"  CRASH {name}\n" + "".join("        " + s for s in traceback.format_exc().splitlines(True)[-4:]))
+    if best is None:
+        row.update(sparse_us=float("nan"), config="none passed", sparse_rel_err=float("nan"))
+    else:
+        row.update(config=best[0], sparse_rel_err=best[2], sparse_us=best[1]["median_us"] / n_layers)
+        row["sparse_p10_us"], row["sparse_p90_us"] = best[1]["p10_us"] / n_layers, best[1]["p90_us"] / n_layers
+    row["speedup"] = row["dense_us"] / row["sparse_us"]
+    dense_b = ffn_bytes(d, d_ff, 1, 1)
+    sparse_b = ffn_bytes(d, d_ff, row["candidate_union"], row["kept_union"])
+    row["limit"] = dense_b / sparse_b
+    row["dense_tbps"] = dense_b / row["dense_us"] / 1e6
+    row["sparse_tbps"] = sparse_b / row["sparse_us"] / 1e6
+    row["copy_limit_sparse_us"] = sparse_b / copy_bw * 1e6
+    row["copy_limit_dense_us"] = dense_b / copy_bw * 1e6
+    return row
+
+
+def copy_bandwidth(cuda: bool) -> float:
+    """Device-to-device copy bandwidth in bytes/s (bytes read plus written) of a 2 GiB buffer: the ceiling
+    every limit is computed against (NaN on the CPU)."""
+    if not cuda:
+        return float("nan")
+    src = torch.empty(2**30, dtype=torch.bfloat16, device="cuda").normal_()
+    dst = torch.empty_like(src)
+    t = time_us(lambda: dst.copy_(src), 20, True)["median_us"]
+    return 2 * src.numel() * 2 / (t * 1e-6)
+
+
+def hardware(cuda: bool) -> str:
+    """The GPU (or CPU) and the versions that matter to the kernels, for the raw logs."""
+    import importlib.metadata as md
+
+    try:
+        triton = md.version("triton")
+    except md.PackageNotFoundError:
+        triton = "absent"
+    where = torch.cuda.get_device_name() if cuda else f"CPU {platform.machine()}"
+    return f"{where}; torch {torch.__version__}; triton {triton}; Python {platform.python_version()}"
+
+
+def header(command: str, cuda: bool) -> str:
+    """The first lines of every raw log: command, revision (``SPARSING_GIT_REV`` on the GPU machine) and
+    hardware."""
+    return f"# command: {command}\n# revision: {git_revision()}\n# hardware: {hardware(cuda)}\n"
+
+
+def write_summary(out: Path) -> pd.DataFrame:
+    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model)."""
+    frames = [pd.read_csv(out / f) for f in ("decode_ffn.csv", "decode_model.csv") if (out / f).exists()]
+    rows = pd.concat(frames, ignore_index=True)
+    extra = [c for c in ("level", "activation", "model", "pattern") if c in rows]
+    summary = rows[SUMMARY_COLUMNS + extra]
+    summary.to_csv(out / "decode_summary.csv", index=False)
+    return summary

@@ -1,0 +1,216 @@
+"""Sparse FFN decoding: the float64 gather reference, the bandwidth model, the drop-in module (CPU), and the
+Triton kernels against the dense layer on a GPU (skipped without one)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reference as R  # noqa: E402
+
+from sparsing_lib import metrics  # noqa: E402
+from sparsing_lib.capture import ffn_layers  # noqa: E402
+from sparsing_lib.decode import (  # noqa: E402
+    SparseFFN,
+    cuts,
+    dense_ffn,
+    ffn_bytes,
+    gather_ffn,
+    sparsify_for_decoding,
+    speedup_limit,
+    union_ratio,
+)
+from sparsing_lib.decode import sparse_ffn as sf  # noqa: E402
+
+
+def _weights(d, f, seed, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    w = [torch.randn(*s, generator=g, dtype=torch.float64) / s[1] ** 0.5 for s in ((f, d), (f, d), (d, f))]
+    return [t.to(dtype=dtype, device=device) for t in w]
+
+
+@pytest.mark.parametrize("act,batch", [("relu", 1), ("relu", 5), ("silu", 1), ("silu", 16)])
+def test_gather_reference_equals_masked_dense(act, batch):
+    wg, wu, wd = _weights(48, 120, seed=batch)
+    x = torch.randn(batch, 48, dtype=torch.float64)
+    t = 0.0 if act == "relu" else 0.4
+    cut = cuts(t, wd)
+    y, keep = gather_ffn(x, wg, wu, wd.T.contiguous(), cut, act)
+    a = R_act(act, x, wg, wu)
+    want = (a * ((a != 0) & (a.abs() >= cut.double()))) @ wd.T
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(keep, (a != 0) & (a.abs() * wd.norm(dim=0) >= t - 1e-6))
+    if act == "relu":  # the zero threshold is lossless for ReLU
+        torch.testing.assert_close(y, dense_ffn(x, wg, wu, wd, act), rtol=1e-12, atol=1e-12)
+
+
+def R_act(act, x, wg, wu):
+    return (torch.relu if act == "relu" else torch.nn.functional.silu)(x @ wg.T) * (x @ wu.T)
+
+
+def test_cuts_are_threshold_over_column_norm():
+    wd = torch.tensor([[3.0, 0.0, 1.0], [4.0, 0.0, 0.0]])  # column norms 5, 0, 1
+    assert cuts(10.0, wd).tolist() == [2.0, float("inf"), 10.0]
+    with pytest.raises(ValueError, match="non-negative"):
+        cuts(-1.0, wd)
+
+
+def test_bandwidth_model_by_hand():
+    # 2.4B shape: dense reads 3 matrices; sparse the gate + 6.5 % of up and of down: 3 / 1.13 = 2.655
+    assert ffn_bytes(2304, 5760, 1, 1) == 2304 * 5760 * 2 * 3
+    assert speedup_limit(2304, 5760, 0.065, 0.065) == pytest.approx(3 / 1.13)
+    assert speedup_limit(2304, 5760, 1.0, 0.4) == pytest.approx(3 / 2.4)  # SiLU: all of W_up is read
+    assert speedup_limit(10, 10, 0.1, 0.1, other_bytes=2 * 10 * 10 * 2) == pytest.approx(5 / 3.2)
+    assert union_ratio(0.5, 2) == 0.75 and union_ratio(0.065, 1) == pytest.approx(0.065)
+
+
+@pytest.mark.parametrize("family", ["llama", "granite"])
+def test_sparsified_model_matches_dense_and_capture_still_works(family):
+    model = R.tiny_model(family, "relu")
+    ids = torch.randint(3, 48, (2, 7))
+    with torch.no_grad():
+        want = model(ids).logits
+        sparsify_for_decoding(model)
+        sf._warned.clear()
+        with pytest.warns(UserWarning, match="CPU tensors run the dense path"):
+            got = model(ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    ffns = ffn_layers(model)
+    assert len(ffns) == 2 and all(isinstance(f.down, torch.nn.Linear) for f in ffns)
+    assert all(isinstance(m, SparseFFN) for m in model.modules() if hasattr(m, "cut"))
+    assert sum(isinstance(m, SparseFFN) for m in model.modules()) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once only
+        model(ids)
+
+
+def test_sparsified_silu_model_matches_metrics_sparse():
+    model = R.tiny_model("llama", "silu")
+    ids = R.sampled_text(model, n_seq=2, length=8)
+    thresholds = metrics.cett_thresholds(model, ids, 0.2)
+    with torch.no_grad(), metrics.sparse(model, thresholds):
+        want = model(ids).logits
+    sparsify_for_decoding(model, metrics.ThresholdSet("m", "cett", 0.2, thresholds, 16, "h"))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = model(ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_say_what_is_wrong():
+    with pytest.raises(ValueError, match="SiLU activations are never exactly zero"):
+        sparsify_for_decoding(R.tiny_model("llama", "silu"))
+    with pytest.raises(ValueError, match="is not gated"):
+        sparsify_for_decoding(R.tiny_model("gpt2", "relu"))
+    with pytest.raises(ValueError, match="got 3 thresholds for a model with 2"):
+        sparsify_for_decoding(R.tiny_model("llama", "relu"), [0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="has activation GELU"):
+        sparsify_for_decoding(R.tiny_model("llama", "gelu"))
+    sf._warned.clear()
+    gpt2 = R.tiny_model("gpt2", "relu")
+    with pytest.warns(UserWarning, match="keep the dense path"):
+        sparsify_for_decoding(gpt2, [0.1, 0.1])
+    assert not any(isinstance(m, SparseFFN) for m in gpt2.modules())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_kernels_under_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
+    test = Path(__file__).with_name("test_decode_kernels.py")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0 and "7 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@gpu
+@pytest.mark.parametrize("act,batch", [("relu", 1), ("relu", 4), ("relu", 16), ("silu", 1), ("silu", 8)])
+def test_kernels_match_dense_layer_on_gpu(act, batch):
+    from sparsing_lib.decode import kernels as K
+
+    wg, wu, wd = _weights(2304, 5760, seed=batch, dtype=torch.bfloat16, device="cuda")
+    x = torch.randn(batch, 2304, device="cuda", dtype=torch.bfloat16)
+    cut = cuts(0.0 if act == "relu" else 0.05, wd).cuda()
+    ws = K.Workspace(2304, 5760, x.device)
+    y = K.sparse_ffn(x, wg, wu, wd.T.contiguous(), cut, act, ws)
+    ref, _ = gather_ffn(x.double(), wg.double(), wu.double(), wd.T.double(), cut.double(), act)
+    assert torch.isfinite(y).all()
+    assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
+    assert not ws.counters.any()  # reset for the next call
+
+
+@gpu
+def test_sparsified_llama_on_gpu_matches_dense_and_replays_in_a_graph():
+    dense = R.tiny_model("llama", "relu").cuda().to(torch.bfloat16)
+    model = sparsify_for_decoding(R.tiny_model("llama", "relu")).cuda().to(torch.bfloat16)  # moved after patching
+    ids = torch.randint(3, 48, (4, 1), device="cuda")  # 4 tokens: the kernels' path
+    with torch.no_grad():
+        want = dense(ids).logits.double()
+        got = model(ids).logits
+        assert ((got.double() - want).norm() / want.norm()).item() < 2e-2
+        x = torch.randn(4, 32, device="cuda", dtype=torch.bfloat16)
+        ffn = model.model.layers[0].mlp
+        y = ffn(x)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = ffn(x)
+        graph.replay()
+        torch.testing.assert_close(out, y)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_kernel_entry_refuses_cpu_tensors_and_large_batches():
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter runs CPU tensors on purpose")
+    from sparsing_lib.decode import kernels as K
+
+    wg, wu, wd = _weights(8, 16, seed=0, dtype=torch.float32)
+    ws = K.Workspace(8, 16, torch.device("cpu"))
+    with pytest.raises(ValueError, match="CPU tensors"):
+        K.sparse_ffn(torch.randn(2, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
+    with pytest.raises(ValueError, match="got 17 tokens"):
+        K.sparse_ffn(torch.randn(17, 8), wg, wu, wd.T.contiguous(), cuts(0.0, wd), "relu", ws)
+
+
+POINTERS = {"x_ptr": "*bf16", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "wd_ptr": "*bf16", "s_ptr": "*fp32",
+            "cut_ptr": "*fp32", "idx_ptr": "*i32", "count_ptr": "*i32", "ticket_ptr": "*i32", "out32_ptr": "*fp32",
+            "y_ptr": "*bf16", "res_ptr": "*bf16", "a_ptr": "*fp32", "B": "i32"}  # fmt: skip
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+@pytest.mark.parametrize("bp", [1, 16])
+def test_kernels_compile_for_hopper_without_a_gpu(bp):
+    """Ahead-of-time compilation for sm_90 (Triton ships ptxas), with 16-byte aligned pointers as the JIT sees
+    them on the GPU; the batch-1 gate must use 16-byte loads."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter does not compile")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sparsing_lib.decode import kernels as K
+
+    shape = dict(D=2304, F=5760, BP=bp)
+    blocks = dict(BLOCK_A=16, BLOCK_K=128, BLOCK_D=128)
+    cases = [
+        (K._gate_kernel, dict(shape, ACT=1, BLOCK_N=16, BLOCK_K=256, ZBLOCK=8)),
+        (K._up_down_kernel, dict(shape, **blocks, CHUNK=1152, STEPS=2, HAS_RES=True)),
+        (K._up_kernel, dict(shape, BLOCK_A=16, BLOCK_K=128, STEPS=2)),
+        (K._down_kernel, dict(shape, BLOCK_A=16, BLOCK_D=128, STEPS=12, HAS_RES=False)),
+    ]
+    for fn, consts in cases:
+        sig = {n: "constexpr" if n in consts else POINTERS[n] for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(sig.values()) if t.startswith("*")}
+        src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()}, attrs)
+        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert kernel.asm["cubin"]
+        if fn is K._gate_kernel and bp == 1:
+            assert "ld.global.v4.b32" in kernel.asm["ptx"]

@@ -1,0 +1,57 @@
+"""The Triton kernels under Triton's CPU interpreter on small shapes, against the float64 gather reference.
+
+``TRITON_INTERPRET=1`` must be set before Triton is first imported (its standard library is decorated then),
+so ``test_decode.py::test_kernels_under_interpreter`` runs this file in a process of its own with it set; run
+directly, it is skipped. Skipped too where Triton is not installed (it is optional)."""
+
+import os
+
+import pytest
+import torch
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("runs under TRITON_INTERPRET=1, started by test_decode.py", allow_module_level=True)
+pytest.importorskip("triton")
+
+from sparsing_lib.decode import cuts, gather_ffn  # noqa: E402
+from sparsing_lib.decode import kernels as K  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "act,batch,threshold,cfg",
+    [
+        ("relu", 1, 0.0, K.Config(block_n=16, block_k=32, block_a=4, block_k2=32, block_d=32, split=2)),
+        ("relu", 3, 0.0, K.Config(block_n=32, block_k=64, block_a=16, block_k2=16, block_d=16, split=3)),
+        ("silu", 1, 0.3, K.Config(block_n=16, block_k=64, block_a=8, block_k2=64, block_d=64, split=1)),
+        ("silu", 16, 0.2, K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, split=2)),
+        ("relu", 1, 0.0, K.Config(block_n=16, block_k=32, block_a=2, block_k2=32, block_d=32, programs=5)),
+        (
+            "relu",
+            1,
+            0.0,
+            K.Config(block_n=16, block_k=32, block_a=4, block_d=32, variant="split", programs=3, groups=2),
+        ),
+        (
+            "silu",
+            5,
+            0.3,
+            K.Config(block_a=16, block_k2=32, block_d=16, variant="split", programs=2, block_a2=32, groups=3),
+        ),
+    ],
+)
+def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold, cfg):
+    d, f = 80, 200  # neither a multiple of the blocks: the masks are exercised
+    g = torch.Generator().manual_seed(batch)
+    wg, wu = (torch.randn(f, d, generator=g) / d**0.5 for _ in range(2))
+    wd = torch.randn(d, f, generator=g) / f**0.5
+    x = torch.randn(batch, d, generator=g)
+    cut = cuts(threshold, wd)
+    ws = K.Workspace(d, f, x.device)
+    ws.out32.fill_(float("nan"))  # poisoned: the gate kernel must zero what the second kernel adds into
+    ref, keep = gather_ffn(x.double(), wg.double(), wu.double(), wd.T.double(), cut.double(), act)
+    assert 0.05 < keep.float().mean() < 0.6  # a sparse case, not all or nothing
+    for _ in range(2):  # the second call checks that the counters were reset
+        y = K.sparse_ffn(x, wg, wu, wd.T.contiguous(), cut, act, ws, cfg)
+        assert y.shape == (batch, d) and torch.isfinite(y).all()
+        assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-5
+        assert not ws.counters.any()  # reset for the next call
