@@ -39,7 +39,6 @@ from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
 from .runs import FINISHED, FORMAT, parse_run, write_json
 from .train import TrainConfig, train
 
-
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
 MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long stable phase (134M tokens)
 # Width-depth variants get half the data (MoE keeps the scales' recipe: Fig. 12 compares it with the vanilla

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-
 MANIFEST = Path(__file__).with_name("sources.csv")
 ENV = "SPARSING_EVAL_DATA"
 BUILD_HINT = "python -m sparsing_lib.evaluation.data build --mirrors DIR --out FOLDER"
