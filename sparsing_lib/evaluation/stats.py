@@ -82,12 +82,21 @@ def group_average(
     """(mean over tasks of each task's mean score, low, high), each task resampled on its own items.
 
     Passing per-item differences (sparse - dense) gives the paired interval of a group's average change."""
-    if not scores:
+    return parts_average([[v] for v in scores.values()], n_boot, seed, level)
+
+
+def parts_average(
+    parts: Sequence[Sequence[Sequence[float]]], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean over parts of the mean over each part's tasks of the task's mean, low, high), every task resampled
+    on its own items. A part is what the paper averages as one number: one benchmark, or a family of tasks
+    such as BLiMP's 67 paradigms, which then weigh as one benchmark rather than 67."""
+    if not parts or any(len(tasks) == 0 for tasks in parts):
         return (math.nan, math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    arrays = [np.asarray(v, dtype=np.float64) for v in scores.values()]
-    if any(v.size == 0 for v in arrays):
+    arrays = [[np.asarray(v, dtype=np.float64) for v in tasks] for tasks in parts]
+    if any(v.size == 0 for tasks in arrays for v in tasks):
         raise ValueError("a task in the group has no items")
-    point = float(np.mean([v.mean() for v in arrays]))
-    boots = np.mean([_boot_means(v, n_boot, rng) for v in arrays], axis=0)
+    point = float(np.mean([np.mean([v.mean() for v in tasks]) for tasks in arrays]))
+    boots = np.mean([np.mean([_boot_means(v, n_boot, rng) for v in tasks], axis=0) for tasks in arrays], axis=0)
     return (point, *_percentiles(boots, level))

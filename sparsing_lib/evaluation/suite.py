@@ -413,6 +413,32 @@ def _cli_run(args) -> SuiteResult:
     return result
 
 
+FIG3_TASKS = "commonsense,BoolQ,LAMBADA,TyDiQA,ARC-Easy,OpenBookQA"  # Fig. 3's panels: C.R., R.C. and tiny
+FIG3_LIMIT = 1000  # items per task for the sweeps: eleven more settings on every item would take far longer
+
+
+def evaluate_runs(
+    folder: Path | str, runs: Sequence[str], ckpt_root: Path | str = ".scratch/ckpt", device: str | None = None
+) -> None:
+    """The full profile of the downstream chapter: each run's last checkpoint (``<ckpt_root>/<run>/step_*.pt``)
+    scored on every task, dense and at CETT-PPL-1/5/10 %, into the run folder; and Fig. 3's sweeps on the first
+    ``FIG3_LIMIT`` items of its tasks into ``<run>/eval_fig3/`` (with their own dense and CETT-PPL rows, so that
+    every comparison in the figure is paired on the same items)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for run in runs:
+        ckpts = sorted((Path(ckpt_root) / run).glob("step_*.pt"))
+        if not ckpts:
+            raise FileNotFoundError(f"no checkpoint step_*.pt under {Path(ckpt_root) / run}: train the run first")
+        base = ["--model", str(ckpts[-1]), "--run", str(Path(folder) / run), "--device", device]
+        out = Path(folder) / run
+        for extra in (
+            ["--tasks", "all", "--out", str(out)],
+            ["--tasks", FIG3_TASKS, "--limit", str(FIG3_LIMIT), "--sweeps", "--out", str(out / "eval_fig3")],
+        ):
+            if main(base + extra) != 0:
+                raise RuntimeError(f"the evaluation of {run} failed ({' '.join(extra)}); see the message above")
+
+
 def expand_tasks(spec: str) -> list[str]:
     """Task names from a comma-separated list of task names, group names (evaluation.tasks.GROUPS) or 'all'."""
     from . import tasks as registry

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from .. import paper, style
 from ..checks import check_choice
 from ..evaluation import results as evres
+from ..evaluation import stats
 from ..paths import DATA
 from ..profiles import by_profile
 
@@ -61,25 +62,6 @@ PAPER_LOADERS = {4: paper.table4, 5: paper.table5, 6: paper.table6}
 
 
 # ----------------------------------------------------------------------------- statistics
-# TEMPORARY (for the lead to replace): sparsing_lib.evaluation.stats is not in this branch yet; when it is, call
-# its paired bootstrap here instead. Stratified by task, resampling the same items under both settings.
-
-
-def _paired_bootstrap(parts: Sequence[Sequence[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0) -> tuple:
-    """Mean over parts of the mean over each part's tasks of the mean per-item difference, with its 95 %
-    percentile interval; ``parts[i][j]`` holds task j of part i's per-item differences (setting - dense)."""
-    rng = np.random.default_rng(seed)
-    est = np.mean([np.mean([d.mean() for d in tasks]) for tasks in parts])
-    boot = np.zeros(n_boot)
-    for tasks in parts:
-        for d in tasks:  # in blocks of 200 resamples, so that a 10,000-item task stays small in memory
-            for b in range(0, n_boot, 200):
-                idx = rng.integers(0, len(d), (min(200, n_boot - b), len(d)), dtype=np.int32)
-                boot[b : b + 200] += d[idx].mean(axis=1) / (len(tasks) * len(parts))
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(est), float(lo), float(hi)
-
-
 # ----------------------------------------------------------------------------- reading and grouping
 
 
@@ -143,14 +125,17 @@ def paired(s: pd.DataFrame, items: dict[str, np.ndarray], group: str, terms: dic
         return np.nan, np.nan, np.nan
     g = g[[(t, m) in keys for t, m in zip(g["task"], g["metric"])]]
     arrays = {(t, m, k): items.get(evres.item_key(t, k, m)) for t, m in keys for k in terms}
-    if any(a is None for a in arrays.values()) or len({len(a) for a in arrays.values()}) > 1:
+    lengths = {
+        (t, m): {len(a) for (t2, m2, _), a in arrays.items() if (t2, m2) == (t, m) and a is not None} for t, m in keys
+    }
+    if any(a is None for a in arrays.values()) or any(len(n) > 1 for n in lengths.values()):
         est = sum(w * group_average(g[g["setting"] == k])["score"] for k, w in terms.items())
         return est, np.nan, np.nan
     parts: dict[str, list] = {}
     for r in g[g["setting"] == next(iter(terms))].itertuples():
         diff = sum(w * np.asarray(arrays[(r.task, r.metric, k)], float) for k, w in terms.items())
         parts.setdefault(r.component, []).append(diff)
-    return _paired_bootstrap(list(parts.values()))
+    return stats.parts_average(list(parts.values()), N_BOOT)
 
 
 def _deltas(s: pd.DataFrame, items: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -208,16 +193,23 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
     def replay() -> dict:
         have = [r for r in picked if (folder / r / "eval.csv").exists()]
         size = {r: json.loads((folder / r / "config.json").read_text())["model"]["non_embedding_params"] for r in have}
-        return analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size)
+        out = analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size)
+        sweeps = {
+            r: evres.read(folder / r / "eval_fig3") for r in have if (folder / r / "eval_fig3" / "eval.csv").exists()
+        }
+        out["fig3"] = analyse(sweeps, params=size) if sweeps else dict(out)
+        return out
 
     def recompute(p: str) -> dict:
         suite = _suite()
         if p == "full":
             suite.evaluate_runs(folder, picked)
             return replay()
-        out = suite.smoke()
+        out = suite.smoke(sweeps=suite.SWEEPS)
         out = out if isinstance(out, dict) else {"smoke": out}
-        return analyse(out, params={r: ev.meta.get("non_embedding_params", np.nan) for r, ev in out.items()})
+        res = analyse(out, params={r: ev.meta.get("non_embedding_params", np.nan) for r, ev in out.items()})
+        res["fig3"] = dict(res)
+        return res
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
 
@@ -260,6 +252,7 @@ def fig3(res: dict) -> Figure | Markdown:
     per run with a sweep, panels C.R., R.C. and the tiny-task average; bars are 95 % intervals, the grey line and
     band the dense score, the dashed line chance; large black-edged markers are CETT-PPL-1/5/10 %. Without any
     evaluation it returns a one-paragraph note (IPython Markdown) instead of a figure."""
+    res = res.get("fig3", res)  # the sweeps may have run on a subset of items (their own folder)
     if not res["runs"]:
         from IPython.display import Markdown
 
@@ -303,6 +296,7 @@ def compare_methods(res: dict) -> pd.DataFrame:
     """Each Top-k, FAT-ε and zero-threshold point against the CETT curve at the same sparsity, interpolated
     linearly between the two CETT points around it (never extrapolated): the score difference with a paired
     bootstrap interval over the items, and whether CETT is beaten (interval above 0) or better (below 0)."""
+    res = res.get("fig3", res)
     out, g = [], res["groups"]
     for (run, group), d in g[g["group"].isin(FIG3_GROUPS)].groupby(["run", "group"]) if len(g) else ():
         c = d[(d["method"] == "cett") & d["sparsity"].notna()].sort_values("sparsity")
