@@ -95,7 +95,9 @@ def test_claims_hold_on_a_model_that_behaves_as_the_paper_says():
     res = ds.analyse(
         {"a-relu": suite({"cett-ppl-10%": {"reading": 0.1}, "topk_token=0.25": {"commonsense": 0.3, "reading": 0.3}})}
     )
-    assert verdicts(res) == {1: "holds", 2: "holds", 3: "holds", 10: "holds"}
+    # 10 only partly: the synthetic suite scores one of Table 6's six benchmarks (MMLU)
+    assert verdicts(res) == {1: "holds", 2: "holds", 3: "holds", 10: "partly holds"}
+    assert "1 of the 6 benchmarks" in dict(ds.claim_verdicts(res))[10][1]
     # Top-k at sparsity 0.75 against CETT interpolated between 0.7 and 0.8 (both 0.6): 0.42 - 0.6
     cr = ds.compare_methods(res).set_index("group").loc["C.R."]
     assert cr["diff"] == pytest.approx(-0.18) and cr["better"] and not cr["beaten"]

@@ -28,6 +28,8 @@ JUDGES = (
     "sparser_model",
     "moe",
     "dynamics",
+    "downstream",
+    "decoding",
 )
 
 

@@ -42,6 +42,7 @@ MARGIN = 1.0  # points: a change smaller than this is what the paper calls negli
 NEAR = 0.05  # within 5 points of chance is "near random": the paper says so of its Table 6 (averages 1-7 above)
 CETT_PPL = ("cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%")
 SETTING_LABEL = {"dense": "Dense", **{s: s.upper() for s in CETT_PPL}}
+COMPLEX_TASKS = ("AGIEval", "HumanEval", "MBPP", "GSM8K", "MMLU", "BBH")  # Table 6's columns
 METHODS = ("cett", "topk_token", "topk_layer", "fat", "zero")  # Fig. 3's series, in legend order
 # benchmark key -> the spellings a task name may start with (lower case, letters and digits only)
 ALIASES = {"siqa": ("siqa", "socialiqa"), "arceasy": ("arceasy", "arce"), "openbookqa": ("openbookqa", "obqa")}
@@ -448,6 +449,25 @@ def _verdict(good: int, bad: int, n: int) -> str:
     return "holds" if good == n else "does not hold" if 2 * bad > n else "partly holds"
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _no_overlap(res: dict) -> str:
+    """Why no point could be compared with CETT: no sweep, or no sweep point inside CETT's sparsity range."""
+    g = res.get("fig3", res)["groups"]
+    pts = g[g["method"].isin(METHODS) & g["sparsity"].notna() & (g["setting"] != "dense")] if len(g) else g
+    cett, other = pts[pts["method"] == "cett"], pts[pts["method"] != "cett"]
+    if other.empty or cett.empty:
+        return "no sweep of the other methods was evaluated"
+    return (
+        f"no Top-k, FAT-ε or zero-threshold point lies inside the sparsity range of CETT's points "
+        f"({100 * cett['sparsity'].min():.0f}–{100 * cett['sparsity'].max():.0f} % against "
+        f"{100 * other['sparsity'].min():.0f}–{100 * other['sparsity'].max():.0f} %), so none is compared at equal "
+        "sparsity"
+    )
+
+
 def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
     """(verdict, note) for claims 1, 2, 3 (downstream half) and 10, from the intervals alone.
 
@@ -478,7 +498,9 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
     out[2] = (
         _verdict(both, bad, n),
         f"at CETT-PPL-10 %, C.R. stays within {MARGIN:.0f} point while R.C. loses beyond its interval in {both} of "
-        f"{n} runs; C.R. clearly hurt or R.C. clearly unhurt in {bad}; " + delta_summary(res, "R.C.", "cett-ppl-10%"),
+        f"{n} runs; against the claim in {bad} (C.R. down by more than {MARGIN:.0f} point beyond its interval, "
+        f"or R.C.'s whole interval within ±{MARGIN:.0f} point, far from the paper's drops of up to 6.5 points); "
+        + delta_summary(res, "R.C.", "cett-ppl-10%"),
     )
     c = compare_methods(res)
     beaten, better = int(c["beaten"].sum()), int(c["better"].sum())
@@ -487,7 +509,7 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
         f"{len(c)} Top-k, FAT-ε and zero-threshold points compared with CETT at equal sparsity; CETT "
         f"beaten beyond the intervals at {beaten}, better at {better}"
         if len(c)
-        else "no sweep of the other methods was evaluated",
+        else _no_overlap(res),
     )
     cx = g[(g["group"] == "complex") & (g["setting"] == "dense")] if len(g) else g
     near = int((cx["lo"] - cx["chance"] <= NEAR).sum())
@@ -498,7 +520,21 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
         if len(cx)
         else "the complex tasks were not evaluated",
     )
+    missing = _missing_complex(res)
+    if missing and len(cx):  # an average over part of Table 6's benchmarks supports the claim only in part
+        out[10] = ("partly holds" if out[10][0] == "holds" else out[10][0], f"{out[10][1]}; {missing}")
     return out
+
+
+def _missing_complex(res: dict) -> str:
+    """Which of Table 6's six benchmarks no run was scored on ('' when all were)."""
+    key = lambda t: re.sub(r"[^a-z0-9]", "", str(t).lower())  # noqa: E731 - names as component() matches them
+    done = {key(t) for t in res["scores"]["task"]} if len(res["scores"]) else set()
+    missing = [t for t in COMPLEX_TASKS if key(t) not in done]
+    if not missing or not done:
+        return ""
+    n = len(COMPLEX_TASKS)
+    return f"{n - len(missing)} of the {n} benchmarks (not evaluated: {', '.join(missing)})"
 
 
 def claims(res: dict) -> list[dict]:
@@ -532,13 +568,14 @@ def numbers(res: dict) -> dict[str, str]:
     out["fig3_verdict"] = f"{verdicts[3][0]} ({verdicts[3][1]})"
     by_method = [f"{style.METHOD_LABEL.get(m, m)}: CETT beaten at {int(x['beaten'].sum())} of {len(x)} points, "
                  f"better at {int(x['better'].sum())}" for m, x in c.groupby("method")]  # fmt: skip
-    out["fig3_text"] = "; ".join(by_method) + "." if by_method else "No sweep of the other methods was evaluated."
+    out["fig3_text"] = "; ".join(by_method) + "." if by_method else _upper_first(_no_overlap(res)) + "."
     out["table1_verdict"] = f"claim 1 {verdicts[1][0]}; claim 2 {verdicts[2][0]}"
     out["table1_text"] = " ".join(
         "; ".join(delta_summary(res, grp, s) for s in CETT_PPL) + "." for grp in ("C.R.", "R.C.", "tiny")
     )
     for key, group in ((4, "C.R."), (5, "R.C."), (6, "complex"), ("tiny", "tiny")):
         out[f"table{key}_verdict" if key != "tiny" else "tiny_verdict"] = chance_summary(res, group)
-    out["table6_verdict"] += f"; claim 10 {verdicts[10][0]}"
+    missing = _missing_complex(res)
+    out["table6_verdict"] += f"; claim 10 {verdicts[10][0]}" + (f" on {missing}" if missing else "")
     out["tiny_text"] = "; ".join(delta_summary(res, "tiny", s) for s in CETT_PPL) + "."
     return out
