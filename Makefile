@@ -21,6 +21,7 @@ export SPARSINGLAW_DATA ?= $(SHARED_CURVES)
 .PHONY: install notebooks check-notebooks lint execute book test pytest corpus clean
 install:
 	$(PYTHON) -m pip install -r requirements.txt
+	$(PYTHON) -m pip install -r requirements-eval.txt  # lm-evaluation-harness: the reference the scorer is tested against
 	$(PYTHON) -m pip install --no-deps -e .
 
 notebooks:
