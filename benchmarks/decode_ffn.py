@@ -41,11 +41,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         p.error("no CUDA GPU: run with --smoke on a CPU")
     args.reps = args.reps or (200 if args.cuda else 3)
     args.out.mkdir(parents=True, exist_ok=True)
-    logf = open(args.out / "decode_ffn.log", "w")
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-        logf.write(msg + "\n")
+    log = bench.log_to(args.out / "decode_ffn.log")
 
     log(
         bench.header("python " + " ".join(sys.argv if argv is None else ["benchmarks/decode_ffn.py", *argv]), args.cuda)
@@ -70,7 +66,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 bench.write_summary(args.out)
     cols = ["shape", "activation", "activation_ratio", "batch", "dense_us", "sparse_us", "speedup", "limit"]
     log(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    logf.close()
     return df
 
 

@@ -238,11 +238,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.steps = args.steps or (200 if args.cuda else 2)
     args.batches = (1, 8) if args.cuda else (1, 2)
     args.out.mkdir(parents=True, exist_ok=True)
-    logf = open(args.out / "decode_model.log", "w")
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-        logf.write(msg + "\n")
+    log = bench.log_to(args.out / "decode_model.log")
 
     log(
         bench.header(
@@ -265,7 +261,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 df = pd.DataFrame(rows)  # written after every case: a run cut short keeps what it measured
                 df.to_csv(args.out / "decode_model.csv", index=False)
                 bench.write_summary(args.out)
-    logf.close()
     return df
 
 

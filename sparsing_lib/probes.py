@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from . import metrics
 from .capture import Hooks, batches, ffn_layers
-from .runs import KEPT_CHECKPOINTS, kept_checkpoints, write_csv, write_json, write_npz
+from .runs import KEPT_CHECKPOINTS, kept_checkpoints, write_csv, write_json, write_npz, write_vocab_ratios
 from .train import checkpoint_path, val_loss, windows
 
 
@@ -216,14 +216,7 @@ def probe_checkpoints(
     write_csv(out_dir / "pareto.csv", pareto_rows)
     steps = np.array(sorted(kept), dtype=np.int64)
     write_npz(out_dir / "neuron_frequency.npz", steps=steps, domains=np.array(list(dom_ids)), frequency=np.stack(freqs))
-    write_npz(
-        out_dir / "vocab_ratios.npz",
-        steps=steps,
-        mean=np.stack(means),
-        count=counts.astype(np.int32),
-        sources=np.array(sources),
-        source_tokens=np.array(source_tokens, dtype=np.int64),
-    )
+    write_vocab_ratios(out_dir, steps, means, counts, sources, source_tokens)
     write_json(
         out_dir / "cett.json",
         dict(

@@ -131,3 +131,16 @@ def kept_checkpoints(n: int, k: int = KEPT_CHECKPOINTS) -> list[int]:
 def load_runs(folder: Path) -> dict[str, dict]:
     """Every run folder under ``folder`` that has begun training (has metrics.csv), by run name, in name order."""
     return {d.name: load_run(d) for d in sorted(Path(folder).iterdir()) if (d / "metrics.csv").exists()}
+
+
+def write_vocab_ratios(folder: Path, steps, means: list, count, sources: list[str], source_tokens: list[int]) -> None:
+    """Write ``vocab_ratios.npz`` (format 2): per-checkpoint float16 means per vocabulary id, the int32 count of
+    occurrences, and which token sources (with how many tokens each) the averages came from."""
+    write_npz(
+        Path(folder) / "vocab_ratios.npz",
+        steps=np.asarray(steps, dtype=np.int64),
+        mean=np.stack(means).astype(np.float16),
+        count=np.asarray(count).astype(np.int32),
+        sources=np.array(sources),
+        source_tokens=np.array(source_tokens, dtype=np.int64),
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .probes import VocabAccumulator
-from .runs import FORMAT, kept_checkpoints, load_arrays, run_format, write_json, write_npz
+from .runs import FORMAT, kept_checkpoints, load_arrays, run_format, write_json, write_npz, write_vocab_ratios
 
 IDS_FILE = "probe_token_ids.npz"
 
@@ -60,14 +60,7 @@ def upgrade_run(folder: Path, ids: dict[str, np.ndarray] | None) -> dict:
                 mean, count = acc.result()
                 means.append(mean.astype(np.float16))
             sources, tokens = position_sources(config, [str(d) for d in nf["domains"]], n)
-            write_npz(
-                folder / "vocab_ratios.npz",
-                steps=steps,
-                mean=np.stack(means),
-                count=count.astype(np.int32),
-                sources=np.array(sources),
-                source_tokens=np.array(tokens, dtype=np.int64),
-            )
+            write_vocab_ratios(folder, steps, means, count, sources, tokens)
             record["vocab_ratios"] = (
                 f"averaged per vocabulary id from the {n:,} per-position ratios of token_ratios.npz with the ids of "
                 f"{IDS_FILE}; covers only those positions ({', '.join(sources)} validation), "

@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from sparsing_lib import metrics
 from sparsing_lib.corpus import load_tokenizer
 from sparsing_lib.evaluation import engine as E
 from sparsing_lib.evaluation.items import Choice
+from sparsing_lib.evaluation.suite import tiny_llama
 
 PAIRS = [
     ("The cat sat on the", " mat"),
@@ -21,18 +22,7 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def setup():
     tok = load_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=32,
-        initializer_range=0.15,
-    )
-    return LlamaForCausalLM(cfg).eval(), tok
+    return tiny_llama(len(tok), hidden_size=32, intermediate_size=64, max_position_embeddings=32), tok
 
 
 def _reference(model, ctx, cont):

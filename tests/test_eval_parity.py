@@ -13,11 +13,12 @@ import torch
 lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 from sparsing_lib import paths  # noqa: E402
 from sparsing_lib.evaluation import engine as E  # noqa: E402
 from sparsing_lib.evaluation.items import Choice, Cloze  # noqa: E402
+from sparsing_lib.evaluation.suite import tiny_llama  # noqa: E402
 
 CONTEXT = 64
 
@@ -103,19 +104,10 @@ LAMBADA_TEXTS = [
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tok = PreTrainedTokenizerFast(tokenizer_file=str(paths.data_file("tokenizer.json")), eos_token="<|endoftext|>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=CONTEXT,
-        tie_word_embeddings=False,
-    )
     folder = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(folder)  # round trip: what lm-eval would load from disk
+    tiny_llama(len(tok), max_position_embeddings=CONTEXT, tie_word_embeddings=False).save_pretrained(
+        folder
+    )  # round trip: what lm-eval would load from disk
     tok.save_pretrained(folder)
     model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     tok = PreTrainedTokenizerFast.from_pretrained(folder)

@@ -61,17 +61,21 @@ def test_ddp_compare_on_hand_made_curves():
 
 
 @pytest.mark.slow
-def test_the_gpu_plan_runs_every_part_on_cpu_at_smoke_size(tmp_path):
-    env = os.environ | dict(
-        PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w")
-    )
-    p = subprocess.run(
+def _plan(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["bash", "benchmarks/trainer_v2_gpu.sh", "--profile", "smoke"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
     )
+
+
+def test_the_gpu_plan_runs_every_part_on_cpu_at_smoke_size(tmp_path):
+    env = os.environ | dict(
+        PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w")
+    )
+    p = _plan(env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = sorted(x.name for x in (tmp_path / "out").iterdir())
     assert out == ["bench.tar.gz", "pilots.csv", "pilots.tar.gz", "plan.log"]
@@ -81,11 +85,5 @@ def test_the_gpu_plan_runs_every_part_on_cpu_at_smoke_size(tmp_path):
     assert set(curves["world_size"]) == {1, 2}
     table = pd.read_csv(tmp_path / "out" / "pilots.csv")
     assert len(table) == 6 and set(table["status"]) <= {"done", "paused"}
-    again = subprocess.run(
-        ["bash", "benchmarks/trainer_v2_gpu.sh", "--profile", "smoke"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    again = _plan(env)
     assert "DDP: done in an earlier call" in again.stdout and "MFU: done in an earlier call" in again.stdout

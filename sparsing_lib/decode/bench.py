@@ -257,6 +257,20 @@ def hardware(cuda: bool) -> str:
     return f"{where}; torch {torch.__version__}; triton {triton}; Python {platform.python_version()}"
 
 
+def log_to(path: Path):
+    """A ``log(msg)`` that prints each line and appends it to ``path`` at once (the file is written line by line,
+    so a benchmark stopped at its time limit keeps what it measured)."""
+    path = Path(path)
+    path.write_text("")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        with path.open("a") as f:
+            f.write(msg + "\n")
+
+    return log
+
+
 def header(command: str, cuda: bool) -> str:
     """The first lines of every raw log: command, revision (``SPARSING_GIT_REV`` on the GPU machine) and
     hardware."""

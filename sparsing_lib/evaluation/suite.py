@@ -259,27 +259,31 @@ def smoke_tasks() -> list[Task]:
     ]
 
 
-def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
-    """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
-    would leave its perplexity blind to sparsity)."""
+def tiny_llama(vocab_size: int, seed: int = 0, **config) -> nn.Module:
+    """A random two-layer Llama (64 wide, 4 heads, FFN 128, 128-token context; ``config`` overrides any
+    LlamaConfig field), in eval mode: the model the suite's smoke run and the scorer's tests run on."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ..corpus import load_tokenizer
-
-    tokenizer = load_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    base = dict(
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=128,
-        hidden_act="relu",
         initializer_range=0.15,  # weights large enough that the FFNs matter
     )
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **(base | config))).eval()
+
+
+def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
+    """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
+    would leave its perplexity blind to sparsity)."""
+    from ..corpus import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    model = tiny_llama(len(tokenizer), seed, hidden_act="relu")
     start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(seed))
     calib = model.generate(
         start,
