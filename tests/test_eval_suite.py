@@ -48,13 +48,13 @@ def test_rows_items_and_columns(result):
     by = df.set_index(["task", "setting", "metric"])
     assert by.loc[("toy-long", "dense", "acc"), "truncated"] == 1  # 200 words > 128 - 4 positions
     assert by.loc[("toy-pass", "dense", "pass@1"), "score"] == 1.0  # "#" + one line of text, then the test
-    topk = by.loc[("toy-cloze", "topk_token=0.5", "acc"), "activation_ratio"]
+    topk = by.loc[("LAMBADA-synthetic", "topk_token=0.5", "acc"), "activation_ratio"]
     assert 0.3 < topk <= 0.5  # 64 of 128 neurons kept, fewer active where ReLU zeros are among them
-    assert by.loc[("toy-cloze", "cett=0.2", "acc"), "value"] == 0.2
-    assert np.isnan(by.loc[("toy-cloze", "dense", "acc"), "value"])
-    dense = by.loc[("toy-cloze", "dense", "acc"), "activation_ratio"]
+    assert by.loc[("LAMBADA-synthetic", "cett=0.2", "acc"), "value"] == 0.2
+    assert np.isnan(by.loc[("LAMBADA-synthetic", "dense", "acc"), "value"])
+    dense = by.loc[("LAMBADA-synthetic", "dense", "acc"), "activation_ratio"]
     assert 0.2 < dense < 0.8  # ReLU: about half the neurons are zero at random weights
-    assert by.loc[("toy-cloze", "cett=0.2", "acc"), "activation_ratio"] < dense
+    assert by.loc[("LAMBADA-synthetic", "cett=0.2", "acc"), "activation_ratio"] < dense
 
 
 def test_write_and_read_back(result, tmp_path):
@@ -63,7 +63,7 @@ def test_write_and_read_back(result, tmp_path):
     back = results.read(tmp_path)
     assert len(back.scores) == len(res.scores) and set(back.items) == set(res.items)
     assert json.loads((tmp_path / "eval.json").read_text())["thresholds"]["cett=0.2"]
-    assert set(res.meta["seconds"]) >= {"toy-cloze|dense", "execute"}
+    assert set(res.meta["seconds"]) >= {"LAMBADA-synthetic|dense", "execute"}
 
 
 def test_settings_names_and_ppl_thresholds(tiny):

@@ -249,13 +249,15 @@ def smoke_tasks() -> list[Task]:
         ),
         Program("p1", "# write f\n", "assert f(2) == 4", max_new_tokens=12),
     ]
+    # named after the benchmark whose kind each imitates, so the downstream chapter's smoke profile groups them
     return [
-        Task("toy-choice", "tiny", ("acc", "acc_norm"), 1 / 3, 0, choice),
-        Task("toy-wino", "commonsense", ("acc",), 0.5, 0, [wino]),
-        Task("toy-cloze", "reading", ("acc",), 0.0, 0, cloze),
-        Task("toy-squad", "reading", ("f1", "em"), 0.0, 0, gen[:1]),
-        Task("toy-answers", "complex", ("acc",), 0.0, 0, gen[1:]),
-        Task("toy-code", "complex", ("pass@1",), 0.0, 0, code),
+        Task("PIQA-synthetic", "commonsense", ("acc", "acc_norm"), 1 / 3, 0, choice),
+        Task("ARC-Easy-synthetic", "tiny", ("acc", "acc_norm"), 1 / 3, 0, choice),
+        Task("WinoGrande-synthetic", "commonsense", ("acc",), 0.5, 0, [wino]),
+        Task("LAMBADA-synthetic", "reading", ("acc",), 0.0, 0, cloze),
+        Task("TyDiQA-synthetic", "reading", ("f1", "em"), 0.0, 0, gen[:1]),
+        Task("GSM8K-synthetic", "complex", ("acc",), 0.0, 0, gen[1:]),
+        Task("HumanEval-synthetic", "complex", ("pass@1",), 0.0, 0, code),
     ]
 
 

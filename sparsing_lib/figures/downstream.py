@@ -456,7 +456,9 @@ def _upper_first(text: str) -> str:
 def _no_overlap(res: dict) -> str:
     """Why no point could be compared with CETT: no sweep, or no sweep point inside CETT's sparsity range."""
     g = res.get("fig3", res)["groups"]
-    pts = g[g["method"].isin(METHODS) & g["sparsity"].notna() & (g["setting"] != "dense")] if len(g) else g
+    if not len(g):
+        return "no sweep of the other methods was evaluated"
+    pts = g[g["method"].isin(METHODS) & g["sparsity"].notna() & (g["setting"] != "dense")]
     cett, other = pts[pts["method"] == "cett"], pts[pts["method"] != "cett"]
     if other.empty or cett.empty:
         return "no sweep of the other methods was evaluated"
@@ -566,6 +568,19 @@ def numbers(res: dict) -> dict[str, str]:
     )
     c = compare_methods(res)
     out["fig3_verdict"] = f"{verdicts[3][0]} ({verdicts[3][1]})"
+    f3 = res.get("fig3", res)
+    swept = (
+        sorted(set(f3["groups"]["run"][~f3["groups"]["setting"].isin(["dense", *CETT_PPL])]))
+        if len(f3["groups"])
+        else []
+    )
+    most = int(f3["scores"]["items"].max()) if len(f3["scores"]) else 0
+    out["fig3_scope"] = (
+        f"The sweeps were scored for {', '.join(map(label, swept))} on at most {most:,} items per task, with their "
+        "own dense and CETT-PPL points on the same items, so that every comparison in the figure is paired."
+        if swept
+        else "No run has the sweeps of Fig. 3 yet."
+    )
     by_method = [f"{style.METHOD_LABEL.get(m, m)}: CETT beaten at {int(x['beaten'].sum())} of {len(x)} points, "
                  f"better at {int(x['better'].sum())}" for m, x in c.groupby("method")]  # fmt: skip
     out["fig3_text"] = "; ".join(by_method) + "." if by_method else _upper_first(_no_overlap(res)) + "."
