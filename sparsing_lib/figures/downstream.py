@@ -557,7 +557,7 @@ def numbers(res: dict) -> dict[str, str]:
     }
     verdicts = claim_verdicts(res)
     if not res["runs"]:
-        out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), _no_data(res))
+        out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), _no_data(res)) | {"fig3_scope": ""}
         keys = [f"{k}_verdict" for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")]
         return out | dict.fromkeys(keys, "untested: no run has a downstream evaluation yet")
     k = len(res["skipped"])
