@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM, PreTrainedModel
+from transformers import (
+    GraniteConfig,
+    GraniteForCausalLM,
+    GraniteMoeConfig,
+    GraniteMoeForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+)
 from transformers.models.granitemoe.modeling_granitemoe import load_balancing_loss_func
 
 from .checks import check_choice
@@ -240,3 +248,20 @@ def config_table(vocab_size: int | None = None) -> pd.DataFrame:
 def spec_dict(spec: ModelSpec) -> dict:
     """``spec`` as a JSON-ready dict including its derived sizes."""
     return asdict(spec) | dict(d_ff=spec.d_ff, n_heads=spec.n_heads, non_embedding_params=spec.non_embedding_params)
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, **config) -> nn.Module:
+    """A random two-layer Llama (64 wide, 4 heads, FFN 128, 128-token context; ``config`` overrides any
+    LlamaConfig field), in eval mode: the model of the evaluation suite's smoke run, the scorer's tests and the
+    pretrained-model section's smoke profile."""
+    torch.manual_seed(seed)
+    base = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        initializer_range=0.15,  # weights large enough that the FFNs matter
+    )
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **(base | config))).eval()

@@ -8,7 +8,7 @@ from sparsing_lib import metrics
 from sparsing_lib.corpus import load_tokenizer
 from sparsing_lib.evaluation import engine as E
 from sparsing_lib.evaluation.items import Choice
-from sparsing_lib.evaluation.suite import tiny_llama
+from sparsing_lib.models import tiny_llama
 
 PAIRS = [
     ("The cat sat on the", " mat"),

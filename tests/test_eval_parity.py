@@ -18,7 +18,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 from sparsing_lib import paths  # noqa: E402
 from sparsing_lib.evaluation import engine as E  # noqa: E402
 from sparsing_lib.evaluation.items import Choice, Cloze  # noqa: E402
-from sparsing_lib.evaluation.suite import tiny_llama  # noqa: E402
+from sparsing_lib.models import tiny_llama  # noqa: E402
 
 CONTEXT = 64
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import metrics, paths
+from .. import metrics, models, paths
 from . import engine, execute, scoring, stats
 from .items import Choice, Cloze, Generate, Program, Task
 from .results import SuiteResult, item_key, write
@@ -261,31 +261,13 @@ def smoke_tasks() -> list[Task]:
     ]
 
 
-def tiny_llama(vocab_size: int, seed: int = 0, **config) -> nn.Module:
-    """A random two-layer Llama (64 wide, 4 heads, FFN 128, 128-token context; ``config`` overrides any
-    LlamaConfig field), in eval mode: the model the suite's smoke run and the scorer's tests run on."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    base = dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        initializer_range=0.15,  # weights large enough that the FFNs matter
-    )
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **(base | config))).eval()
-
-
 def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
     """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
     would leave its perplexity blind to sparsity)."""
     from ..corpus import load_tokenizer
 
     tokenizer = load_tokenizer()
-    model = tiny_llama(len(tokenizer), seed, hidden_act="relu")
+    model = models.tiny_llama(len(tokenizer), seed, hidden_act="relu")
     start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(seed))
     calib = model.generate(
         start,
@@ -316,7 +298,6 @@ def load_model(source: str, run: str | None = None, device: str = "cpu") -> tupl
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..corpus import load_tokenizer
-    from ..models import build_model, get_spec
     from ..runs import load_run
 
     path = Path(source)
@@ -326,7 +307,7 @@ def load_model(source: str, run: str | None = None, device: str = "cpu") -> tupl
     if run is None:
         raise ValueError(f"{source} is not a model folder: pass --run, the run folder whose config.json built it")
     cfg = load_run(Path(run))["config"]
-    model = build_model(get_spec(cfg["model"]["name"]), cfg["activation"], cfg["vocab_size"])
+    model = models.build_model(models.get_spec(cfg["model"]["name"]), cfg["activation"], cfg["vocab_size"])
     model.load_state_dict(torch.load(path, map_location="cpu"))
     model.config.max_position_embeddings = cfg["train"]["seq_len"]  # RoPE does not depend on it: the trained length
     return model.to(device).eval(), load_tokenizer()

@@ -42,7 +42,6 @@ MARGIN = 1.0  # points: a change smaller than this is what the paper calls negli
 NEAR = 0.05  # within 5 points of chance is "near random": the paper says so of its Table 6 (averages 1-7 above)
 CETT_PPL = ("cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%")
 SETTING_LABEL = {"dense": "Dense", **{s: s.upper() for s in CETT_PPL}}
-COMPLEX_TASKS = ("AGIEval", "HumanEval", "MBPP", "GSM8K", "MMLU", "BBH")  # Table 6's columns
 METHODS = ("cett", "topk_token", "topk_layer", "fat", "zero")  # Fig. 3's series, in legend order
 # benchmark key -> the spellings a task name may start with (lower case, letters and digits only)
 ALIASES = {"siqa": ("siqa", "socialiqa"), "arceasy": ("arceasy", "arce"), "openbookqa": ("openbookqa", "obqa")}
@@ -198,7 +197,8 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
         sweeps = {
             r: evres.read(folder / r / "eval_fig3") for r in have if (folder / r / "eval_fig3" / "eval.csv").exists()
         }
-        out["fig3"] = analyse(sweeps, params=size) if sweeps else dict(out)
+        if sweeps:  # otherwise Fig. 3 reads the main evaluations (``res.get("fig3", res)``)
+            out["fig3"] = analyse(sweeps, params=size)
         return out
 
     def recompute(p: str) -> dict:
@@ -208,9 +208,7 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
             return replay()
         out = suite.smoke(sweeps=suite.SWEEPS)
         out = out if isinstance(out, dict) else {"smoke": out}
-        res = analyse(out, params={r: ev.meta.get("non_embedding_params", np.nan) for r, ev in out.items()})
-        res["fig3"] = dict(res)
-        return res
+        return analyse(out, params={r: ev.meta.get("non_embedding_params", np.nan) for r, ev in out.items()})
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
 
@@ -529,13 +527,12 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
 
 
 def _missing_complex(res: dict) -> str:
-    """Which of Table 6's six benchmarks no run was scored on ('' when all were)."""
-    key = lambda t: re.sub(r"[^a-z0-9]", "", str(t).lower())  # noqa: E731 - names as component() matches them
-    done = {key(t) for t in res["scores"]["task"]} if len(res["scores"]) else set()
-    missing = [t for t in COMPLEX_TASKS if key(t) not in done]
+    """Which of Table 6's benchmarks no run was scored on ('' when all were, or when nothing was)."""
+    done = set(res["scores"]["component"].dropna()) if len(res["scores"]) else set()
+    missing = [column.split()[0] for column, key in TABLES[6] if key not in done]
     if not missing or not done:
         return ""
-    n = len(COMPLEX_TASKS)
+    n = len(TABLES[6])
     return f"{n - len(missing)} of the {n} benchmarks (not evaluated: {', '.join(missing)})"
 
 

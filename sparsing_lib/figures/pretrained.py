@@ -60,13 +60,12 @@ def random_llama(vocab_size: int, train_ids: np.ndarray | None = None, steps: in
     attention with 3 query heads per key head, tied embeddings), random, then trained for ``steps`` AdamW steps
     on ``train_ids`` (when given): at random initialisation removing the FFNs can even lower the PPL, so no
     CETT reaches a 1% PPL increase, while a few steps make the FFNs carry what a PPL budget can be spent on."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    from ..models import tiny_llama
     from ..train import lm_loss, train_step
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_size,
+    model = tiny_llama(
+        vocab_size,
+        seed,
         hidden_size=48,
         intermediate_size=128,
         num_hidden_layers=4,
@@ -75,8 +74,8 @@ def random_llama(vocab_size: int, train_ids: np.ndarray | None = None, steps: in
         hidden_act="silu",
         tie_word_embeddings=True,
         max_position_embeddings=1024,
+        initializer_range=0.02,  # LlamaConfig's own default, as this model always had
     )
-    model = LlamaForCausalLM(cfg)
     if train_ids is not None and steps:
         ids = windows(train_ids, 65)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
