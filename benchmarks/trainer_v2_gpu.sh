@@ -17,6 +17,7 @@ PROFILE=full
 if [[ "${1:-}" == "--profile" ]]; then PROFILE="${2:?--profile needs full or smoke}"; fi
 [[ "$PROFILE" == full || "$PROFILE" == smoke ]] || { echo "--profile must be full or smoke, not $PROFILE" >&2; exit 2; }
 PY="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import sparsing_lib from the checkout
 OUT="${OUT:-/tmp/trainer_v2_out}"
 W="${WORK:-.scratch/v2}"
 T0=$(date +%s)
@@ -71,7 +72,8 @@ else
   fi
   wait "$P0" || stamp "MFU GPU 0: some configs failed or timed out (recorded in its CSV)"
   [[ -z "$P1" ]] || wait "$P1" || stamp "MFU GPU 1: some configs failed or timed out (recorded in its CSV)"
-  touch "$W/mfu.done"  # a config cut short is in the CSV as timeout; it is not retried
+  # done once a CSV exists: a config cut short is in it as timeout and is not retried; no CSV (a crash) retries
+  [[ -f "$W/bench/mfu_v4_gpu0_${PROFILE}.csv" ]] && touch "$W/mfu.done"
 fi
 
 # 3. pilots: all at once, three per GPU, paused with a margin for the last log step, the state save and probes
