@@ -221,19 +221,21 @@ def time_generation(
     """Seconds, new tokens and tokens per second of ``engine.generate`` on each task's prompts, dense and at the
     ``cett`` values (thresholds from random calibration tokens: their cost is that of the CETT-PPL settings),
     and how many decoding steps of the first 64 prompts had how many synchronising operations (``count_syncs``)."""
-    model = model.to(device).eval()
-    context = engine.max_context(model, tokenizer)
-    calib = torch.randint(0, len(tokenizer), (16, context), generator=torch.Generator().manual_seed(0))
-    chosen = suite.settings(model, calib.to(device), ps=(), sweeps={"cett": tuple(cett)})
-    rows = []
+    jobs = []  # (task, prompts, stop strings, max new tokens)
     for task in tasks:
         items = [it for it in task.items if isinstance(it, (Generate, Program))]
         rules = {(it.stop, it.max_new_tokens) for it in items}
         if len(rules) != 1:
             raise ValueError(f"task {task.name}: {len(rules)} stopping rules; time tasks with one rule each")
-        (stop, new), prompts = rules.pop(), [it.prompt for it in items]
+        jobs.append((task.name, [it.prompt for it in items], *rules.pop()))
+    model = model.to(device).eval()
+    context = engine.max_context(model, tokenizer)
+    calib = torch.randint(0, len(tokenizer), (16, context), generator=torch.Generator().manual_seed(0))
+    chosen = suite.settings(model, calib.to(device), ps=(), sweeps={"cett": tuple(cett)})
+    kw = dict(batch_size=batch_size, device=device, cache_tokens=cache_tokens)
+    rows = []
+    for task_name, prompts, stop, new in jobs:
         for name, (method, value) in chosen.items():
-            kw = dict(batch_size=batch_size, device=device, cache_tokens=cache_tokens)
             with metrics.sparsify(model, method, value), count_syncs(model) as syncs:
                 engine.generate(model, tokenizer, prompts[:64], stop, new, **kw)
             t0 = time.perf_counter()
@@ -245,7 +247,7 @@ def time_generation(
             tokens = int(gen.n_tokens.sum())
             rows.append(
                 dict(
-                    task=task.name,
+                    task=task_name,
                     setting=name,
                     prompts=len(prompts),
                     max_new_tokens=new,

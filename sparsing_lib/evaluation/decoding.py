@@ -3,7 +3,9 @@
 Why not ``model.generate``: on a model of a few million parameters a decoding step is a handful of small
 kernels, so its time is spent on the host: in ``generate``'s per-step machinery (logits processors, stopping
 criteria that decode text, cache bookkeeping) and in every host synchronisation inside the step, each of which
-drains the device's queue. This loop does only what greedy decoding needs:
+drains the device's queue (and our minis, built with ``use_cache=False`` for training, made ``generate`` run
+without a KV cache, recomputing the whole sequence at every step). This loop does only what greedy decoding
+needs:
 
 * prefill: one forward of the left-padded prompts with explicit positions, keeping only the last position's
   logits (``logits_to_keep=1`` where the forward accepts it);
