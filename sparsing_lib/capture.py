@@ -76,23 +76,47 @@ LayerFn = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 class Hooks:
     """Hooks on every FFN. ``edit(layer, a, s)`` may return a replacement for the down-projection input
     ``a``; ``watch(layer, a, s, y)`` sees the (edited) input and the FFN output. Tensors passed to both are
-    flattened to [n_tokens, ·] and restricted to the tokens selected by ``self.token_mask``."""
+    flattened to [n_tokens, ·] and restricted to the tokens selected by ``self.token_mask``.
+
+    Every input ``a`` a watch sees is checked for NaN and inf (``FloatingPointError``). Reading that verdict
+    makes the host wait for the device, so with ``defer_checks`` the per-layer verdicts are kept on the device
+    and raised once, by ``check()``, which runs when the hooks exit: a cached decoding step then runs without
+    a single host synchronisation (``metrics.sparsify``, whose watch and edits are harmless on NaN, does
+    this). Without it the error is raised at once, before the watch sees the bad values."""
 
     def __init__(
         self,
         model: nn.Module,
         edit: LayerFn | None = None,
         watch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+        defer_checks: bool = False,
     ):
         self.ffns = ffn_layers(model)
-        self.edit, self.watch = edit, watch
-        self.token_mask: torch.Tensor | None = None  # flat bool [batch*seq] of tokens to consider
+        self.edit, self.watch, self.defer_checks = edit, watch, defer_checks
+        self._mask: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
+        self._finite: dict[int, torch.Tensor] = {}  # layer -> device bool: every deferred check passed
         self._gate: dict[int, torch.Tensor] = {}
         self._handles: list = []
 
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def token_mask(self) -> torch.Tensor | None:
+        """Flat bool [batch*seq] of the tokens to consider in the current forward (None: all of them)."""
+        return self._mask
+
+    @token_mask.setter
+    def token_mask(self, mask: torch.Tensor | None) -> None:
+        self._mask, self._rows = mask, None
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` flattened to [n_tokens, ·] and restricted to the selected tokens. The selected rows are found
+        once per forward (one host synchronisation, as a boolean index costs) and reused by every layer."""
         x = x.reshape(-1, x.shape[-1])
-        return x if self.token_mask is None else x[self.token_mask]
+        if self._mask is None:
+            return x
+        if self._rows is None:
+            self._rows = self._mask.nonzero().squeeze(1)
+        return x.index_select(0, self._rows)
 
     def __enter__(self) -> Hooks:
         for f in self.ffns:
@@ -103,11 +127,26 @@ class Hooks:
                 self._handles.append(f.down.register_forward_hook(self._post_hook(f.index)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
         self._gate.clear()
+        try:
+            if exc_type is None:
+                self.check()
+        finally:
+            self._finite.clear()
+
+    def check(self) -> None:
+        """Raise ``FloatingPointError`` for the first layer whose activations held NaN or inf in a deferred
+        check (one host synchronisation)."""
+        if self._finite:
+            layers = sorted(self._finite)
+            ok = torch.stack([self._finite[i] for i in layers]).tolist()
+            for i, fine in zip(layers, ok):
+                if not fine:
+                    raise FloatingPointError(f"layer {i}: FFN activations contain NaN or inf")
 
     def _act_hook(self, i: int):
         def hook(module, args, output):
@@ -116,7 +155,10 @@ class Hooks:
         return hook
 
     def _check(self, i: int, a: torch.Tensor) -> None:
-        if not torch.isfinite(a).all():
+        finite = torch.isfinite(a).all()
+        if self.defer_checks:
+            self._finite[i] = finite if i not in self._finite else self._finite[i] & finite
+        elif not finite:
             raise FloatingPointError(f"layer {i}: FFN activations contain NaN or inf")
 
     def _pre_hook(self, i: int):
@@ -137,7 +179,7 @@ class Hooks:
             a = args[0]
             s = self._gate.pop(i, a)
             self._check(i, a)
-            self.watch(i, self._flat(a), self._flat(s), self._flat(output))
+            self.watch(i, self.tokens(a), self.tokens(s), self.tokens(output))
 
         return hook
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,10 +37,14 @@ MAX_TOKENS = 16384  # default tokens per forward pass = most tokens of FFN activ
 
 
 class SparseStats:
-    """Per-layer activity of the FFN neurons over the tokens seen by the hooks."""
+    """Per-layer activity of the FFN neurons over the tokens seen by the hooks.
 
-    def __init__(self, n_layers: int, d_ff: int):
-        self.n_layers, self.d_ff = n_layers, d_ff
+    ``watch`` only queues device work (no host synchronisation: it runs on every layer of every decoding
+    step); the results are read back by the properties, which first call ``check`` so that NaN activations
+    seen by hooks with deferred checks (``sparsify``) surface there at the latest."""
+
+    def __init__(self, n_layers: int, d_ff: int, check: Callable[[], None] = lambda: None):
+        self.n_layers, self.d_ff, self.check = n_layers, d_ff, check
         self.neuron_counts: torch.Tensor | None = None  # [n_layers, d_ff] active-token counts
         self.tokens = [0] * n_layers
         self._token_active: list[torch.Tensor] = []  # per batch: Σ over layers of active fraction
@@ -60,6 +64,7 @@ class SparseStats:
     @property
     def layer_ratios(self) -> list[float]:
         """Fraction of active neurons per layer, averaged over tokens."""
+        self.check()
         return [(self.neuron_counts[i].sum() / (self.tokens[i] * self.d_ff)).item() for i in range(self.n_layers)]
 
     @property
@@ -70,11 +75,13 @@ class SparseStats:
     @property
     def neuron_frequency(self) -> np.ndarray:
         """[n_layers, d_ff]: fraction of tokens on which each neuron is active."""
+        self.check()
         return (self.neuron_counts / torch.tensor(self.tokens, device=self.neuron_counts.device)[:, None]).cpu().numpy()
 
     @property
     def token_ratios(self) -> np.ndarray:
         """Per token: fraction of active neurons averaged over layers."""
+        self.check()
         return (torch.cat(self._token_active) / self.n_layers).cpu().numpy()
 
 
@@ -111,9 +118,7 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
     if method == "topk_layer":
 
         def edit(i, a, s):
-            mask = hooks_ref[0].token_mask
-            flat = s.abs().reshape(-1, s.shape[-1])
-            flat = (flat if mask is None else flat[mask]).flatten().float()
+            flat = hooks_ref[0].tokens(s.abs()).flatten().float()
             k = max(1, round(value * flat.numel()))
             kth = flat.kthvalue(flat.numel() - k + 1).values
             return a * (s.abs() >= kth).to(a.dtype)
@@ -122,12 +127,13 @@ def _editor(model: nn.Module, method: str, value: float | Sequence[float] | None
     raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
 
 
-def _hooks(model: nn.Module, method: str, value) -> tuple[Hooks, SparseStats]:
+def _hooks(model: nn.Module, method: str, value, defer_checks: bool = False) -> tuple[Hooks, SparseStats]:
     ffns = ffn_layers(model)
     stats = SparseStats(len(ffns), ffns[0].weight().shape[1])
     ref: list = []
-    hooks = Hooks(model, edit=_editor(model, method, value, ref), watch=stats.watch)
+    hooks = Hooks(model, edit=_editor(model, method, value, ref), watch=stats.watch, defer_checks=defer_checks)
     ref.append(hooks)
+    stats.check = hooks.check
     return hooks, stats
 
 
@@ -138,18 +144,26 @@ def sparsify(model: nn.Module, method: str, value: float | Sequence[float] | Non
     SparseStats recording the activity of every pass run inside.
 
     Padding is excluded from the statistics and from Top-k-per-layer's ranking: a pre-hook on the model
-    reads each call's ``attention_mask`` keyword and keeps its last ``seq_len`` columns, which is the right
-    mask both for a full forward and for a cached generation step (where the mask covers the whole past)."""
+    reads each call's 2-D ``attention_mask`` keyword and keeps its last ``seq_len`` columns, which is the
+    right mask for a full forward (and for a cached step of several tokens, where the mask covers the whole
+    past). A cached one-token step (mask wider than the input, or a prepared 4-D mask) is taken to be real for
+    every row, as the column that ``transformers``' ``generate`` and ``evaluation.decoding`` append is all
+    ones: selecting rows by a mask would make the host wait for the device on every layer of every step.
+
+    Generation runs inside this context, so nothing here synchronises the host during a decoding step: the
+    NaN/inf check of the activations is deferred (``capture.Hooks``) and raised when the context exits, or
+    earlier when the statistics are read."""
     if method != "dense" and method not in METHODS:
         raise ValueError(f"method {method!r} is not one of dense, {', '.join(METHODS)}")
     if method == "cett":
         value = [float(t) for t in value]
-    hooks, stats = _hooks(model, method, value)
+    hooks, stats = _hooks(model, method, value, defer_checks=True)
 
     def set_mask(module, args, kwargs):
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if mask is None or ids is None or mask.ndim != 2:
+        cached_step = ids is not None and ids.shape[1] == 1 and mask is not None and mask.shape[-1] > 1
+        if mask is None or ids is None or mask.ndim != 2 or cached_step:
             hooks.token_mask = None
         else:
             hooks.token_mask = mask[:, -ids.shape[1] :].reshape(-1).bool()

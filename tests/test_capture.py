@@ -71,3 +71,20 @@ def test_nan_activations_are_rejected():
         model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="NaN or inf"):
         run(model, Hooks(model, watch=lambda *x: None), torch.randint(0, 48, (1, 6)))
+
+
+def test_deferred_nan_check_raises_when_the_hooks_exit():
+    """With ``defer_checks`` the forward runs through (no host read per layer) and the error comes at exit."""
+    model = R.tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight[0, 0] = float("nan")
+    seen = []
+    with pytest.raises(FloatingPointError, match="layer 1: FFN activations contain NaN or inf"):
+        with Hooks(model, watch=lambda i, a, s, y: seen.append(i), defer_checks=True) as hooks:
+            model(input_ids=torch.randint(0, 48, (1, 6)))
+            assert seen == [0, 1]
+            with pytest.raises(FloatingPointError, match="layer 1"):
+                hooks.check()
+    model = R.tiny_model("llama")
+    with Hooks(model, watch=lambda *x: None, defer_checks=True):  # finite: exits quietly
+        model(input_ids=torch.randint(0, 48, (1, 6)))

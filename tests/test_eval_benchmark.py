@@ -22,3 +22,25 @@ def test_benchmark_runs_end_to_end(monkeypatch):
     assert record["settings"] == ["dense", "cett=0.1", "cett=0.2", "cett=0.3"]
     assert record["loglikelihood_requests"] == 19 and record["generations"] == 4
     assert record["total_seconds"] >= sum(record["seconds_by_setting"].values())
+
+
+def test_time_generation_reports_every_task_and_setting_with_sync_free_steps():
+    from sparsing_lib.corpus import load_tokenizer
+    from sparsing_lib.evaluation.items import Generate, Task
+    from sparsing_lib.models import build_model, get_spec
+
+    tok = load_tokenizer()
+    model = build_model(get_spec("tiny-32x2"), "silu", len(tok)).eval()
+    model.config.max_position_embeddings = 128
+    items = [Generate(f"q/{i}", "the cat sat on the mat " * (i + 1), ("x",), "exact", ("\n\n",), 6) for i in range(5)]
+    record = B.time_generation(model, tok, [Task("QA", "reading", ("acc",), 0.0, 0, items)], "cpu", progress=False)
+    rows = record["rows"]
+    assert [r["setting"] for r in rows] == ["dense", "cett=0.1", "cett=0.2", "cett=0.3"]
+    for r in rows:
+        assert r["prompts"] == 5 and 0 < r["new_tokens"] <= 5 * 6
+        assert r["tokens_per_second"] == pytest.approx(r["new_tokens"] / r["seconds"])
+        assert set(r["step_syncs"]) == {"0"}  # every cached step ran without a host synchronisation
+    assert sum(record["seconds_by_setting"].values()) == pytest.approx(sum(r["seconds"] for r in rows))
+    mixed = Task("QA", "reading", ("acc",), 0.0, 0, [items[0], Generate("b", "p", ("x",), "exact", ("\n",), 6)])
+    with pytest.raises(ValueError, match="2 stopping rules"):
+        B.time_generation(model, tok, [mixed], "cpu", progress=False)

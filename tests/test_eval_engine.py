@@ -7,6 +7,7 @@ from transformers import PreTrainedTokenizerFast
 from sparsing_lib import metrics
 from sparsing_lib.corpus import load_tokenizer
 from sparsing_lib.evaluation import engine as E
+from sparsing_lib.evaluation.decoding import cut_at_stop
 from sparsing_lib.evaluation.items import Choice
 from sparsing_lib.models import tiny_llama
 
@@ -83,7 +84,7 @@ def test_generation_batched_equals_single_and_stops(setup):
     cut = E.generate(model, tok, prompts, (batch.text[0][2:5],), 6).text[0]
     assert cut == batch.text[0][:2]
     assert E.generate(model, tok, ["word " * 30, "hi"], (), 6).truncated.tolist() == [True, False]
-    assert E.cut_at_stop("a\nb\n\nc", ("\n\n", "b")) == "a\n"
+    assert cut_at_stop("a\nb\n\nc", ("\n\n", "b")) == "a\n"
 
 
 def test_sparsify_sees_only_real_tokens(setup):

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import reference as R  # noqa: E402
 
 from sparsing_lib import metrics as M  # noqa: E402
+from sparsing_lib.evaluation.decoding import new_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "opt"])
@@ -145,3 +146,27 @@ def test_sparsify_rejects_unknown_method():
     with pytest.raises(ValueError, match="not one of dense"):
         with M.sparsify(R.tiny_model("gpt2"), "magic", 0.1):
             pass
+
+
+def test_sparsify_reports_nan_activations_when_read_and_at_exit():
+    """Inside ``sparsify`` the NaN check waits on the device: a forward runs through, reading the statistics
+    raises, and so does leaving the block."""
+    model = R.tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="layer 0: FFN activations contain NaN or inf"):
+        with M.sparsify(model, "topk_token", 0.5) as stats:
+            model(input_ids=torch.randint(0, 48, (2, 6)))
+            assert stats.tokens == [12, 12]
+            with pytest.raises(FloatingPointError, match="NaN or inf"):
+                _ = stats.activation_ratio
+
+
+def test_cached_one_token_step_counts_every_row(setup):
+    """A cached step's new mask column is all ones, so its rows are taken as real without reading the mask."""
+    model, ids, mask = setup
+    _, kw = new_cache(model)
+    with M.sparsify(model, "dense") as stats:
+        model(input_ids=ids, attention_mask=mask, **kw)
+        model(input_ids=ids[:, :1], attention_mask=torch.cat([mask, torch.ones_like(mask[:, :1])], 1), **kw)
+    assert stats.tokens[0] == int(mask.sum()) + len(ids)

@@ -88,10 +88,16 @@ def _pick(items: Sequence, kind) -> list[int]:
 
 
 def score_task(
-    model: nn.Module, tokenizer, task: Task, **kw
+    model: nn.Module,
+    tokenizer,
+    task: Task,
+    max_tokens: int = engine.MAX_TOKENS,
+    cache_tokens: int = engine.CACHE_TOKENS,
+    **kw,
 ) -> tuple[dict[str, np.ndarray], int, list[tuple[int, str]]]:
     """Per-item metrics of one task (NaN where an item does not produce a metric), its number of truncated
-    prompts, and the (item index, source) of its programs, whose ``pass@1`` the caller fills in."""
+    prompts, and the (item index, source) of its programs, whose ``pass@1`` the caller fills in. Log-likelihood
+    batches are bounded by ``max_tokens``, generation batches by ``cache_tokens`` (``engine.generate``)."""
     n = len(task.items)
     out: dict[str, np.ndarray] = {}
     truncated = 0
@@ -102,14 +108,14 @@ def score_task(
     for kind, fn in ((Choice, engine.choice_scores), (Cloze, engine.cloze_scores)):
         idx = _pick(task.items, kind)
         if idx:
-            scores, ll = fn(model, tokenizer, [task.items[i] for i in idx], **kw)
+            scores, ll = fn(model, tokenizer, [task.items[i] for i in idx], max_tokens=max_tokens, **kw)
             for name, values in scores.items():
                 put(name, idx, values)
             truncated += _truncated_items(task, idx, ll.truncated) if kind is Choice else int(ll.truncated.sum())
     idx = _pick(task.items, (Generate, Program))
     programs = []
     if idx:
-        texts, cut = engine.completions(model, tokenizer, [task.items[i] for i in idx], **kw)
+        texts, cut = engine.completions(model, tokenizer, [task.items[i] for i in idx], cache_tokens=cache_tokens, **kw)
         truncated += int(cut.sum())
         for i, text in zip(idx, texts):
             it = task.items[i]
@@ -146,6 +152,7 @@ def run_suite(
     device: str | torch.device | None = None,
     progress: bool = False,
     max_tokens: int = engine.MAX_TOKENS,
+    cache_tokens: int = engine.CACHE_TOKENS,
 ) -> SuiteResult:
     """Every task under every setting: one row per (task, setting, metric) in ``results.COLUMNS``, per-item
     scores under ``results.item_key``, and meta (thresholds, CETT values, seconds per task and setting)."""
@@ -154,7 +161,7 @@ def run_suite(
     engine.eos_id(tokenizer)  # fail before any work on a tokenizer without end-of-text
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
-    kw = dict(batch_size=batch_size, device=device, progress=progress, max_tokens=max_tokens)
+    kw = dict(batch_size=batch_size, device=device, progress=progress, max_tokens=max_tokens, cache_tokens=cache_tokens)
     per_item: dict[str, np.ndarray] = {}
     info: dict[tuple[str, str], dict] = {}
     pending: list[tuple[str, int, str]] = []
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         help="tasks or groups the Fig. 3 sweeps run on (the dense and CETT-PPL settings run on every task)",
     )
     parser.add_argument("--batch-size", type=int, default=4096, help="most rows per forward pass")
-    parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per forward pass")
+    parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per log-likelihood pass")
     parser.add_argument("--calib-tokens", type=int, default=1 << 16)
     parser.add_argument("--smoke", action="store_true", help="tiny random model and synthetic items on CPU")
     args = parser.parse_args(argv)
