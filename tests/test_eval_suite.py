@@ -104,3 +104,31 @@ def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
     assert got.config.max_position_embeddings == 64 and tok.eos_token == "<|endoftext|>"
     with pytest.raises(ValueError, match="pass --run"):
         suite.load_model(str(tmp_path / "step_000010.pt"))
+
+
+def test_an_exported_checkpoint_loads_back_as_a_model_folder(tmp_path):
+    import torch
+
+    from sparsing_lib import checkpoints
+    from sparsing_lib.models import TINY, build_model
+
+    model = build_model(TINY, "relu", 12288, seed=2).eval()
+    torch.save(model.state_dict(), tmp_path / "step_000010.pt")
+    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    out = tmp_path / "exported"
+    assert checkpoints.main(["--ckpt", str(tmp_path / "step_000010.pt"), "--run", str(tmp_path), "--out", str(out),
+                             "--shard-size", "300KB"]) == 0  # fmt: skip
+    assert len(list(out.glob("*.safetensors"))) > 1  # sharded (a tensor larger than a shard gets one alone)
+    got, tok = suite.load_model(str(out))
+    assert next(got.parameters()).dtype == torch.float32 and got.config.max_position_embeddings == 64
+    ids = torch.tensor([[5, 6, 7, 8]])
+    half = build_model(TINY, "relu", 12288, seed=2).eval()  # the same weights rounded to float16, as exported
+    half.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    assert torch.allclose(got(input_ids=ids).logits, half(input_ids=ids).logits, atol=1e-5)
+    assert not torch.equal(got(input_ids=ids).logits, model(input_ids=ids).logits)  # it was rounded
+    assert tok.eos_token == "<|endoftext|>"
+    with pytest.raises(ValueError, match="int8"):
+        checkpoints.export(tmp_path / "step_000010.pt", tmp_path, tmp_path / "x", dtype="int8")
+    assert checkpoints.main(["--ckpt", str(tmp_path / "missing.pt"), "--run", str(tmp_path), "--out", str(out)]) == 2
