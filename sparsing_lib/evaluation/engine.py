@@ -97,7 +97,9 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list
         moved.append((ctx[: len(ctx) - n], ctx[len(ctx) - n :] + cont) if n else (ctx, cont))
     full = [i for i, (c, _) in enumerate(moved) if c]
     whole = _encode(tokenizer, [moved[i][0] + moved[i][1] for i in full])
-    ctxs = _encode(tokenizer, [moved[i][0] for i in full])
+    unique = list(dict.fromkeys(moved[i][0] for i in full))  # options of one item share their context
+    encoded = dict(zip(unique, _encode(tokenizer, unique)))
+    ctxs = [encoded[moved[i][0]] for i in full]
     empty = [i for i, (c, _) in enumerate(moved) if not c]
     bare = tokenizer([moved[i][1] for i in empty], add_special_tokens=False)["input_ids"] if empty else []
     out: list = [None] * len(pairs)

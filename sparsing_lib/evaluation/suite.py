@@ -224,9 +224,20 @@ def run_suite(
         cett=dict(getattr(settings, "cett", {})),
         seconds=seconds,
         total_seconds=time.perf_counter() - start,
+        host=_host(),
         items={t.name: len(t.items) for t in tasks},
     )
     return SuiteResult(pd.DataFrame(rows), {k: v for k, v in per_item.items() if k in wanted}, meta)
+
+
+def _host() -> dict:
+    """What bounds the host-side work (tokenisation runs on the tokenizers library's thread pool)."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    names = ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+    env = {k: os.environ[k] for k in names if k in os.environ}
+    return dict(cpus=cpus, torch_threads=torch.get_num_threads(), **env)
 
 
 def _value(name: str, value, settings) -> float:
