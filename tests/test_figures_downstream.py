@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 
 from sparsing_lib.evaluation import results as evres
 from sparsing_lib.figures import downstream as ds
+from sparsing_lib.figures import downstream_data as dd
+from sparsing_lib.figures import downstream_verdicts as dv
 from sparsing_lib.paths import ROOT
 
 N = 400  # items per task: enough that a 6-point loss is far outside the paired interval
@@ -43,13 +45,13 @@ def verdicts(res: dict) -> dict[int, str]:
 
 
 def test_component_names_follow_the_paper_groups():
-    assert ds.component("PIQA", "acc", "acc") == "piqa" and ds.component("piqa", "acc_norm", "acc") is None
-    assert ds.component("social_iqa", "acc", "acc") == "siqa"
-    assert ds.component("tydiqa_goldp_en", "f1", "f1") == "tydiqa:f1"
-    assert ds.component("tydiqa", "exact_match", "f1") == "tydiqa:em"
-    assert ds.component("blimp_anaphor_gender_agreement", "acc", "acc") == "blimp"
-    assert ds.component("ARC-Easy", "acc", "acc") == "arceasy" and ds.component("arc_challenge", "acc", "acc") is None
-    assert ds.component("squad", "f1", "f1") is None  # scored by the suite, but in none of the paper's averages
+    assert dd.component("PIQA", "acc", "acc") == "piqa" and dd.component("piqa", "acc_norm", "acc") is None
+    assert dd.component("social_iqa", "acc", "acc") == "siqa"
+    assert dd.component("tydiqa_goldp_en", "f1", "f1") == "tydiqa:f1"
+    assert dd.component("tydiqa", "exact_match", "f1") == "tydiqa:em"
+    assert dd.component("blimp_anaphor_gender_agreement", "acc", "acc") == "blimp"
+    assert dd.component("ARC-Easy", "acc", "acc") == "arceasy" and dd.component("arc_challenge", "acc", "acc") is None
+    assert dd.component("squad", "f1", "f1") is None  # scored by the suite, but in none of the paper's averages
 
 
 def test_group_average_by_hand():
@@ -63,7 +65,7 @@ def test_group_average_by_hand():
             activation_ratio=[0.2, 0.2, 0.3, 0.3, np.nan],
         )  # fmt: skip
     )
-    g = ds.group_average(rows)
+    g = dd.group_average(rows)
     # half width: 1.96 * sqrt(sum of (width / 3.92)^2) / 5 = 0.5 * sqrt(4 * 0.04 + 0.01) / 5
     assert g["score"] == pytest.approx(0.5) and g["hi"] - 0.5 == pytest.approx(0.1 * np.sqrt(0.17))
     assert g["chance"] == pytest.approx((0.5 + 1 / 3 + 0.25 + 0.5 + 0.5) / 5) and g[
@@ -73,18 +75,18 @@ def test_group_average_by_hand():
     tiny = pd.DataFrame(dict(component=["blimp", "blimp", "arceasy", "openbookqa"], score=[0.8, 0.6, 0.5, 0.3],
                              lo=[0.7, 0.5, 0.4, 0.2], hi=[0.9, 0.7, 0.6, 0.4], chance=[0.5, 0.5, 0.25, 0.25],
                              activation_ratio=np.nan))  # fmt: skip
-    assert ds.group_average(tiny)["score"] == pytest.approx(0.5) and ds.group_average(tiny)["chance"] == 1 / 3
-    one = ds.group_average(rows.iloc[:1])
+    assert dd.group_average(tiny)["score"] == pytest.approx(0.5) and dd.group_average(tiny)["chance"] == 1 / 3
+    one = dd.group_average(rows.iloc[:1])
     assert (one["lo"], one["hi"]) == (0.5, 0.7)  # a single task keeps its own (possibly asymmetric) interval
 
 
 def test_paired_delta_excludes_zero_for_a_loss_and_not_for_noise():
-    res = ds.analyse({"mini-160x3-relu": suite({"cett-ppl-10%": {"commonsense": 0.1}, "cett-ppl-1%": {"tiny": 0.005}})})
+    res = dd.analyse({"mini-160x3-relu": suite({"cett-ppl-10%": {"commonsense": 0.1}, "cett-ppl-1%": {"tiny": 0.005}})})
     d = res["deltas"].set_index(["group", "setting"])
     loss, noise = d.loc[("C.R.", "cett-ppl-10%")], d.loc[("tiny", "cett-ppl-1%")]
-    assert loss["delta"] == pytest.approx(-0.06) and loss["hi"] < 0 and ds.call(loss["lo"], loss["hi"]) == "a loss"
+    assert loss["delta"] == pytest.approx(-0.06) and loss["hi"] < 0 and dv.call(loss["lo"], loss["hi"]) == "a loss"
     assert noise["delta"] == pytest.approx(-1 / N)  # one item of 240 flipped and noise["lo"] < 0 <= noise["hi"]
-    assert ds.call(noise["lo"], noise["hi"]) == "within noise" and ds.call(np.nan, 1) == "no interval"
+    assert dv.call(noise["lo"], noise["hi"]) == "within noise" and dv.call(np.nan, 1) == "no interval"
     g = res["groups"].set_index(["group", "setting"])
     assert g.loc[("C.R.", "dense"), "sparsity"] == 0 and g.loc[("C.R.", "cett-ppl-1%"), "sparsity"] == pytest.approx(
         0.7
@@ -92,12 +94,12 @@ def test_paired_delta_excludes_zero_for_a_loss_and_not_for_noise():
 
 
 def test_claims_hold_on_a_model_that_behaves_as_the_paper_says():
-    res = ds.analyse(
+    res = dd.analyse(
         {"a-relu": suite({"cett-ppl-10%": {"reading": 0.1}, "topk_token=0.25": {"commonsense": 0.3, "reading": 0.3}})}
     )
     # 10 only partly: the synthetic suite scores one of Table 6's six benchmarks (MMLU)
     assert verdicts(res) == {1: "holds", 2: "holds", 3: "holds", 10: "partly holds"}
-    assert "1 of the 6 benchmarks" in dict(ds.claim_verdicts(res))[10][1]
+    assert "1 of the 6 benchmarks" in dict(dv.claim_verdicts(res))[10][1]
     # Top-k at sparsity 0.75 against CETT interpolated between 0.7 and 0.8 (both 0.6): 0.42 - 0.6
     cr = ds.compare_methods(res).set_index("group").loc["C.R."]
     assert cr["diff"] == pytest.approx(-0.18) and cr["better"] and not cr["beaten"]
@@ -105,16 +107,16 @@ def test_claims_hold_on_a_model_that_behaves_as_the_paper_says():
 
 def test_claims_fail_where_the_intervals_say_so():
     flips = {"cett-ppl-1%": {"commonsense": 0.2, "reading": 0.2}, "cett-ppl-10%": {"commonsense": 0.3, "tiny": 0.3}}
-    res = ds.analyse({"a-relu": suite(flips, complex_p=0.6)})
+    res = dd.analyse({"a-relu": suite(flips, complex_p=0.6)})
     # 1: both groups lose 12 points at p = 1 %; 2: C.R. clearly hurt at p = 10 %; 3: Top-k (no loss) beats the
     # CETT curve between its 1 % and 10 % points; 10: the complex tasks sit 35 points above chance
     assert verdicts(res) == {1: "does not hold", 2: "does not hold", 3: "does not hold", 10: "does not hold"}
-    two = ds.analyse({"a-relu": suite({}), "b-relu": suite(flips, complex_p=0.6)})
+    two = dd.analyse({"a-relu": suite({}), "b-relu": suite(flips, complex_p=0.6)})
     assert verdicts(two)[1] == "partly holds" and verdicts(two)[10] == "partly holds"
 
 
 def test_no_data_is_untested_and_draws_no_figure():
-    res = ds.analyse({}, skipped=["mini-160x3-relu"])
+    res = dd.analyse({}, skipped=["mini-160x3-relu"])
     assert set(verdicts(res).values()) == {"untested"}
     assert not isinstance(ds.fig3(res), Figure) and "none of the 1 run folders" in ds.fig3(res).data
     assert list(ds.table1(res).columns[:3]) == ["group", "setting", "0.1B ReLU"]  # the paper's table alone
@@ -126,7 +128,7 @@ def test_no_data_is_untested_and_draws_no_figure():
 
 
 def test_tables_figure_and_numbers_with_data():
-    res = ds.analyse(
+    res = dd.analyse(
         {"mini-160x3-relu": suite({"cett-ppl-10%": {"reading": 0.1}})}, params={"mini-160x3-relu": 8.832e5}
     )
     t1 = ds.table1(res).set_index(["group", "setting"])
@@ -144,7 +146,7 @@ def test_replay_reads_eval_folders_and_lists_the_rest(tmp_path, monkeypatch):
         (tmp_path / "runs" / run).mkdir(parents=True)
         (tmp_path / "runs" / run / "config.json").write_text(json.dumps({"model": {"non_embedding_params": 883200}}))
     evres.write(tmp_path / "runs" / "mini-160x3-relu", suite({}))
-    monkeypatch.setattr(ds, "DATA", tmp_path)
+    monkeypatch.setattr(dd, "DATA", tmp_path)
     res = ds.results("replay")
     assert res["runs"] == ["mini-160x3-relu"] and res["skipped"] == ["mini-160x3-silu"]
     with pytest.raises(ValueError, match="runs='mini-9x9-relu' is not valid"):
@@ -159,8 +161,8 @@ def test_smoke_says_the_suite_is_missing():
 
 def test_the_page_quotes_the_same_names_with_and_without_results():
     """The book builds with warnings as errors: every glued name must exist whether or not a run has results."""
-    empty = ds.numbers(ds.analyse({}, skipped=["x-relu"]))
-    full = ds.numbers(ds.analyse({"a-relu": suite({})}))
+    empty = ds.numbers(dd.analyse({}, skipped=["x-relu"]))
+    full = ds.numbers(dd.analyse({"a-relu": suite({})}))
     assert set(empty) == set(full) and all(isinstance(v, str) and v for v in full.values())
     page = (ROOT / "book" / "downstream.md").read_text()
     assert set(re.findall(r"\{glue:text\}`(\w+)`", page)) <= set(full)

@@ -1,0 +1,233 @@
+"""The downstream chapter's verdicts: claims 1, 2, 3 (downstream half) and 10, and every sentence it quotes.
+
+Each verdict is computed from the intervals of ``downstream_data``'s analysis alone, so that the page's words
+follow the numbers whatever a new evaluation brings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import paper, style
+from .downstream_data import CETT_PPL, METHODS, N_BOOT, TABLES, compare_methods, group_rows
+from .downstream_tables import SETTING_LABEL, ci, label
+
+MARGIN = 1.0  # points: a change smaller than this is what the paper calls negligible (its Table 1 Δ at p = 1 %)
+NEAR = 0.05  # within 5 points of chance is "near random": the paper says so of its Table 6 (averages 1-7 above)
+GROUP_LABEL = {"C.R.": "commonsense reasoning", "R.C.": "reading comprehension", "complex": "complex tasks",
+               "tiny": "tiny-model tasks"}  # fmt: skip
+
+
+def call(lo: float, hi: float) -> str:
+    """What a Δ interval says: a loss, a gain, within noise (covers 0), or no interval (no per-item scores)."""
+    if np.isnan(lo) or np.isnan(hi):
+        return "no interval"
+    return "a loss" if hi < 0 else "a gain" if lo > 0 else "within noise"
+
+
+def no_data(res: dict) -> str:
+    """The paragraph every section shows while no run has an eval.csv: the page builds, and says why it is empty."""
+    n = len(res["skipped"])
+    return (
+        f"No run has a downstream evaluation yet (none of the {n} run folders holds an eval.csv): there are no "
+        "results of ours to show here."
+    )
+
+
+def delta_summary(res: dict, group: str, setting: str) -> str:
+    """One sentence: what ``setting`` does to a group's average against dense, run by run."""
+    d = res["deltas"]
+    d = d[(d["group"] == group) & (d["setting"] == setting)]
+    name = f"{SETTING_LABEL.get(setting, setting)} on the {GROUP_LABEL[group]} average ({group})"
+    if d.empty:
+        return f"{name}: not evaluated"
+    calls = [call(lo, hi) for lo, hi in zip(d["lo"], d["hi"])]
+    if len(d) == 1:
+        r = d.iloc[0]
+        return f"{name}: Δ {ci(r['delta'], r['lo'], r['hi'], signed=True)} points, {calls[0]}"
+    counts = ", ".join(f"{calls.count(c)} {c}" for c in dict.fromkeys(calls))
+    w = d.loc[d["delta"].idxmin()]
+    return (
+        f"{name}: Δ {100 * d['delta'].min():+.1f} to {100 * d['delta'].max():+.1f} points over {len(d)} runs "
+        f"({counts}); the largest drop {ci(w['delta'], w['lo'], w['hi'], signed=True)} ({label(w['run'])})"
+    )
+
+
+def chance_summary(res: dict, group: str) -> str:
+    """One sentence: in how many runs the dense group average, and how many dense task scores, lie above chance
+    beyond their 95 % intervals."""
+    g, s = res["groups"], res["scores"]
+    dense = g[(g["group"] == group) & (g["setting"] == "dense")] if len(g) else g
+    if dense.empty:
+        return f"the {GROUP_LABEL[group]} were not evaluated"
+    above = int((dense["lo"] > dense["chance"]).sum())
+    t = group_rows(s[s["setting"] == "dense"], group)
+    t_above = int((t["lo"] > t["chance"]).sum())
+    return (
+        f"the dense {GROUP_LABEL[group]} average is above chance beyond its interval in {above} of {len(dense)} "
+        f"runs ({100 * dense['score'].min():.1f}–{100 * dense['score'].max():.1f} % against a chance level of "
+        f"{100 * dense['chance'].mean():.1f} %); {t_above} of {len(t)} dense task scores are above chance beyond "
+        "their interval"
+    )
+
+
+def _sizes(res: dict) -> str:
+    p = np.array([v for v in res["params"].values() if np.isfinite(v)])
+    if not len(p):
+        return "of unknown size"
+    t3 = paper.table3().set_index("scale")["non_embedding_params"]
+    lo, hi = t3["0.1B"] / p.max(), t3["1.2B"] / p.min()
+    size = f"{p.min() / 1e6:.1f}" + (f"–{p.max() / 1e6:.1f}" if p.max() > p.min() else "")
+    return f"with {size}M non-embedding parameters, {lo:,.0f} to {hi:,.0f} times fewer than the paper's 0.1B–1.2B"
+
+
+def _verdict(good: int, bad: int, n: int) -> str:
+    if n == 0 or good + bad == 0:
+        return "untested"
+    return "holds" if good == n else "does not hold" if 2 * bad > n else "partly holds"
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _no_overlap(res: dict) -> str:
+    """Why no point could be compared with CETT: no sweep, or no sweep point inside CETT's sparsity range."""
+    g = res.get("fig3", res)["groups"]
+    if not len(g):
+        return "no sweep of the other methods was evaluated"
+    pts = g[g["method"].isin(METHODS) & g["sparsity"].notna() & (g["setting"] != "dense")]
+    cett, other = pts[pts["method"] == "cett"], pts[pts["method"] != "cett"]
+    if other.empty or cett.empty:
+        return "no sweep of the other methods was evaluated"
+    return (
+        f"no Top-k, FAT-ε or zero-threshold point lies inside the sparsity range of CETT's points "
+        f"({100 * cett['sparsity'].min():.0f}–{100 * cett['sparsity'].max():.0f} % against "
+        f"{100 * other['sparsity'].min():.0f}–{100 * other['sparsity'].max():.0f} %), so none is compared at equal "
+        "sparsity"
+    )
+
+
+def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
+    """(verdict, note) for claims 1, 2, 3 (downstream half) and 10, from the intervals alone.
+
+    1: at CETT-PPL-1 % no run loses more than MARGIN points on C.R. or R.C. (interval above -MARGIN): holds when
+       every run-group pair says so, does not hold when most lose more beyond their interval (hi < -MARGIN).
+    2: at CETT-PPL-10 % C.R. stays within MARGIN and R.C. loses beyond its interval, run by run.
+    3: no Top-k, FAT-ε or zero-threshold point beats CETT at equal sparsity beyond the intervals.
+    10: the dense complex-task average is within NEAR points of chance (its interval reaches that close)."""
+    d, g, out = res["deltas"], res["groups"], {}
+    if not res["runs"]:
+        return {i: ("untested", "no run has a downstream evaluation yet") for i in (1, 2, 3, 10)}
+    one = d[(d["setting"] == "cett-ppl-1%") & d["group"].isin(["C.R.", "R.C."]) & d["lo"].notna()]
+    small, large = int((one["lo"] >= -MARGIN / 100).sum()), int((one["hi"] < -MARGIN / 100).sum())
+    out[1] = (
+        _verdict(small, large, len(one)),
+        f"at CETT-PPL-1 %, {small} of {len(one)} run-group averages (C.R., R.C.) lose less than {MARGIN:.0f} point "
+        f"within their interval and {large} more; " + delta_summary(res, "C.R.", "cett-ppl-1%") + "; "
+        + delta_summary(res, "R.C.", "cett-ppl-1%"),
+    )  # fmt: skip
+    ten = d[(d["setting"] == "cett-ppl-10%") & d["lo"].notna()].set_index(["run", "group"])
+    both = bad = n = 0
+    for run in res["runs"]:
+        if (run, "C.R.") in ten.index and (run, "R.C.") in ten.index:
+            cr, rc, n = ten.loc[(run, "C.R.")], ten.loc[(run, "R.C.")], n + 1
+            both += bool(cr["lo"] >= -MARGIN / 100 and rc["hi"] < 0)
+            # against: C.R. clearly hurt, or R.C. clearly unhurt (its interval within the margin)
+            bad += bool(cr["hi"] < -MARGIN / 100 or (rc["lo"] >= -MARGIN / 100 and rc["hi"] <= MARGIN / 100))
+    out[2] = (
+        _verdict(both, bad, n),
+        f"at CETT-PPL-10 %, C.R. stays within {MARGIN:.0f} point while R.C. loses beyond its interval in {both} of "
+        f"{n} runs; against the claim in {bad} (C.R. down by more than {MARGIN:.0f} point beyond its interval, "
+        f"or R.C.'s whole interval within ±{MARGIN:.0f} point, far from the paper's drops of up to 6.5 points); "
+        + delta_summary(res, "R.C.", "cett-ppl-10%"),
+    )
+    c = compare_methods(res)
+    beaten, better = int(c["beaten"].sum()), int(c["better"].sum())
+    out[3] = (
+        _verdict(len(c) - beaten, beaten, len(c)),
+        f"{len(c)} Top-k, FAT-ε and zero-threshold points compared with CETT at equal sparsity; CETT "
+        f"beaten beyond the intervals at {beaten}, better at {better}"
+        if len(c)
+        else _no_overlap(res),
+    )
+    cx = g[(g["group"] == "complex") & (g["setting"] == "dense")] if len(g) else g
+    near = int((cx["lo"] - cx["chance"] <= NEAR).sum())
+    out[10] = (
+        _verdict(near, len(cx) - near, len(cx)),
+        f"the dense complex-task average is within {100 * NEAR:.0f} points of chance in {near} of {len(cx)} runs, "
+        f"on models {_sizes(res)}"
+        if len(cx)
+        else "the complex tasks were not evaluated",
+    )
+    missing = _missing_complex(res)
+    if missing and len(cx):  # an average over part of Table 6's benchmarks supports the claim only in part
+        out[10] = ("partly holds" if out[10][0] == "holds" else out[10][0], f"{out[10][1]}; {missing}")
+    return out
+
+
+def _missing_complex(res: dict) -> str:
+    """Which of Table 6's benchmarks no run was scored on ('' when all were, or when nothing was)."""
+    done = set(res["scores"]["component"].dropna()) if len(res["scores"]) else set()
+    missing = [column.split()[0] for column, key in TABLES[6] if key not in done]
+    if not missing or not done:
+        return ""
+    n = len(TABLES[6])
+    return f"{n - len(missing)} of the {n} benchmarks (not evaluated: {', '.join(missing)})"
+
+
+def claims(res: dict) -> list[dict]:
+    """Claims 1, 2, 3 (its downstream half; the perplexity half is the measuring chapter's) and 10, from our runs."""
+    return [dict(id=i, verdict=v, basis="our runs", note=f"downstream half: {n}" if i == 3 else n)
+            for i, (v, n) in claim_verdicts(res).items()]  # fmt: skip
+
+
+def numbers(res: dict) -> dict[str, str]:
+    """Every number and verdict the chapter quotes, as text; without results, one 'no results yet' sentence."""
+    typo = paper.TABLE1_TYPO
+    out = {
+        "paper_typo": f"{typo['printed']:+.1f} for the {typo['model']} {typo['group']} {typo['setting']} cell, where "
+        f"its own Table 4 gives {typo['from_table4']:+.1f}",
+        "margin": f"{MARGIN:.0f}",
+        "near": f"{100 * NEAR:.0f}",
+        "n_boot": f"{N_BOOT:,}",
+    }
+    verdicts = claim_verdicts(res)
+    if not res["runs"]:
+        out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), no_data(res)) | {"fig3_scope": ""}
+        keys = [f"{k}_verdict" for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")]
+        return out | dict.fromkeys(keys, "untested: no run has a downstream evaluation yet")
+    k = len(res["skipped"])
+    skipped = f"; {k} run{' has' if k == 1 else 's have'} none yet" if k else ""
+    out["status"] = (
+        f"{len(res['runs'])} runs have a downstream evaluation ({', '.join(map(label, res['runs']))}), models "
+        f"{_sizes(res)}{skipped}."
+    )
+    c = compare_methods(res)
+    out["fig3_verdict"] = f"{verdicts[3][0]} ({verdicts[3][1]})"
+    f3 = res.get("fig3", res)
+    swept = (
+        sorted(set(f3["groups"]["run"][~f3["groups"]["setting"].isin(["dense", *CETT_PPL])]))
+        if len(f3["groups"])
+        else []
+    )
+    most = int(f3["scores"]["items"].max()) if len(f3["scores"]) else 0
+    out["fig3_scope"] = (
+        f"The sweeps were scored for {', '.join(map(label, swept))} on at most {most:,} items per task, with their "
+        "own dense and CETT-PPL points on the same items, so that every comparison in the figure is paired."
+        if swept
+        else "No run has the sweeps of Fig. 3 yet."
+    )
+    by_method = [f"{style.METHOD_LABEL.get(m, m)}: CETT beaten at {int(x['beaten'].sum())} of {len(x)} points, "
+                 f"better at {int(x['better'].sum())}" for m, x in c.groupby("method")]  # fmt: skip
+    out["fig3_text"] = "; ".join(by_method) + "." if by_method else _upper_first(_no_overlap(res)) + "."
+    out["table1_verdict"] = f"claim 1 {verdicts[1][0]}; claim 2 {verdicts[2][0]}"
+    out["table1_text"] = " ".join(
+        "; ".join(delta_summary(res, grp, s) for s in CETT_PPL) + "." for grp in ("C.R.", "R.C.", "tiny")
+    )
+    for key, group in ((4, "C.R."), (5, "R.C."), (6, "complex"), ("tiny", "tiny")):
+        out[f"table{key}_verdict" if key != "tiny" else "tiny_verdict"] = chance_summary(res, group)
+    missing = _missing_complex(res)
+    out["table6_verdict"] += f"; claim 10 {verdicts[10][0]}" + (f" on {missing}" if missing else "")
+    out["tiny_text"] = "; ".join(delta_summary(res, "tiny", s) for s in CETT_PPL) + "."
+    return out
