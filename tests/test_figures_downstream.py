@@ -52,6 +52,10 @@ def test_component_names_follow_the_paper_groups():
     assert dd.component("blimp_anaphor_gender_agreement", "acc", "acc") == "blimp"
     assert dd.component("ARC-Easy", "acc", "acc") == "arceasy" and dd.component("arc_challenge", "acc", "acc") is None
     assert dd.component("squad", "f1", "f1") is None  # scored by the suite, but in none of the paper's averages
+    assert dd.component("AGIEval-math", "acc", "acc") is None  # kept apart from the paper's AGIEval (its choices)
+    assert (
+        dd.component("GSM8K-synthetic", "acc", "acc") == "gsm8k" and dd.component("MBPP", "pass@1", "pass@1") == "mbpp"
+    )
 
 
 def test_group_average_by_hand():
@@ -144,11 +148,14 @@ def test_tables_figure_and_numbers_with_data():
 def test_replay_reads_eval_folders_and_lists_the_rest(tmp_path, monkeypatch):
     for run in ("mini-160x3-relu", "mini-160x3-silu"):
         (tmp_path / "runs" / run).mkdir(parents=True)
-        (tmp_path / "runs" / run / "config.json").write_text(json.dumps({"model": {"non_embedding_params": 883200}}))
+        config = {"model": {"non_embedding_params": 883200}, "train": {"seq_len": 1024}}
+        (tmp_path / "runs" / run / "config.json").write_text(json.dumps(config))
     evres.write(tmp_path / "runs" / "mini-160x3-relu", suite({}))
     monkeypatch.setattr(dd, "DATA", tmp_path)
     res = ds.results("replay")
     assert res["runs"] == ["mini-160x3-relu"] and res["skipped"] == ["mini-160x3-silu"]
+    assert res["context"] == {"mini-160x3-relu": 1024}
+    assert dv.truncation_summary(res, "R.C.") == "In mini-160x3 ReLU, no prompt was cut to fit the 1,024-token context."
     with pytest.raises(ValueError, match="runs='mini-9x9-relu' is not valid"):
         ds.results("replay", runs=["mini-9x9-relu"])
 
@@ -166,3 +173,53 @@ def test_the_page_quotes_the_same_names_with_and_without_results():
     assert set(empty) == set(full) and all(isinstance(v, str) and v for v in full.values())
     page = (ROOT / "book" / "downstream.md").read_text()
     assert set(re.findall(r"\{glue:text\}`(\w+)`", page)) <= set(full)
+
+
+# the complex tasks as the next evaluation scores them: (task, metric, items, shots, chance, dense score)
+COMPLEX = (("AGIEval", "acc", 2852, 0, 0.24, 0.22), ("AGIEval-math", "acc", 1000, 0, 0.0, 0.9),
+           ("HumanEval", "pass@1", 164, 0, 0.0, 0.0), ("MBPP", "pass@1", 500, 3, 0.0, 0.0),
+           ("GSM8K", "acc", 1319, 8, 0.0, 0.01), ("MMLU", "acc", 14042, 5, 0.25, 0.25),
+           ("BBH", "acc", 6511, 3, 0.0, 0.02))  # fmt: skip
+
+
+def generation_suite(cut: dict[str, int]) -> evres.SuiteResult:
+    """Scores only (no per-item file), dense and CETT-PPL-1 %, ``cut[task]`` prompts truncated under both."""
+    rows = [dict(task=task, group="complex", setting=setting, method=method, value=np.nan, metric=metric,
+                 score=score, interval=json.dumps([max(score - 0.01, 0), score + 0.01]), items=n,
+                 truncated=cut.get(task, 0), activation_ratio=np.nan, chance=chance, shots=shots)
+            for task, metric, n, shots, chance, score in COMPLEX
+            for setting, method in (("dense", "dense"), ("cett-ppl-1%", "cett"))]  # fmt: skip
+    return evres.SuiteResult(pd.DataFrame(rows), {}, {})
+
+
+def test_truncation_sentence_names_the_cut_prompts_per_run():
+    full = {"GSM8K": 1319, "MBPP": 500}
+    res = dd.analyse(
+        {"mini-336x7-relu": generation_suite(full), "mini-336x7-silu": generation_suite(full),
+         "mini-160x3-relu": generation_suite({})},
+        context={"mini-336x7-relu": 1024, "mini-336x7-silu": 1024},
+    )  # fmt: skip
+    t = dd.truncation(res, "complex")  # one row per run and table task: AGIEval-math is not in Table 6
+    assert len(t) == 3 * 6 and t["truncated"].sum() == 2 * (1319 + 500)
+    assert dv.truncation_summary(res, "complex") == (
+        "In mini-160x3 ReLU, no prompt was cut to fit the model's context; in mini-336x7 ReLU and mini-336x7 SiLU, "
+        "500 of 500 MBPP prompts (3-shot) and 1,319 of 1,319 GSM8K prompts (8-shot) were cut from the left to fit "
+        "the 1,024-token context."
+    )
+    one = dd.analyse({"a-relu": generation_suite({"AGIEval": 1})}, context={"a-relu": 2048})
+    assert dv.truncation_summary(one, "complex") == (
+        "In a ReLU, 1 of 2,852 AGIEval prompts was cut from the left to fit the 2,048-token context."
+    )
+    assert dv.truncation_summary(one, "R.C.") == "No task of this table was scored, so no prompt was cut."
+    nums = ds.numbers(one)
+    assert nums["table6_truncation"] == dv.truncation_summary(one, "complex") and nums["paper_context"] == "4,096"
+
+
+def test_table6_and_claim_10_with_the_generation_tasks():
+    res = dd.analyse({"a-relu": generation_suite({})})
+    row = ds.table6(res).iloc[0]  # AGIEval is its choices alone: the MATH cloze set (0.9) is not averaged in
+    assert row["AGIEval acc"] == "22.0 [21.0, 23.0]" and row["GSM8K acc"] == "1.0 [0.0, 2.0]"
+    assert row["HumanEval pass@1"] == "0.0 [0.0, 1.0]" and row["Avg."].startswith("8.3 [")  # (22+0+0+1+25+2)/6
+    c10 = dv.claim_verdicts(res)[10]  # all six benchmarks scored, each within 5 points of chance: holds outright
+    assert c10[0] == "holds" and "not evaluated" not in c10[1]
+    assert "claim 10 holds" in ds.numbers(res)["table6_verdict"]

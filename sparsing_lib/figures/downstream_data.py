@@ -37,6 +37,9 @@ CETT_PPL = ("cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%")
 METHODS = ("cett", "topk_token", "topk_layer", "fat", "zero")  # Fig. 3's series, in legend order
 # benchmark key -> the spellings a task name may start with (lower case, letters and digits only)
 ALIASES = {"siqa": ("siqa", "socialiqa"), "arceasy": ("arceasy", "arce"), "openbookqa": ("openbookqa", "obqa")}
+# task names that start like a benchmark key but are scored apart from the paper's average of it: AGIEval's MATH
+# cloze set is generation-scored, while the paper's AGIEval is its likelihood-scored choices (evaluation.tasks)
+APART = ("agievalmath",)
 # each paper table's columns: (column, component); a component is a benchmark key, or key:metric for TyDiQA
 TABLES = {
     4: (("PIQA", "piqa"), ("SIQA", "siqa"), ("HellaSwag", "hellaswag"), ("WinoGrande", "winogrande"), ("COPA", "copa")),
@@ -54,6 +57,8 @@ def component(task: str, metric: str, first: str) -> str | None:
     """The part of a paper average a row of eval.csv fills: the benchmark's key when ``metric`` is the task's
     first metric, ``tydiqa:f1`` / ``tydiqa:em`` for TyDiQA's two, None for tasks outside the paper's groups."""
     name, m = re.sub(r"[^a-z0-9]", "", task.lower()), re.sub(r"[^a-z0-9]", "", metric.lower())
+    if name.startswith(APART):
+        return None
     keys = {c.split(":")[0] for cols in GROUPS.values() for _, c in cols}
     key = next((k for k in sorted(keys) if name.startswith(ALIASES.get(k, (k,)))), None)
     if key == "tydiqa":
@@ -136,18 +141,37 @@ def _deltas(s: pd.DataFrame, items: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=DELTA_COLUMNS)
 
 
-def analyse(evals: dict[str, evres.SuiteResult], skipped: Sequence[str] = (), params: dict | None = None) -> dict:
+def analyse(
+    evals: dict[str, evres.SuiteResult],
+    skipped: Sequence[str] = (),
+    params: dict | None = None,
+    context: dict | None = None,
+) -> dict:
     """Per run: every eval.csv row with its component, the group averages per setting and the Δ against dense.
-    ``skipped`` names runs without an evaluation; ``params`` their non-embedding parameters (for labels)."""
-    params = params or {}
+    ``skipped`` names runs without an evaluation; ``params`` their non-embedding parameters (for labels);
+    ``context`` their context lengths in tokens (eval.csv counts the prompts cut to fit, not the length)."""
+    params, context = params or {}, context or {}
     order = sorted(evals, key=lambda r: (params.get(r, np.inf), r))
     scores = [_rows(r, evals[r]) for r in order]
     deltas = [_deltas(s, evals[r].items) for r, s in zip(order, scores)]
     return dict(runs=order, skipped=list(skipped), params={r: params.get(r, np.nan) for r in order},
+                context={r: context.get(r, np.nan) for r in order},
                 items={r: evals[r].items for r in order},
                 scores=pd.concat(scores or [pd.DataFrame()], ignore_index=True),
                 groups=pd.concat([_groups(s) for s in scores] or [pd.DataFrame()], ignore_index=True),
                 deltas=pd.concat(deltas or [pd.DataFrame(columns=DELTA_COLUMNS)], ignore_index=True))  # fmt: skip
+
+
+def truncation(res: dict, group: str) -> pd.DataFrame:
+    """Per run and task of ``group``'s table (in eval.csv's order): the prompts cut from the left to fit the
+    context, of the items scored, with the run's context and the task's shots. Read from the dense rows: a task's
+    prompts are the same under every setting, so its count is too."""
+    columns = ["run", "task", "truncated", "items", "shots", "context"]
+    s = res["scores"]
+    if not len(s):
+        return pd.DataFrame(columns=columns)
+    d = group_rows(s[s["setting"] == "dense"], group).drop_duplicates(["run", "task"])
+    return d.assign(context=d["run"].map(res["context"]))[columns].reset_index(drop=True)
 
 
 def _suite():
@@ -177,8 +201,10 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
 
     def replay() -> dict:
         have = [r for r in picked if (folder / r / "eval.csv").exists()]
-        size = {r: json.loads((folder / r / "config.json").read_text())["model"]["non_embedding_params"] for r in have}
-        out = analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size)
+        cfg = {r: json.loads((folder / r / "config.json").read_text()) for r in have}
+        size = {r: c["model"]["non_embedding_params"] for r, c in cfg.items()}
+        context = {r: c["train"]["seq_len"] for r, c in cfg.items()}  # a run is evaluated at its training length
+        out = analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size, context)
         sweeps = {
             r: evres.read(folder / r / "eval_fig3") for r in have if (folder / r / "eval_fig3" / "eval.csv").exists()
         }

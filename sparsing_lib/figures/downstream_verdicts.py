@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import paper, style
-from .downstream_data import CETT_PPL, METHODS, N_BOOT, TABLES, compare_methods, group_rows
+from .downstream_data import CETT_PPL, METHODS, N_BOOT, TABLES, compare_methods, group_rows, truncation
 from .downstream_tables import SETTING_LABEL, ci, label
 
 MARGIN = 1.0  # points: a change smaller than this is what the paper calls negligible (its Table 1 Δ at p = 1 %)
 NEAR = 0.05  # within 5 points of chance is "near random": the paper says so of its Table 6 (averages 1-7 above)
+PAPER_CONTEXT = 4096  # tokens: the paper's models' max_position_embeddings (its released 2.4B config.json)
 GROUP_LABEL = {"C.R.": "commonsense reasoning", "R.C.": "reading comprehension", "complex": "complex tasks",
                "tiny": "tiny-model tasks"}  # fmt: skip
 
@@ -32,6 +33,29 @@ def no_data(res: dict) -> str:
         f"No run has a downstream evaluation yet (none of the {n} run folders holds an eval.csv): there are no "
         "results of ours to show here."
     )
+
+
+def _and(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def truncation_summary(res: dict, group: str) -> str:
+    """One sentence: per run, how many prompts of which of ``group``'s tasks were cut from the left to fit the
+    model's context (runs that agree share one clause). A cut few-shot prompt has lost its first examples and a
+    cut passage its beginning, so a score on such prompts is not the paper's task at a smaller scale."""
+    t = truncation(res, group)
+    if t.empty:
+        return "No task of this table was scored, so no prompt was cut."
+    clauses: dict[str, list[str]] = {}
+    for run, d in t.groupby("run", sort=False):
+        ctx = d["context"].iloc[0]
+        fit = f"to fit the {int(ctx):,}-token context" if np.isfinite(ctx) else "to fit the model's context"
+        cut = [f"{r.truncated:,} of {r.items:,} {r.task} prompts" + (f" ({r.shots}-shot)" if r.shots else "")
+               for r in d[d["truncated"] > 0].itertuples()]  # fmt: skip
+        verb = "was" if len(cut) == 1 and d["truncated"].sum() == 1 else "were"
+        clause = f"{_and(cut)} {verb} cut from the left {fit}" if cut else f"no prompt was cut {fit}"
+        clauses.setdefault(clause, []).append(label(run))
+    return _upper_first("; ".join(f"in {_and(runs)}, {clause}" for clause, runs in clauses.items())) + "."
 
 
 def delta_summary(res: dict, group: str, setting: str) -> str:
@@ -191,17 +215,20 @@ def numbers(res: dict) -> dict[str, str]:
         "margin": f"{MARGIN:.0f}",
         "near": f"{100 * NEAR:.0f}",
         "n_boot": f"{N_BOOT:,}",
+        "paper_context": f"{PAPER_CONTEXT:,}",
+        "table5_truncation": truncation_summary(res, "R.C."),
+        "table6_truncation": truncation_summary(res, "complex"),
     }
     verdicts = claim_verdicts(res)
     if not res["runs"]:
         out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), no_data(res)) | {"fig3_scope": ""}
         keys = [f"{k}_verdict" for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")]
         return out | dict.fromkeys(keys, "untested: no run has a downstream evaluation yet")
-    k = len(res["skipped"])
+    k, n = len(res["skipped"]), len(res["runs"])
     skipped = f"; {k} run{' has' if k == 1 else 's have'} none yet" if k else ""
     out["status"] = (
-        f"{len(res['runs'])} runs have a downstream evaluation ({', '.join(map(label, res['runs']))}), models "
-        f"{_sizes(res)}{skipped}."
+        f"{n} run{' has' if n == 1 else 's have'} a downstream evaluation ({', '.join(map(label, res['runs']))}), "
+        f"models {_sizes(res)}{skipped}."
     )
     c = compare_methods(res)
     out["fig3_verdict"] = f"{verdicts[3][0]} ({verdicts[3][1]})"
