@@ -55,7 +55,7 @@ def test_measured_chapter_quotes_the_rows():
     assert "500 against 800 tokens/s, 1.60×" in n["measured_text"]
     (claim,) = D.claims(res)
     assert claim["verdict"] == "untested" and claim["basis"] == "our runs"
-    assert "FFN layer 3.00× of a 2.65× limit" in claim["note"] and "whole model 1.60× of 1.58×" in claim["note"]
+    assert "FFN layer 3.00× of a 2.65× limit" in claim["note"] and "whole 2.4B model 1.60× of 1.58×" in claim["note"]
     assert len(D.table(res)) == 3
     assert D.figure(res) is not None
 
