@@ -225,6 +225,7 @@ def run_suite(
         seconds=seconds,
         total_seconds=time.perf_counter() - start,
         host=_host(),
+        context=engine.max_context(model, tokenizer),  # prompts longer than this were cut from the left
         items={t.name: len(t.items) for t in tasks},
     )
     return SuiteResult(pd.DataFrame(rows), {k: v for k, v in per_item.items() if k in wanted}, meta)

@@ -149,13 +149,14 @@ def analyse(
 ) -> dict:
     """Per run: every eval.csv row with its component, the group averages per setting and the Δ against dense.
     ``skipped`` names runs without an evaluation; ``params`` their non-embedding parameters (for labels);
-    ``context`` their context lengths in tokens (eval.csv counts the prompts cut to fit, not the length)."""
+    ``context`` their context lengths in tokens (eval.csv counts the prompts cut to fit; the length is in
+    eval.json's ``context`` where the suite recorded it)."""
     params, context = params or {}, context or {}
     order = sorted(evals, key=lambda r: (params.get(r, np.inf), r))
     scores = [_rows(r, evals[r]) for r in order]
     deltas = [_deltas(s, evals[r].items) for r, s in zip(order, scores)]
     return dict(runs=order, skipped=list(skipped), params={r: params.get(r, np.nan) for r in order},
-                context={r: context.get(r, np.nan) for r in order},
+                context={r: context.get(r, evals[r].meta.get("context", np.nan)) for r in order},
                 items={r: evals[r].items for r in order},
                 scores=pd.concat(scores or [pd.DataFrame()], ignore_index=True),
                 groups=pd.concat([_groups(s) for s in scores] or [pd.DataFrame()], ignore_index=True),
