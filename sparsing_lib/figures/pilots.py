@@ -129,7 +129,7 @@ def pilot_display(res: dict) -> pd.DataFrame:
             "last validation loss": t["last_val_loss"],
             "largest rise": t["max_rise"],
             f"stable (rise ≤ {STABLE_RISE})": t["stable"].map({True: "yes", False: "no"}),
-            f"{res['reference_name']} at the same tokens": t["reference_loss"],
+            "reference at the same tokens": t["reference_loss"],
             "activation ratio, last checkpoint": t["activation_ratio"],
         }
     )
@@ -167,7 +167,8 @@ def fig_pilot_loss(res: dict) -> Figure:
         tops.append(v["val_loss"].iloc[min(2, len(v) - 1) :].max())
         lows.append(v["val_loss"].min())
     ref = res["reference"]["metrics"].dropna(subset=["val_loss"])
-    ref = ref[ref["tokens"] <= ref.loc[ref["tokens"] >= end, "tokens"].min()]  # to the first point past the pilots
+    past = ref.loc[ref["tokens"] >= end, "tokens"]
+    ref = ref[ref["tokens"] <= past.min()] if len(past) else ref  # to the first point past the pilots' end
     ax.plot(ref["tokens"] / 1e6, ref["val_loss"], ls="--", lw=1.2, mfc="none", ms=5,
             label=f"{res['reference_name']} (family, original recipe)", **styles[res["reference_name"]])  # fmt: skip
     ax.set(
@@ -222,14 +223,15 @@ def verdict(res: dict) -> str:
     """Which pilots are stable by the rule and which of those train well (end below the reference)."""
     t = judged(res)
     unstable, stable = t[~t["stable"].astype(bool)], t[t["stable"].astype(bool)]
-    ref_loss = f"{t['reference_loss'].iloc[0]:.3f}" if t["tokens"].nunique() == 1 else "its loss at the same tokens"
+    ref_loss = f" ({t['reference_loss'].iloc[0]:.3f})" if t["tokens"].nunique() == 1 else ""
     out = (
         f"{len(stable)} of {len(t)} pilots are stable by the rule"
         + (f"; {_names(unstable, '{pilot} (rise {max_rise:.2f} nats)')} is not" if len(unstable) == 1 else "")
         + (f"; {_names(unstable, '{pilot} (rise {max_rise:.2f} nats)')} are not" if len(unstable) > 1 else "")
     )
     good, poor = stable[stable["trains_well"]], stable[~stable["trains_well"]]
-    out += f". Of the stable ones, {_names(good)} end below {res['reference_name']} at the same tokens ({ref_loss})"
+    ends = "end" if len(good) > 1 else "ends"
+    out += f". Of the stable ones, {_names(good)} {ends} below {res['reference_name']} at the same tokens{ref_loss}"
     if len(poor):
         out += f"; {_names(poor)} {'ends' if len(poor) == 1 else 'end'} above it"
     return out
@@ -266,7 +268,7 @@ def numbers(res: dict) -> dict[str, str]:
     small = run.train_config(SMALLEST, "full")
     t3 = paper.table3()
     return {
-        "pilot_tokens": f"{end / 1e6:.0f}",
+        "pilot_tokens": f"{end / 1e6:.3g}",
         "pilot_tpp": " and ".join(
             f"{g['tokens_per_param'].iloc[0]:.0f} ({g['model'].iloc[0]})" for _, g in t.groupby("design", sort=False)
         ),
