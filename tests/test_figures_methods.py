@@ -59,3 +59,36 @@ def test_corpus_numbers_from_the_committed_manifest():
     assert n["corpus_sources"] == str(len(res["manifest"]))
     assert len(methods_corpus.sources_table(res)) == len(res["manifest"])
     assert methods_corpus.domain_table(res)["share of tokens"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_trainer_v2_tables_and_verdicts_from_the_committed_measurements():
+    res = methods_throughput.results()
+    t = methods_throughput.mfu_table(res)
+    assert len(t) == 8 and (t["outcome"] == "timed out after 100 s").sum() == 1
+    best = t.dropna(subset=["MFU"]).groupby("model")["MFU"].max()
+    assert best["mini-256x5"] == pytest.approx(3277581.186189702 * 57212928 / 790e12)  # reduce-overhead, 256 seqs
+    assert (best < methods_throughput.MFU_TARGET).all()
+    n = methods_throughput.numbers(res)
+    assert n["v2_mfu_verdict"].startswith("the 40% target is not met by 3 of 3 models from mini-256x5 up")
+    assert "mini-448x8 34.7% (reduce-overhead, 64 sequences)" in n["v2_mfu_verdict"]
+    assert n["v2_batch"] == "+1.3 points (22.4% to 23.7%)"
+    assert n["v2_timeouts"] == "mini-256x5 with max-autotune-no-cudagraphs at 64 sequences"
+    d = methods_throughput.ddp_table(res).set_index("run")
+    assert d.loc["2 GPUs, seed 0", "rate against 1 GPU"] == pytest.approx(4837652.776719562 / 3056772.966071632)
+    assert n["ddp_verdict"].startswith("two GPUs follow one") and "21 times smaller" in n["ddp_verdict"]
+    assert n["ddp_speedup"] == "1.58"
+
+
+def test_mfu_verdict_branches_on_hand_made_rows():
+    rows = pd.DataFrame(
+        {
+            "model": ["a", "b", "c"],
+            "mode": ["default"] * 3,
+            "batch": [64] * 3,
+            "non_embedding_params": [1, 2, 3],
+            "mfu": [0.1, 0.45, 0.41],
+        }
+    )
+    assert methods_throughput.mfu_verdict(rows, 0.4, "b").startswith("every model from b up reaches the 40% target")
+    assert methods_throughput.mfu_verdict(rows, 0.42, "b").startswith("the 42% target is not met by 1 of 2 models")
+    assert methods_throughput.mfu_verdict(rows, 0.4, "z") == "no configuration of z or larger was measured"

@@ -37,6 +37,9 @@ GRID_LABEL = {
     "recipe": "recipe validation (with a decay phase)",
 }
 PLANNED_MINUTES = 60  # the sweep's design constraint: one hour of H200 time (data/benchmarks/throughput_README.md)
+MFU_TARGET = 0.40  # the trainer's target: mini-256x5 and every larger mini at this MFU or more on one GPU
+TARGET_FROM = "mini-256x5"  # the smallest model the target applies to
+DDP_RUNS = {(1, 0): "1 GPU, seed 0", (1, 1): "1 GPU, seed 1", (2, 0): "2 GPUs, seed 0"}  # (world size, seed)
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float = H200_BF16_FLOPS) -> float:
@@ -64,11 +67,25 @@ def load_benchmarks() -> pd.DataFrame:
     return bench
 
 
+def load_trainer_v2() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trainer-v2 measurements: every ``mfu_v4_*.csv`` row (``benchmarks/mfu.py``: compile mode, batch and
+    optimizer per model, one process per GPU; MFU recomputed from the rate, NaN where a configuration timed out)
+    and the DDP summary (``benchmarks/ddp.py``: one and two GPUs, two seeds)."""
+    files = sorted(data_file("benchmarks").glob("mfu_v4_*.csv"))
+    runs = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    runs["mfu"] = mfu(runs["tokens_per_s"], runs["flops_per_token"])
+    return runs, pd.read_csv(data_file("benchmarks", "ddp_v2_full_summary.csv"))
+
+
 def results(profile: str = "replay") -> dict:
-    """The benchmark rows, the sweep plan and the largest run's record. Every profile replays them: the
-    measurements need an H200 (``benchmarks/throughput.py``, commands in data/benchmarks/throughput_README.md)."""
+    """The benchmark rows, the sweep plan, the largest run's record and the trainer-v2 measurements. Every
+    profile replays them: the measurements need an H200 (``benchmarks/throughput.py``, ``benchmarks/mfu.py``,
+    ``benchmarks/ddp.py``; commands in data/benchmarks/throughput_README.md)."""
     check_profile(profile)
+    mfu_v4, ddp = load_trainer_v2()
     return {
+        "mfu_v4": mfu_v4,
+        "ddp": ddp,
         "bench": load_benchmarks(),
         "plan": pd.read_csv(data_file("benchmarks", "throughput_plan.csv")),
         "largest": load_run(data_file("runs", "mini-336x7-relu"))["env"],
@@ -121,6 +138,59 @@ def plan_table(res: dict) -> pd.DataFrame:
     return out
 
 
+def mfu_table(res: dict) -> pd.DataFrame:
+    """The trainer-v2 MFU measurements with readable columns: model, torch.compile mode, batch in sequences of
+    1,024 tokens, AdamW implementation, outcome, tokens/s, MFU, compilation warm-up and peak memory."""
+    m = res["mfu_v4"]
+    return pd.DataFrame(
+        {
+            "model": m["model"],
+            "compile mode": m["mode"],
+            "batch (sequences)": m["batch"],
+            "AdamW": m["fused"].map({True: "fused", False: "foreach"}),
+            "outcome": [
+                "measured" if s == "ok" else f"timed out after {w:.0f} s" if s == "timeout" else s
+                for s, w in zip(m["status"], m["wall_s"])
+            ],
+            "tokens/s (M)": m["tokens_per_s"] / 1e6,
+            "MFU": m["mfu"],
+            "warm-up (s)": m["warmup_s"],
+            "peak memory (GiB)": m["peak_mem_gib"],
+        }
+    )
+
+
+def ddp_table(res: dict) -> pd.DataFrame:
+    """The DDP check: for one GPU (two seeds) and two GPUs, the rate, its ratio to one GPU, and the largest
+    loss differences to the one-GPU seed-0 run along the same steps."""
+    d = res["ddp"]
+    return pd.DataFrame(
+        {
+            "run": [DDP_RUNS.get((w, s), f"{w} GPUs, seed {s}") for w, s in zip(d["world_size"], d["seed"])],
+            "steps": d["steps"],
+            "tokens/s (M)": d["tokens_per_s"] / 1e6,
+            "rate against 1 GPU": d["speedup"],
+            "largest |Δ training loss|": d["max_abs_train_loss_diff"],
+            "largest |Δ validation loss|": d["max_abs_val_loss_diff"],
+            "final validation loss": d["final_val_loss"],
+        }
+    )
+
+
+def mfu_verdict(runs: pd.DataFrame, target: float = MFU_TARGET, smallest: str = TARGET_FROM) -> str:
+    """Whether every mini from ``smallest`` up reaches ``target`` MFU in its best measured configuration."""
+    size = runs.groupby("model")["non_embedding_params"].max()
+    covered = runs[runs["model"].map(size) >= size.get(smallest, float("inf"))].dropna(subset=["mfu"])
+    if covered.empty:
+        return f"no configuration of {smallest} or larger was measured"
+    best = covered.loc[covered.groupby("model")["mfu"].idxmax()].sort_values("non_embedding_params")
+    short = best[best["mfu"] < target]
+    each = ", ".join(f"{r.model} {r.mfu:.1%} ({r.mode}, {r.batch} sequences)" for r in best.itertuples())
+    if short.empty:
+        return f"every model from {smallest} up reaches the {target:.0%} target: best {each}"
+    return f"the {target:.0%} target is not met by {len(short)} of {len(best)} models from {smallest} up: best {each}"
+
+
 def _single(bench: pd.DataFrame, step: str, compiled: bool = True) -> pd.Series:
     """Best single-process rate per model for one step version."""
     rows = bench[(bench["step"] == step) & (bench["processes"] == 1) & (bench["compiled"] == compiled)]
@@ -154,7 +224,7 @@ def numbers(res: dict) -> dict[str, str]:
     n_352 = bench.loc[bench["model"] == "mini-352x7", "non_embedding_params"].iloc[0]  # no longer in models.MINI
     done, todo = plan[plan["done"]], plan[~plan["done"]]
     total = plan["minutes"].sum()
-    return {
+    return _trainer_v2_numbers(res) | {
         "peak_tflops": f"{H200_BF16_FLOPS / 1e12:.0f}",
         "search_tflops": f"{res['search_gemm_tflops']:.0f}",
         "n_bench_rows": f"{len(bench)}",
@@ -197,4 +267,46 @@ def numbers(res: dict) -> dict[str, str]:
         "plan_todo_minutes": f"{todo['minutes'].sum():.1f}",
         "plan_n_todo": f"{len(todo)} run{'' if len(todo) == 1 else 's'}",
         "plan_moe_minutes": f"{plan.loc[plan['grid'] == 'moe', 'minutes'].sum():.1f}",
+    }
+
+
+def _trainer_v2_numbers(res: dict) -> dict[str, str]:
+    """The trainer-v2 numbers: what CUDA graphs, a four times larger batch and the foreach optimizer change in
+    MFU, the configurations that timed out, and the DDP agreement against the seed-to-seed difference."""
+    m, d = res["mfu_v4"], res["ddp"].set_index(["world_size", "seed"])
+    ok = m.dropna(subset=["mfu"]).set_index("config")["mfu"]
+
+    def pts(a: str, b: str) -> str:
+        return f"{100 * (ok[b] - ok[a]):+.1f} points ({ok[a]:.1%} to {ok[b]:.1%})"
+
+    graphs = [pts(f"{x}:default:64", f"{x}:reduce-overhead:64") for x in ("mini-256x5", "mini-448x8")]
+    one, two, seed = d.loc[(1, 0)], d.loc[(2, 0)], d.loc[(1, 1)]
+    return {
+        "v2_mfu_verdict": mfu_verdict(m),
+        "v2_target": f"{MFU_TARGET:.0%}",
+        "v2_graphs": " at mini-256x5 and ".join(graphs) + " at mini-448x8",
+        "v2_batch": pts("mini-256x5:reduce-overhead:64", "mini-256x5:reduce-overhead:256"),
+        "v2_foreach": pts("mini-448x8:default:64", "mini-448x8:default:64:foreach"),
+        "v2_timeouts": ", ".join(
+            f"{r.model} with {r.mode} at {r.batch} sequences" for r in m[m["status"] != "ok"].itertuples()
+        )
+        or "none",
+        "ddp_steps": f"{int(two['steps'])}",
+        "ddp_rates": (
+            f"{one['tokens_per_s'] / 1e6:.2f}M tokens/s on one GPU and {two['tokens_per_s'] / 1e6:.2f}M on two"
+        ),
+        "ddp_speedup": f"{two['speedup']:.2f}",
+        "ddp_train": f"{two['max_abs_train_loss_diff']:.3f}",
+        "ddp_seed_train": f"{seed['max_abs_train_loss_diff']:.2f}",
+        "ddp_final": (
+            f"{abs(two['final_val_loss'] - one['final_val_loss']):.4f} nats apart on two GPUs, "
+            f"{abs(seed['final_val_loss'] - one['final_val_loss']):.3f} between the seeds"
+        ),
+        "ddp_verdict": (
+            f"two GPUs follow one: their largest validation-loss difference, {two['max_abs_val_loss_diff']:.3f} "
+            f"nats, is {seed['max_abs_val_loss_diff'] / two['max_abs_val_loss_diff']:.0f} times smaller than "
+            f"between two seeds on one GPU"
+            if two["max_abs_val_loss_diff"] < seed["max_abs_val_loss_diff"]
+            else "two GPUs differ from one by as much as two seeds do: the DDP path does not reproduce one GPU"
+        ),
     }
