@@ -49,7 +49,7 @@ PILOTS: dict[str, Pilot] = {
         "mini-448x8", "14 heads of 32 like the smaller minis: is the head size the cause", head_dim=32
     ),
     "p448-warm40m": Pilot(
-        "mini-448x8", "a 40M-token warm-up (610 steps): is the warm-up too short", warmup_tokens=40 * 2**20
+        "mini-448x8", "a 41.9M-token (40 × 2^20) warm-up, 640 steps: is the warm-up too short", warmup_tokens=40 * 2**20
     ),
     "p448-batch4x": Pilot(
         "mini-448x8", "262k-token batches as the paper grows them: is the batch too small", batch_mult=4
