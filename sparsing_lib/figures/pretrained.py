@@ -28,7 +28,7 @@ from .. import corpus, style
 from ..checks import check_range
 from ..measure_cli import SEQ_LEN, calibrate, python_docs_text, sweep, text_windows
 from ..metrics import ThresholdSet, data_hash, model_identity
-from ..paths import DATA, data_file
+from ..paths import DATA, cpu_hardware, data_file
 from ..profiles import by_profile, provenance
 from ..train import windows
 from .measuring import PLOT_PPL, WHERE_NOT_MORE, at_ppl_ratio, describe, pct, rank
@@ -94,14 +94,15 @@ def non_embedding_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
-def results(profile: str = "replay", tokens: int = 1536, sweep_tokens: int = 768) -> dict:
+def results(profile: str = "replay", tokens: int = 1536, sweep_tokens: int = 768, device: str = "cpu") -> dict:
     """The section's data: the calibration (per set and layer), the Fig. 2 sweep and the comparisons.
 
     ``tokens``: tokens per calibration set; ``sweep_tokens``: tokens of the Fig. 2 sweep (a subset of the
-    calibration windows). Both are used by smoke and full only; the committed full run used the defaults."""
+    calibration windows); ``device``: where the model runs. All three are used by smoke and full only;
+    meta.json records what the committed run used."""
     check_range("tokens", tokens, 2 * SEQ_LEN, 1 << 20, int)
     check_range("sweep_tokens", sweep_tokens, SEQ_LEN, 1 << 20, int)
-    res = by_profile(profile, _replay, lambda p: _recompute(p, tokens, sweep_tokens), _save)
+    res = by_profile(profile, _replay, lambda p: _recompute(p, tokens, sweep_tokens, device), _save)
     return res | dict(minis=silu_minis(), paper=paper_silu())
 
 
@@ -117,21 +118,23 @@ def _replay() -> dict:
     )
 
 
-def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
+def _recompute(profile: str, tokens: int, sweep_tokens: int, device: str) -> dict:
     t0 = time.perf_counter()
     load_avg = os.getloadavg()[0]
     # the code's revision as it is when the run starts (a long run may outlast later commits)
     prov = provenance(
-        f"sparsing_lib.figures.pretrained.results('{profile}', tokens={tokens}, sweep_tokens={sweep_tokens})"
+        f"sparsing_lib.figures.pretrained.results('{profile}', tokens={tokens}, sweep_tokens={sweep_tokens}, "
+        f"device='{device}')",
+        hardware=_hardware(device),
     )
     if profile == "full":
         from ..pretrained import load
 
-        model, tokenizer, source = load(None)
+        model, tokenizer, source = load(None, device=device)
         source = source.as_dict()
     else:
         tokenizer = corpus.load_tokenizer()
-        model = random_llama(len(tokenizer), corpus.load_tokens("train", "smoke"))
+        model = random_llama(len(tokenizer), corpus.load_tokens("train", "smoke")).to(device)
         source = dict(reference="small Llama, random and trained for 40 steps (smoke)", kind="random")
         tokens, sweep_tokens = min(tokens, 768), min(sweep_tokens, 512)
     sets = token_sets(tokenizer, tokens)
@@ -171,6 +174,13 @@ def _recompute(profile: str, tokens: int, sweep_tokens: int) -> dict:
     )
     ts = ThresholdSet(meta["model"], "CETT-PPL-1%", cal.search.cett, cal.thresholds, int(ids.numel()), data_hash(ids))
     return dict(profile=profile, meta=meta, layers=layers, sets=sets_df, pareto=points, thresholds=ts)
+
+
+def _hardware(device: str) -> str | None:
+    """The GPU's name beside the host's when the model runs on one (None: the host description alone)."""
+    if not device.startswith("cuda"):
+        return None
+    return f"{torch.cuda.get_device_name(torch.device(device))}; {cpu_hardware()}"
 
 
 def _save(res: dict) -> None:
