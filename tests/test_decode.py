@@ -151,6 +151,8 @@ def test_kernels_match_dense_layer_on_gpu(act, batch):
 @gpu
 @pytest.mark.parametrize("act,batch", [("relu", 1), ("silu", 1), ("relu", 4)])
 def test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph(act, batch):
+    """No launch zeroes the one-launch variant's accumulator: each call must leave it (and its ticket) clean,
+    or the next call, eager or replayed from a graph, would add onto the last output."""
     from sparsing_lib.decode import bench
     from sparsing_lib.decode import kernels as K
 
@@ -167,7 +169,11 @@ def test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph(act,
         y = K.sparse_ffn(x, wg, wu, wdt, cut, act, ws, cfg, residual=res)
     with torch.cuda.graph(graph):
         out = K.sparse_ffn(x, wg, wu, wdt, cut, act, ws, cfg, residual=res)
-    for got in [y] + [(graph.replay(), out.clone())[1] for _ in range(3)]:
+    outputs = [y]
+    for _ in range(3):  # replays: the accumulator and the ticket must be left clean by each one
+        graph.replay()
+        outputs.append(out.clone())
+    for got in outputs:
         assert ((got.double() - want).norm() / want.norm()).item() < 1e-2
     assert not ws.counters.any() and not ws.acc.any()  # left ready for the next call
 

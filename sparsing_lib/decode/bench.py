@@ -92,8 +92,9 @@ def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: 
 def configs(batch: int) -> list:
     """Kernel configurations tried for ``batch`` (block sizes, split of d, warps). Batch 1 keeps the fastest
     configuration of each two-launch variant in the first H200 run (the others lost by 1.4× or more) and adds
-    the one-launch variant with 4, 8 or 16 neurons per program (128 registers at most, no spills: four, six
-    and two programs per SM)."""
+    the one-launch variant with 4, 8 or 16 neurons per program (at the 2.4B shape 72, 128 and 128 registers,
+    no spills: seven, four and two programs per SM, each with its whole block of gate rows in flight). Larger
+    batches add one configuration of the one-launch variant to the first run's five."""
     from .kernels import Config  # needs Triton: imported on a GPU only
 
     small = dict(block_k=256, block_k2=256, block_d=256)  # batch 1: 256 divides both model widths
