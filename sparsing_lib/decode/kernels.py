@@ -292,21 +292,30 @@ def _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D: tl.constexpr, BLOCK_R: tl.cons
 @triton.jit
 def _rows_times_x(w_ptr, rows, rmask, x_ptr, B, D: tl.constexpr, BP: tl.constexpr, BLOCK_R: tl.constexpr,
                   BLOCK_K: tl.constexpr):  # fmt: skip
-    """[BLOCK_R, BP]: batch 1 through the unrolled element-wise loop, larger batches through ``tl.dot``."""
+    """[BLOCK_R, BP]: up to 4 tokens through the unrolled element-wise loop, one token after the other (the
+    first brings the rows from HBM, the others find them in L1 or L2), more through the padded ``tl.dot``."""
     if BP == 1:
         return _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D, BLOCK_R, BLOCK_K)[:, None]
-    return _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_R, BLOCK_K)
+    if BP > 4:
+        return _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_R, BLOCK_K)
+    bs = tl.arange(0, BP)
+    acc = tl.zeros([BLOCK_R, BP], tl.float32)
+    for b in range(BP):  # a loop, not unrolled: the weight loads are hoisted out of it, the input's stay in
+        if b < B:
+            g = _rows_dot_x_all(w_ptr, rows, rmask, x_ptr + b * D, D, BLOCK_R, BLOCK_K)
+            acc = tl.where(bs[None, :] == b, g[:, None], acc)
+    return acc
 
 
 @triton.jit
 def _one_kernel(
     x_ptr, wg_ptr, wu_ptr, wd_ptr, cut_ptr, ticket_ptr, acc_ptr, y_ptr, res_ptr,
     B, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, HAS_RES: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_F: tl.constexpr, HAS_RES: tl.constexpr,
 ):  # fmt: skip
     """One-launch variant: each program takes ``BLOCK_N`` neurons through gate, up and down and adds their
     output into the float32 accumulator; the last program to finish writes the output and clears the
-    accumulator for the next call."""
+    accumulator for the next call, in [BP, BLOCK_F] tiles."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < F
@@ -330,12 +339,17 @@ def _one_kernel(
                 ds = d0 + tl.arange(0, BLOCK_D)
                 wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=kept[:, None] & (ds[None, :] < D),
                              other=0.0)  # fmt: skip
-                if BP == 1:
+                if BP > 4:
+                    tl.atomic_add(acc_ptr + bs[:, None] * D + ds[None, :], tl.dot(tl.trans(a.to(wd.dtype)), wd),
+                                  mask=bmask[:, None] & (ds[None, :] < D), sem="relaxed")  # fmt: skip
+                elif BP == 1:
                     part = tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
+                    tl.atomic_add(acc_ptr + ds[None, :], part, mask=ds[None, :] < D, sem="relaxed")
                 else:
-                    part = tl.dot(tl.trans(a.to(wd.dtype)), wd)
-                tl.atomic_add(acc_ptr + bs[:, None] * D + ds[None, :], part, mask=bmask[:, None] & (ds[None, :] < D),
-                              sem="relaxed")  # fmt: skip
+                    for b in range(BP):
+                        ab = tl.sum(tl.where(bs[None, :] == b, a, 0.0), axis=1)  # column b of a
+                        part = tl.sum(ab[:, None] * wd.to(tl.float32), axis=0)
+                        tl.atomic_add(acc_ptr + b * D + ds, part, mask=(ds < D) & (b < B), sem="relaxed")
             wrote = True
     tl.debug_barrier()  # every thread's output atomics precede the program's ticket
     if wrote:  # release: this program's additions are visible to whoever takes the last ticket
@@ -343,16 +357,26 @@ def _one_kernel(
     else:  # nothing to release (no fence), but the last ticket must still acquire everyone's additions
         ticket = tl.atomic_add(ticket_ptr, 1, sem="acquire")
     if ticket == tl.num_programs(0) - 1:
-        for d0 in tl.static_range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
+        for d0 in tl.static_range(0, D, BLOCK_F):
+            ds = d0 + tl.arange(0, BLOCK_F)
             m = bmask[:, None] & (ds[None, :] < D)
             off = bs[:, None] * D + ds[None, :]
             v = tl.load(acc_ptr + off, mask=m, other=0.0, cache_modifier=".cg")
             if HAS_RES:  # the decoder's residual add, fused
                 v += tl.load(res_ptr + off, mask=m, other=0.0).to(tl.float32)
             tl.store(y_ptr + off, v.to(y_ptr.dtype.element_ty), mask=m)
-            tl.store(acc_ptr + off, tl.zeros([BP, BLOCK_D], tl.float32), mask=m)
+            tl.store(acc_ptr + off, tl.zeros([BP, BLOCK_F], tl.float32), mask=m)
         tl.store(ticket_ptr, 0)
+
+
+def _one_constants(batch: int, d: int, cfg: Config) -> dict:
+    """The one-launch kernel's block constants for ``batch`` tokens of width ``d``: up to 4 tokens padded to
+    a power of two for the element-wise path, more to 16 for ``tl.dot``; the down chunk capped at d rounded
+    up to a power of two; the output tiles of the last program kept at ``block_d`` elements in all."""
+    bp = triton.next_power_of_2(batch) if batch <= 4 else MAX_BATCH
+    block_d = min(cfg.block_d, triton.next_power_of_2(d))
+    return dict(BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_D=block_d,
+                BLOCK_F=block_d // bp if bp <= 4 else block_d)  # fmt: skip
 
 
 class Workspace:
@@ -398,9 +422,8 @@ def sparse_ffn(
     if cfg.variant == "one":
         _one_kernel[(triton.cdiv(d_ff, cfg.block_n),)](
             x, w_gate, w_up, w_down_t, cut, ws.counters[-1:], ws.acc, y, res, b, d, d_ff,
-            ACT=0 if act == "relu" else 1, BP=1 if b == 1 else MAX_BATCH, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-            BLOCK_D=min(cfg.block_d, triton.next_power_of_2(d)), HAS_RES=residual is not None,
-            num_warps=cfg.warps_gate,
+            ACT=0 if act == "relu" else 1, HAS_RES=residual is not None, num_warps=cfg.warps_gate,
+            **_one_constants(b, d, cfg),
         )  # fmt: skip
         return y
     bp = 1 if b == 1 and not cfg.pad_batch else MAX_BATCH
