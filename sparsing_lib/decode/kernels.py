@@ -29,9 +29,9 @@ neuron's output direction is one contiguous row).
    the other rows fetch nothing), the cut, and their kept rows of ``W_downᵀ``, whose sum it adds into a float32
    accumulator (relaxed atomics, one per output element per block with a kept neuron). At batch 1 the loops
    over ``d`` are unrolled and the input is loaded in the weight tile's layout, so every load of a block is
-   issued before the first is used. The last program to take a ticket writes the output (with the residual)
-   and zeroes the accumulator for the next call. Batches 2-16 take the same path through the padded
-   ``tl.dot`` products.
+   issued before the first is used; 2 to 4 tokens run through the same code one token after the other,
+   more through the padded ``tl.dot`` products. The last program to take a ticket writes the output (with
+   the residual) and zeroes the accumulator for the next call.
 
 Why the third: in the first H200 measurement (2.4B shape, batch 1) the two-launch variants lost time in two
 places. Their loops over ``d`` wait for each chunk's load before issuing the next (a layout conversion of the
@@ -43,8 +43,8 @@ program with several programs per SM, and the up and down reads of some blocks o
 others instead of following all of them.
 
 Grid sizes and loop trip counts depend only on the shapes, never on the data (blocks past the candidate
-count are skipped inside), so a call can be captured in a CUDA graph. Batch 1 uses element-wise products
-and reductions; batches 2-16 are padded to 16 for ``tl.dot``.
+count are skipped inside), so a call can be captured in a CUDA graph. In the two-launch variants batch 1
+uses element-wise products and reductions, batches 2-16 are padded to 16 for ``tl.dot``.
 """
 
 from __future__ import annotations
@@ -293,14 +293,15 @@ def _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D: tl.constexpr, BLOCK_R: tl.cons
 def _rows_times_x(w_ptr, rows, rmask, x_ptr, B, D: tl.constexpr, BP: tl.constexpr, BLOCK_R: tl.constexpr,
                   BLOCK_K: tl.constexpr):  # fmt: skip
     """[BLOCK_R, BP]: up to 4 tokens through the unrolled element-wise loop, one token after the other (the
-    first brings the rows from HBM, the others find them in L1 or L2), more through the padded ``tl.dot``."""
+    first token's loads bring the rows from HBM, the others' find them in L1 or L2; unrolling over tokens too
+    would hoist every token's loads and double the registers), more through the padded ``tl.dot``."""
     if BP == 1:
         return _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D, BLOCK_R, BLOCK_K)[:, None]
     if BP > 4:
         return _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_R, BLOCK_K)
     bs = tl.arange(0, BP)
     acc = tl.zeros([BLOCK_R, BP], tl.float32)
-    for b in range(BP):  # a loop, not unrolled: the weight loads are hoisted out of it, the input's stay in
+    for b in range(BP):  # a loop, not unrolled: one token's loads in registers at a time
         if b < B:
             g = _rows_dot_x_all(w_ptr, rows, rmask, x_ptr + b * D, D, BLOCK_R, BLOCK_K)
             acc = tl.where(bs[None, :] == b, g[:, None], acc)
