@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything the decoding chapter measures, on one H200 (about 6 minutes), written under $1 (default $OUT):
+# Everything the decoding chapter measures, on one H200 (about 3 minutes), written under $1 (default $OUT):
 #   SPARSING_GIT_REV=<rev> bash benchmarks/decode_all.sh
 # The GPU tests of the kernels run first (their result is printed, a failure does not stop the benchmarks,
 # which check every kernel configuration against a float64 reference before timing it).

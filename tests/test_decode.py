@@ -3,6 +3,7 @@ Triton kernels against the dense layer on a GPU (skipped without one)."""
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -125,7 +126,7 @@ def test_kernels_under_interpreter():
     test = Path(__file__).with_name("test_decode_kernels.py")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], env=env,
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0 and "7 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "25 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -145,6 +146,36 @@ def test_kernels_match_dense_layer_on_gpu(act, batch):
     assert torch.isfinite(y).all()
     assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
     assert not ws.counters.any()  # reset for the next call
+
+
+@gpu
+@pytest.mark.parametrize("act,batch", [("relu", 1), ("silu", 1), ("relu", 4)])
+def test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph(act, batch):
+    """No launch zeroes the one-launch variant's accumulator: each call must leave it (and its ticket) clean,
+    or the next call, eager or replayed from a graph, would add onto the last output."""
+    from sparsing_lib.decode import bench
+    from sparsing_lib.decode import kernels as K
+
+    cfg = next(c for c in bench.configs(batch) if c.variant == "one")
+    wg, wu, wd = _weights(2304, 5760, seed=batch, dtype=torch.bfloat16, device="cuda")
+    wdt = wd.T.contiguous()
+    x, res = torch.randn(2, batch, 2304, device="cuda", dtype=torch.bfloat16)
+    cut = cuts(0.0 if act == "relu" else 0.05, wd).cuda()
+    ref, _ = gather_ffn(x.double(), wg.double(), wu.double(), wdt.double(), cut.double(), act)
+    want = ref + res.double()
+    ws = K.Workspace(2304, 5760, x.device)
+    graph = torch.cuda.CUDAGraph()
+    for _ in range(2):  # eager, then a warm-up for the capture
+        y = K.sparse_ffn(x, wg, wu, wdt, cut, act, ws, cfg, residual=res)
+    with torch.cuda.graph(graph):
+        out = K.sparse_ffn(x, wg, wu, wdt, cut, act, ws, cfg, residual=res)
+    outputs = [y]
+    for _ in range(3):  # replays: the accumulator and the ticket must be left clean by each one
+        graph.replay()
+        outputs.append(out.clone())
+    for got in outputs:
+        assert ((got.double() - want).norm() / want.norm()).item() < 1e-2
+    assert not ws.counters.any() and not ws.acc.any()  # left ready for the next call
 
 
 @gpu
@@ -182,7 +213,23 @@ def test_kernel_entry_refuses_cpu_tensors_and_large_batches():
 
 POINTERS = {"x_ptr": "*bf16", "wg_ptr": "*bf16", "wu_ptr": "*bf16", "wd_ptr": "*bf16", "s_ptr": "*fp32",
             "cut_ptr": "*fp32", "idx_ptr": "*i32", "count_ptr": "*i32", "ticket_ptr": "*i32", "out32_ptr": "*fp32",
-            "y_ptr": "*bf16", "res_ptr": "*bf16", "a_ptr": "*fp32", "B": "i32"}  # fmt: skip
+            "y_ptr": "*bf16", "res_ptr": "*bf16", "a_ptr": "*fp32", "acc_ptr": "*fp32", "B": "i32"}  # fmt: skip
+
+
+def _sass(cubin: bytes) -> tuple[str, str]:
+    """The SASS and the resource usage (registers, local memory for spills) of a cubin, read with the
+    cuobjdump that Triton ships."""
+    import tempfile
+
+    from triton import knobs
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        run = [knobs.nvidia.cuobjdump.path, f.name]
+        sass = subprocess.run([run[0], "-sass", run[1]], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run([run[0], "-res-usage", run[1]], capture_output=True, text=True, check=True).stdout
+    return sass, usage
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
@@ -214,3 +261,35 @@ def test_kernels_compile_for_hopper_without_a_gpu(bp):
         assert kernel.asm["cubin"]
         if fn is K._gate_kernel and bp == 1:
             assert "ld.global.v4.b32" in kernel.asm["ptx"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+@pytest.mark.parametrize("batch", [1, 4, 16])
+def test_one_launch_configs_compile_for_hopper_without_spills(batch):
+    """Every configuration of the one-launch variant that the benchmark tries, at the 2.4B shape, compiles
+    for sm_90 and spills nothing (a stack frame is where ptxas spills). At batch 1 each must also issue every
+    gate load of its block (9 chunks of d, 16 bytes each, per weight row a thread holds) before its first
+    barrier: that is what keeps the block in flight."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter does not compile")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sparsing_lib.decode import bench
+    from sparsing_lib.decode import kernels as K
+
+    fn = K._one_kernel
+    for cfg in [c for c in bench.configs(batch) if c.variant == "one"]:
+        consts = dict(D=2304, F=5760, ACT=0, HAS_RES=True, **K._one_constants(batch, 2304, cfg))
+        sig = {n: "constexpr" if n in consts else POINTERS[n] for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(sig.values()) if t.startswith("*")}
+        src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()}, attrs)
+        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": cfg.warps_gate})
+        sass, usage = _sass(kernel.asm["cubin"])
+        assert "LOCAL:0" in usage and "STACK:0" in usage, (cfg, usage)
+        assert int(re.search(r"REG:(\d+)", usage).group(1)) <= 128, (cfg, usage)
+        if batch == 1:
+            rows_per_thread = max(1, cfg.block_n // cfg.warps_gate)  # a warp per row of 256 columns
+            before_barrier = sass[: sass.index("BAR.SYNC")]
+            assert before_barrier.count("LDG.E.128") >= rows_per_thread * 2304 // 256, cfg

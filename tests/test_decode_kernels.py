@@ -13,7 +13,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("runs under TRITON_INTERPRET=1, started by test_decode.py", allow_module_level=True)
 pytest.importorskip("triton")
 
-from sparsing_lib.decode import cuts, gather_ffn  # noqa: E402
+from sparsing_lib.decode import bench, cuts, gather_ffn  # noqa: E402
 from sparsing_lib.decode import kernels as K  # noqa: E402
 
 
@@ -37,6 +37,12 @@ from sparsing_lib.decode import kernels as K  # noqa: E402
             0.3,
             K.Config(block_a=16, block_k2=32, block_d=16, variant="split", programs=2, block_a2=32, groups=3),
         ),
+        ("relu", 1, 0.0, K.Config(block_n=16, block_k=32, block_d=32, variant="one")),  # d in three chunks
+        ("relu", 1, 0.15, K.Config(block_n=4, block_k=32, block_d=128, variant="one")),  # a CETT cut on ReLU
+        ("silu", 1, 0.3, K.Config(block_n=8, block_k=64, block_d=128, variant="one")),  # one chunk of d
+        ("relu", 4, 0.0, K.Config(block_n=16, block_k=32, block_d=32, variant="one")),
+        ("silu", 3, 0.3, K.Config(block_n=4, block_k=64, block_d=128, variant="one")),  # padded to 4 tokens
+        ("silu", 16, 0.2, K.Config(block_n=32, block_k=16, block_d=64, variant="one")),
     ],
 )
 def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold, cfg):
@@ -54,4 +60,49 @@ def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold
         y = K.sparse_ffn(x, wg, wu, wd.T.contiguous(), cut, act, ws, cfg)
         assert y.shape == (batch, d) and torch.isfinite(y).all()
         assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-5
-        assert not ws.counters.any()  # reset for the next call
+        assert not ws.counters.any() and not ws.acc.any()  # reset for the next call
+
+
+ONE = K.Config(block_n=8, block_k=32, block_d=64, variant="one")
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("ratio", [0.065, 0.3, 1.0])
+def test_one_launch_variant_at_chosen_activation_ratios(batch, ratio):
+    """Exactly ``ratio`` of the neurons active for each token (the benchmark's controlled layer), with the
+    residual add: the output equals the float64 gather path plus the residual, call after call."""
+    d, f = 48, 200
+    x = torch.randn(batch, d, dtype=torch.float64, generator=torch.Generator().manual_seed(batch))
+    layer = bench.controlled_layer(x, f, ratio, "relu", torch.float32, seed=7)
+    assert layer["kept"] == pytest.approx(max(1, round(ratio * f)) / f)
+    res = torch.randn(batch, d, generator=torch.Generator().manual_seed(1))
+    ws = K.Workspace(d, f, x.device)
+    for _ in range(2):
+        y = K.sparse_ffn(layer["x"], layer["wg"], layer["wu"], layer["wdt"], layer["cut"], "relu", ws, ONE, res)
+        assert ((y.double() - res.double() - layer["ref"]).norm() / layer["ref"].norm()).item() < 1e-5
+        assert not ws.counters.any() and not ws.acc.any()
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ONE,
+        K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, programs=3),
+        K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=16, variant="split", programs=2, groups=3),
+    ],
+)
+def test_no_active_neuron_leaves_the_residual_alone(batch, cfg):
+    """Every gate negative: no block has a candidate, nothing is added, and the output is the residual."""
+    d, f = 40, 72
+    g = torch.Generator().manual_seed(batch)
+    x = torch.rand(batch, d, generator=g) + 0.1
+    wg, wu = -(torch.rand(f, d, generator=g) + 0.1), torch.randn(f, d, generator=g)
+    wdt = torch.randn(f, d, generator=g)
+    res = torch.randn(batch, d, generator=g)
+    ws = K.Workspace(d, f, x.device)
+    ws.out32.fill_(float("nan"))
+    for _ in range(2):
+        y = K.sparse_ffn(x, wg, wu, wdt, cuts(0.0, wdt.T), "relu", ws, cfg, res)
+        assert torch.equal(y, res)
+        assert not ws.counters.any() and not ws.acc.any()

@@ -90,20 +90,24 @@ def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: 
 
 
 def configs(batch: int) -> list:
-    """Kernel configurations tried for ``batch`` (block sizes, split of d, warps)."""
+    """Kernel configurations tried for ``batch`` (block sizes, split of d, warps). Batch 1 keeps the fastest
+    configuration of each two-launch variant in the first H200 run (the others lost by 1.4× or more) and adds
+    the one-launch variant with 4, 8 or 16 neurons per program (at the 2.4B shape 72, 128 and 128 registers,
+    no spills: seven, four and two programs per SM, each with its whole block of gate rows in flight). Larger
+    batches add the one-launch variant to the first run's five: for 2 to 4 tokens, two configurations of its
+    element-wise path (128 registers, no spills), above 4 one of its padded ``tl.dot`` path."""
     from .kernels import Config  # needs Triton: imported on a GPU only
 
     small = dict(block_k=256, block_k2=256, block_d=256)  # batch 1: 256 divides both model widths
     padded = dict(block_k=128, block_a=16, block_k2=128, block_d=128)  # tl.dot path, rows in blocks of 16
+    one = dict(block_k=256, variant="one")
     if batch == 1:
         return [
-            Config(block_n=16, block_a=4, split=2, programs=264, **small),
-            Config(block_n=32, block_a=8, split=4, programs=132, **small),
             Config(block_n=16, block_a=2, split=2, programs=528, **small),
-            Config(block_n=8, block_k=512, block_a=4, block_d=512, split=2, warps_up=8, programs=264),
-            Config(block_n=16, block_a=2, variant="split", groups=32, programs=528, **small),
-            Config(block_n=32, block_a=4, variant="split", groups=16, block_a2=32, warps_gate=8, **small),
             Config(block_n=16, variant="split", groups=32, pad_batch=True, **padded),
+            Config(block_n=8, block_d=4096, **one),
+            Config(block_n=4, block_d=4096, **one),
+            Config(block_n=16, block_d=2048, warps_gate=8, **one),
         ]
     return [
         Config(block_n=16, split=2, programs=264, **padded),
@@ -121,6 +125,11 @@ def configs(batch: int) -> list:
             block_a2=32,
             programs=528,
         ),  # fmt: skip
+        *(
+            [Config(block_n=8, block_d=1024, **one), Config(block_n=4, block_d=2048, **one)]
+            if batch <= 4
+            else [Config(block_n=16, block_k=128, block_d=256, variant="one")]
+        ),
     ]
 
 
