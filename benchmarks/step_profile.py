@@ -50,6 +50,7 @@ KEYWORDS = (
     ("embed_logits_loss", ("log_softmax", "nll_loss", "cross_entropy", "logsumexp", "embedding", "_softmax")),
     ("other", ("memcpy", "memset")),
 )
+OPTIMIZER_STEP = "Optimizer.step"
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "gemm", "nvjet", "xmma", "cutlass", "cublas")
 ELEMENTWISE = ("aten::", "triton", "cpp_fused", "elementwise", "vectorized", "reduce_kernel", "fused")
 
@@ -68,6 +69,16 @@ def category(name: str, shapes: list, vocab: int, d_ff: int) -> str:
     return "norm_elementwise" if any(w in low for w in ELEMENTWISE) else "other"
 
 
+def _in_optimizer_step(evt: object) -> bool:
+    """Whether ``evt`` runs inside ``Optimizer.step`` (whose record_function is named after it): on CPU AdamW runs
+    as plain elementwise ops (``aten::mul_``, ``aten::lerp_``), which only their caller tells from the model's."""
+    while evt is not None:
+        if evt.name.startswith(OPTIMIZER_STEP):
+            return True
+        evt = evt.cpu_parent
+    return False
+
+
 def timings(prof: profile, cuda: bool) -> tuple[list[tuple[str, list, float]], float]:
     """(name, op input shapes, microseconds) for every kernel (CUDA: attributed to its launching op) or every
     op's self time (CPU), and the device time of CUDA kernels no op claims (0 on CPU)."""
@@ -75,12 +86,13 @@ def timings(prof: profile, cuda: bool) -> tuple[list[tuple[str, list, float]], f
     for evt in prof.events():
         if evt.device_type != DeviceType.CPU:
             continue
+        name = evt.name + (f" <- {OPTIMIZER_STEP}" if _in_optimizer_step(evt.cpu_parent) else "")
         if cuda:
             for k in evt.kernels:
-                rows.append((f"{k.name} <- {evt.name}", evt.input_shapes, k.duration))
+                rows.append((f"{k.name} <- {name}", evt.input_shapes, k.duration))
                 linked += k.duration
         elif evt.self_cpu_time_total > 0:
-            rows.append((evt.name, evt.input_shapes, evt.self_cpu_time_total))
+            rows.append((name, evt.input_shapes, evt.self_cpu_time_total))
     if not cuda:
         return rows, 0.0
     device = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)

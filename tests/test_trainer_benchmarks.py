@@ -92,6 +92,8 @@ def test_step_profile_of_a_toy_step_on_cpu(tmp_path):
     for cat in ("embed_logits_loss", "attention", "attn_proj", "ffn", "norm_elementwise", "optimizer"):
         assert cats[cat] > 0, cat
     kernels = table[table.section == "kernel"]
+    in_step = kernels[kernels.name.str.endswith("<- Optimizer.step")]  # AdamW's plain ops on CPU, told by caller
+    assert in_step.name.nunique() >= 3 and set(in_step.category) == {"optimizer"}
     assert kernels.groupby("category")["ms_per_step"].sum().drop("gaps", errors="ignore").sum() <= wall
     log = (tmp_path / "step_profile_t.log").read_text()
     assert log.startswith("command: python benchmarks/step_profile.py --configs tiny-32x2:eager:4:causal")
