@@ -29,7 +29,6 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.mfu import build_step, parse_config
-from sparsing_lib.models import get_spec
 from sparsing_lib.paths import cpu_hardware
 from sparsing_lib.run import environment
 
@@ -105,7 +104,7 @@ def profile_config(config: str, seq_len: int, vocab: int, steps: int, warmup: in
     cuda = device == "cuda"
     if not cuda:  # inductor's C++ kernels as profiler events, not hidden in the compiled graph's self time
         torch._inductor.config.cpp.enable_kernel_profile = True
-    step, c = build_step(config, seq_len, vocab, device), parse_config(config)
+    step = build_step(config, seq_len, vocab, device)
     step.run(warmup, 0)
     sync = torch.cuda.synchronize if cuda else lambda: None
     sync()
@@ -116,7 +115,7 @@ def profile_config(config: str, seq_len: int, vocab: int, steps: int, warmup: in
         sync()
         wall_us = (time.perf_counter() - t0) * 1e6
     rows, unlinked = timings(prof, cuda)
-    d_ff = get_spec(c["model"]).d_ff
+    d_ff = step.spec.d_ff
     by_cat: dict[str, float] = defaultdict(float, other=unlinked)
     kernels: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, 0])  # (name, category): [us, calls]
     for name, shapes, us in rows:
