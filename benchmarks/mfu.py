@@ -1,13 +1,19 @@
-"""Training-step throughput and MFU of the minis under different compile modes, optimizers and batch sizes.
+"""Training-step throughput and MFU of the minis under different compile modes, optimizers, batch sizes and loss or
+attention options.
 
-    python benchmarks/mfu.py --configs mini-256x5:default:64,mini-256x5:reduce-overhead:64 --out $OUT --tag v4
+    python benchmarks/mfu.py --configs mini-256x5:default:64,mini-256x5:default:64:causal:chunked --out $OUT --tag v5
 
-The minis are launch-bound (24-27 % MFU against 47 % for the paper's 0.1B shape), so the candidates are
-fewer launches per token: CUDA graphs (``reduce-overhead``), autotuned kernels without graphs
-(``max-autotune-no-cudagraphs``), the fused AdamW kernel against the multi-tensor ``foreach`` one, and more
-sequences per step (a recipe change: the pilots test what a larger batch does to training). A config is
-``model:mode:batch[:micro][:foreach]``: mode is eager or a torch.compile mode, ``micro`` splits the batch
-into micro-batches of that many sequences (gradient accumulation). Each config runs in its own process
+The first candidates were fewer launches per token: CUDA graphs (``reduce-overhead``), autotuned kernels without
+graphs (``max-autotune-no-cudagraphs``), the fused AdamW kernel against the multi-tensor ``foreach`` one, and more
+sequences per step (a recipe change: the pilots test what a larger batch does to training). CUDA graphs gained
+0.2 points of MFU (v4), so the minis are not launch-bound; the next candidates are the attention kernel (under
+torch.compile transformers hands SDPA a mask tensor, which rules out its flash kernel) and the logits' memory
+traffic (``benchmarks/step_profile.py`` shows where a step's time goes). A config is
+``model:mode:batch[:micro][:flag...]``: mode is eager or a torch.compile mode, ``micro`` splits the batch
+into micro-batches of that many sequences (gradient accumulation), and each flag switches on one trainer option:
+``foreach`` (the foreach AdamW instead of the fused one), ``causal`` (``TrainConfig.causal_attention``: SDPA with
+``is_causal`` and no mask tensor), ``chunked`` or ``chunk<N>`` (``TrainConfig.loss_chunk``: the cross-entropy in
+chunks of ``CHUNK`` or N tokens). Each config runs in its own process
 (compile caches and CUDA graphs do not leak between configs) under ``--timeout``; it trains ``--warmup``
 untimed steps, then ``--repeats`` timed windows of ``--steps`` / ``--repeats`` steps on random token ids,
 and reports the median window. Writes ``mfu_<tag>.csv`` and ``mfu_<tag>.log`` (command, and
@@ -22,6 +28,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,47 +37,89 @@ import pandas as pd
 import torch
 
 from sparsing_lib.checks import check_choice
-from sparsing_lib.models import build_model, get_spec
+from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.paths import H200_BF16_FLOPS, cpu_hardware
 from sparsing_lib.run import environment
-from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
+from sparsing_lib.train import TrainConfig, loss_function, make_optimizer, prepare_model, train_step
 
 MODES = ("eager", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
+CHUNK = 8192  # tokens per loss chunk of the ``chunked`` flag: 8 sequences, 8 chunks of a 64-sequence batch
+
+
+@dataclass
+class Step:
+    """One config's training step, built as the trainer builds it: ``train_step(model, loss_fn, opt, x, y,
+    cfg.grad_clip, chunks)`` on the rows of ``sets`` (random token ids, rotated so no step reuses the last's)."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    cfg: TrainConfig
+    opt: torch.optim.Optimizer
+    loss_fn: Callable
+    chunks: int
+    sets: list[torch.Tensor]
+
+    def run(self, n: int, first: int) -> None:
+        """Steps ``first`` to ``first + n - 1``."""
+        for i in range(first, first + n):
+            x = self.sets[i % len(self.sets)]
+            train_step(self.model, self.loss_fn, self.opt, x[:, :-1], x[:, 1:], self.cfg.grad_clip, self.chunks)
 
 
 def parse_config(text: str) -> dict:
-    """``model:mode:batch[:micro][:foreach]`` as a dict; one clear error for a malformed config."""
+    """``model:mode:batch[:micro][:flag...]`` as a dict; one clear error for a malformed config."""
     parts = text.split(":")
-    foreach = parts[-1] == "foreach"
-    parts = parts[:-1] if foreach else parts
-    if len(parts) not in (3, 4):
-        raise ValueError(f"config {text!r} is not model:mode:batch[:micro][:foreach]")
+    if len(parts) < 3:
+        raise ValueError(f"config {text!r} is not model:mode:batch[:micro][:flag...]")
     get_spec(parts[0])
     check_choice("mode", parts[1], MODES)
-    batch, micro = int(parts[2]), int(parts[3]) if len(parts) == 4 else 0
-    if micro and batch % micro:
-        raise ValueError(f"config {text!r}: micro-batch {micro} does not divide batch {batch}")
-    return dict(config=text, model=parts[0], mode=parts[1], batch=batch, micro=micro, fused=not foreach)
+    rest = parts[3:]
+    micro = int(rest.pop(0)) if rest and rest[0].isdigit() else 0
+    c = dict(config=text, model=parts[0], mode=parts[1], batch=int(parts[2]), micro=micro, fused=True)
+    c |= dict(causal=False, loss_chunk=0)
+    for flag in rest:
+        if flag == "foreach":
+            c["fused"] = False
+        elif flag == "causal":
+            c["causal"] = True
+        elif flag == "chunked" or (flag.startswith("chunk") and flag[5:].isdigit() and int(flag[5:]) > 0):
+            c["loss_chunk"] = CHUNK if flag == "chunked" else int(flag[5:])
+        else:
+            raise ValueError(f"config {text!r}: unknown flag {flag!r} (foreach, causal, chunked, chunk<N>)")
+    if micro and c["batch"] % micro:
+        raise ValueError(f"config {text!r}: micro-batch {micro} does not divide batch {c['batch']}")
+    return c
+
+
+def build_step(config: str, seq_len: int, vocab: int, device: str) -> Step:
+    """The model, optimizer and loss of ``config`` on ``device`` with the trainer's own builders."""
+    c = parse_config(config)
+    spec = get_spec(c["model"])
+    model = build_model(spec, "relu", vocab).to(device)
+    cfg = TrainConfig(
+        tokens=1,
+        batch_size=c["batch"],
+        seq_len=seq_len,
+        compile=c["mode"] != "eager",
+        compile_mode="default" if c["mode"] == "eager" else c["mode"],
+        fused=c["fused"],
+        micro_batch=c["micro"],
+        loss_chunk=c["loss_chunk"],
+        causal_attention=c["causal"],
+    )
+    prepare_model(model, cfg)
+    opt = make_optimizer(model, cfg, fused=device == "cuda" and cfg.fused)
+    chunks = c["batch"] // c["micro"] if c["micro"] else 1
+    sets = [torch.randint(0, vocab, (c["batch"], seq_len + 1), device=device) for _ in range(4)]
+    return Step(spec, model, cfg, opt, loss_function(cfg, compiled=cfg.compile), chunks, sets)
 
 
 def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repeats: int, device: str) -> dict:
     """Time one config (see the module docstring) on ``device``: tokens/s of the median timed window and MFU."""
     c = parse_config(config)
-    spec, cuda = get_spec(c["model"]), device == "cuda"
-    model = build_model(spec, "relu", vocab).to(device)
-    cfg = TrainConfig(tokens=1, batch_size=c["batch"], seq_len=seq_len, fused=c["fused"], micro_batch=c["micro"])
-    opt = make_optimizer(model, cfg, fused=cuda and cfg.fused)
-    loss_fn = lm_loss if c["mode"] == "eager" else torch.compile(lm_loss, mode=c["mode"])
-    chunks = c["batch"] // c["micro"] if c["micro"] else 1
-    sets = [torch.randint(0, vocab, (c["batch"], seq_len + 1), device=device) for _ in range(4)]  # rotated
-
-    def run(n: int, first: int) -> None:
-        for i in range(first, first + n):
-            x = sets[i % len(sets)]
-            train_step(model, loss_fn, opt, x[:, :-1], x[:, 1:], cfg.grad_clip, chunks)
-
+    step, cuda = build_step(config, seq_len, vocab, device), device == "cuda"
     t0 = time.perf_counter()
-    run(warmup, 0)
+    step.run(warmup, 0)
     if cuda:
         torch.cuda.synchronize()
     warmup_s, per, seconds = time.perf_counter() - t0, max(1, steps // repeats), []
@@ -77,21 +127,21 @@ def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repe
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            run(per, warmup + r * per)
+            step.run(per, warmup + r * per)
             end.record()
             torch.cuda.synchronize()
             seconds.append(start.elapsed_time(end) / 1e3)
         else:
             t = time.perf_counter()
-            run(per, warmup + r * per)
+            step.run(per, warmup + r * per)
             seconds.append(time.perf_counter() - t)
     tok_s = per * c["batch"] * seq_len / float(np.median(seconds))
-    fpt = spec.flops_per_token(seq_len, vocab)
+    fpt = step.spec.flops_per_token(seq_len, vocab)
     return c | dict(
         status="ok",
         seq_len=seq_len,
         vocab=vocab,
-        non_embedding_params=spec.non_embedding_params,
+        non_embedding_params=step.spec.non_embedding_params,
         flops_per_token=fpt,
         tokens_per_s=tok_s,
         spread=float(np.ptp(seconds) / np.median(seconds)),  # between timed windows: what counts as noise
@@ -104,7 +154,7 @@ def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repe
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="", help="comma-separated model:mode:batch[:micro][:foreach]")
+    ap.add_argument("--configs", default="", help="comma-separated model:mode:batch[:micro][:flag...]")
     ap.add_argument("--worker", default=None, help="measure this one config and print it as JSON (internal)")
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--vocab", type=int, default=12288)

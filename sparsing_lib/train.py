@@ -12,6 +12,7 @@ and N processes take the same steps on the same tokens.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -23,8 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_wsd_schedule
+from transformers import AttentionInterface, PreTrainedModel, get_wsd_schedule
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
+from transformers.utils.output_capturing import maybe_install_capturing_hooks
 
+from .checks import check_choice
 from .distributed import World, reduce_log, shard, wrap
 from .models import load_balancing_loss, width_mult
 from .paths import H200_BF16_FLOPS
@@ -53,6 +58,8 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead
     fused: bool = True  # fused AdamW kernel (CUDA only); False = the foreach implementation
     micro_batch: int = 0  # sequences per forward/backward on one rank; 0 = its whole share (no accumulation)
+    loss_chunk: int = 0  # tokens per chunk of chunked_cross_entropy; 0 = the whole batch's logits at once
+    causal_attention: bool = False  # SDPA with is_causal and no mask tensor (use_causal_attention)
 
     @property
     def tokens_per_step(self) -> int:
@@ -149,17 +156,161 @@ def make_optimizer(model: PreTrainedModel, cfg: TrainConfig, fused: bool) -> tor
     return torch.optim.AdamW(groups, betas=cfg.betas, fused=fused)
 
 
-def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+IGNORE_INDEX = -100  # F.cross_entropy's default: targets equal to it add nothing to the loss or its count
+CHUNKED_LOSS_MODELS = ("granite", "granitemoe", "llama")  # whose logits are lm_head(last hidden) / logits_scaling
+CAUSAL_ATTENTION = "sdpa_causal"
+
+
+def _chunk_losses(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    scaling: float,
+    chunk: int,
+    dtype: torch.dtype,
+    grads: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Summed cross-entropy of the logits ``(hidden @ weight.T) / scaling`` and, if ``grads``, its gradients with
+    respect to ``hidden`` and ``weight``, one chunk of tokens at a time. Matmuls run in ``dtype`` (bf16 on GPU),
+    the softmax and every sum in at least float32; ignored targets contribute neither loss nor gradient."""
+    acc = torch.promote_types(hidden.dtype, torch.float32)
+    w = weight.to(dtype)
+    vocab = torch.arange(weight.shape[0], device=weight.device)
+    loss = hidden.new_zeros((), dtype=acc)
+    grad_h, grad_w = [], torch.zeros(weight.shape, dtype=acc, device=weight.device)
+    for start in range(0, len(hidden), chunk):
+        h, t = hidden[start : start + chunk].to(dtype), targets[start : start + chunk]
+        logits = (h @ w.T).to(acc) / scaling
+        keep = t != IGNORE_INDEX
+        t = torch.where(keep, t, 0)
+        lse = torch.logsumexp(logits, -1)
+        loss = loss + torch.where(keep, lse - logits.gather(1, t[:, None]).squeeze(1), 0.0).sum()
+        if grads:  # d loss / d logits = softmax - one-hot(target), times the 1 / scaling of the logits
+            g = (torch.exp(logits - lse[:, None]) - (vocab == t[:, None]).to(acc)) * (keep.to(acc) / scaling)[:, None]
+            g = g.to(dtype)
+            grad_h.append(g @ w)
+            grad_w = grad_w + (g.T @ h).to(acc)
+    if not grads:
+        return loss, None, None
+    return loss, torch.cat(grad_h).to(hidden.dtype), grad_w.to(weight.dtype)
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    """The summed loss of ``_chunk_losses`` with its gradients computed in the forward pass: a chunk's logits
+    live only while that chunk is processed, and the backward only scales the stored gradients, so no logits
+    are stored for the backward and none are recomputed (the matmul FLOPs equal the unchunked loss's)."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        scaling: float,
+        chunk: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        loss, grad_h, grad_w = _chunk_losses(hidden, weight, targets, scaling, chunk, dtype, grads=True)
+        ctx.save_for_backward(grad_h, grad_w)
+        return loss
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None
+
+
+def chunked_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    scaling: float = 1.0,
+    chunk: int = 8192,
+    reduction: str = "mean",
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``F.cross_entropy((hidden @ weight.T) / scaling, targets)`` for hidden states [n, d], an output embedding
+    [V, d] and targets [n], without the [n, V] logits: they are formed ``chunk`` tokens at a time, in ``dtype``
+    (default: the hidden states'), reduced in float32 and dropped. The compiled unchunked loss never writes float32
+    logits, but it still writes the bf16 logits and their gradient (2 bytes × n × V each, 1.6 GB at 65,536 × 12,288)
+    and keeps the logits for the backward; a narrow model's hidden matrices are small beside them."""
+    check_choice("reduction", reduction, ("mean", "sum"))
+    dtype = dtype or hidden.dtype
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        total = _ChunkedLoss.apply(hidden, weight, targets, scaling, chunk, dtype)
+    else:
+        total = _chunk_losses(hidden, weight, targets, scaling, chunk, dtype, grads=False)[0]
+    return total if reduction == "sum" else total / (targets != IGNORE_INDEX).sum()
+
+
+def lm_loss(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean", loss_chunk: int = 0
+) -> torch.Tensor:
     """Next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` ([b, T] each), bf16 autocast on
     CUDA, the softmax in fp32. Compiled as one graph with the model (``torch.compile(lm_loss)``), the fp32
     logits are never written out, which matters when the vocabulary is wide and the model narrow.
+    ``loss_chunk`` > 0 takes the model's last hidden states instead and computes the loss of the same logits
+    (``lm_head`` output / ``logits_scaling``, the muP scaling Granite applies) with ``chunked_cross_entropy``,
+    so that not even the bf16 logits of the whole batch are formed.
     An MoE model in training mode adds its routers' load-balancing loss × ``config.router_aux_loss_coef``."""
     core = getattr(model, "module", model)  # the model itself under DistributedDataParallel
     balance = model.training and bool(getattr(core.config, "num_local_experts", 0))
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda"):
-        out = model(input_ids=x)
-    loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
+    cuda = x.device.type == "cuda"
+    if loss_chunk and core.config.model_type not in CHUNKED_LOSS_MODELS:
+        raise ValueError(f"the chunked loss knows the logits of {CHUNKED_LOSS_MODELS}, not {core.config.model_type}")
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=cuda):
+        # chunked: through the model's own forward (DDP's gradient hooks need it), keeping one position's logits
+        out = model(input_ids=x, output_hidden_states=True, logits_to_keep=1) if loss_chunk else model(input_ids=x)
+    if loss_chunk:
+        head, scaling = core.get_output_embeddings().weight, getattr(core.config, "logits_scaling", 1.0)
+        hidden = out.hidden_states[-1].flatten(0, 1)  # after the final norm: what lm_head receives
+        dtype = torch.bfloat16 if cuda else None
+        loss = chunked_cross_entropy(hidden, head, y.flatten(), scaling, loss_chunk, reduction, dtype)
+    else:
+        loss = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
     return loss + core.config.router_aux_loss_coef * load_balancing_loss(core) if balance else loss
+
+
+def loss_function(cfg: TrainConfig, compiled: bool) -> Callable:
+    """The training loss as ``train_step`` calls it: ``lm_loss`` with the recipe's loss options, compiled in
+    ``cfg.compile_mode`` if ``compiled``. The trainer and the benchmarks build it here, so both time one step."""
+    fn = functools.partial(lm_loss, loss_chunk=cfg.loss_chunk) if cfg.loss_chunk else lm_loss
+    return torch.compile(fn, mode=cfg.compile_mode) if compiled else fn
+
+
+def _causal_mask(*args: object, attention_mask: torch.Tensor | None = None, **kwargs: object) -> None:
+    """Mask builder of ``CAUSAL_ATTENTION``: no mask tensor at all, so SDPA runs with ``is_causal``. A padding
+    mask cannot be honoured that way and is refused rather than dropped."""
+    if attention_mask is not None:
+        raise ValueError(f"attention {CAUSAL_ATTENTION!r} takes whole unpadded sequences only, not an attention_mask")
+
+
+def use_causal_attention(model: PreTrainedModel) -> str:
+    """Switch ``model`` to SDPA with ``is_causal`` and no mask tensor; return the implementation it had.
+
+    Under torch.compile transformers cannot tell that default position ids hold no packed sequences, so it builds
+    a [b, 1, T, T] mask for every forward, and SDPA with a mask tensor cannot use its flash kernel (nor skip the
+    masked half of the scores). Training batches are whole windows with default positions, for which the causal
+    flag alone is the same attention. Restore with ``model.set_attn_implementation(previous)``."""
+    AttentionInterface.register(CAUSAL_ATTENTION, sdpa_attention_forward)
+    AttentionMaskInterface.register(CAUSAL_ATTENTION, _causal_mask)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(CAUSAL_ATTENTION)
+    return previous
+
+
+def prepare_model(model: PreTrainedModel, cfg: TrainConfig) -> str:
+    """Apply ``cfg``'s options that live on the model before the loss is compiled; return the attention
+    implementation to restore after training (``model.set_attn_implementation``). The chunked loss reads the
+    last hidden states through transformers' output capturing, whose hooks are installed on first use under a
+    lock that torch.compile cannot trace (three graph breaks, then a recompilation); installed here, the step
+    compiles to one graph."""
+    previous = model.config._attn_implementation
+    if cfg.causal_attention:
+        use_causal_attention(model)
+    if cfg.loss_chunk:
+        maybe_install_capturing_hooks(model)
+    return previous
 
 
 def train_step(
@@ -243,7 +394,8 @@ def train(
     if chunks * (cfg.micro_batch or local) != local:
         raise ValueError(f"micro-batch {cfg.micro_batch} does not divide the {local} sequences of one rank's share")
     val = windows(val_ids, cfg.seq_len + 1, cfg.eval_tokens)
-    loss_fn = torch.compile(lm_loss, mode=cfg.compile_mode) if (cuda and cfg.compile) else lm_loss
+    loss_fn = loss_function(cfg, compiled=cuda and cfg.compile)
+    attention = prepare_model(model, cfg)  # the implementation to restore after the loop
 
     rows: list[dict] = []
     step, start_loss = 0, None
@@ -341,6 +493,8 @@ def train(
                 break
             t_log, step_log = time.perf_counter(), step
     bar.close()
+    if model.config._attn_implementation != attention:
+        model.set_attn_implementation(attention)
     measured = [r for r in rows if r["step"] > cfg.log_every]  # skip the compile-dominated first interval
     tok_s = float(np.median([r["tokens_per_s"] for r in measured])) if measured else float("nan")
     summary = dict(

@@ -14,7 +14,14 @@ import reference as R  # noqa: E402
 
 from sparsing_lib import metrics as M  # noqa: E402
 from sparsing_lib.models import TINY, ModelSpec, build_model  # noqa: E402
-from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step  # noqa: E402
+from sparsing_lib.train import (  # noqa: E402
+    TrainConfig,
+    lm_loss,
+    loss_function,
+    make_optimizer,
+    prepare_model,
+    train_step,
+)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 VOCAB = 256
@@ -32,6 +39,25 @@ def test_compiled_loss_equals_eager_loss_under_bf16_autocast():
     eager = lm_loss(model, x[:, :-1], x[:, 1:])
     compiled = torch.compile(lm_loss)(model, x[:, :-1], x[:, 1:])
     assert torch.isfinite(eager) and abs(compiled.item() - eager.item()) < 1e-2 * eager.item()
+
+
+def test_chunked_loss_and_causal_attention_match_the_default_compiled_step_in_bf16():
+    model = build_model(TINY, "relu", VOCAB).cuda()
+    x = batch()
+
+    def loss_and_grads(cfg):
+        torch._dynamo.reset()
+        model.zero_grad(set_to_none=True)
+        loss = loss_function(cfg, compiled=True)(model, x[:, :-1], x[:, 1:])
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    want, want_grad = loss_and_grads(TrainConfig(tokens=1))
+    fast = TrainConfig(tokens=1, loss_chunk=300, causal_attention=True)  # 1,024 tokens: 4 chunks, the last of 124
+    prepare_model(model, fast)
+    got, got_grad = loss_and_grads(fast)
+    assert abs(got - want) < 2e-3 * want  # bf16 logits rounded in another order
+    assert torch.nn.functional.cosine_similarity(got_grad, want_grad, dim=0) > 0.999
 
 
 @pytest.mark.parametrize("experts", [8, 60])

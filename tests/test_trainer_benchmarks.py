@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import ddp, mfu
+from benchmarks import ddp, mfu, step_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +29,75 @@ def test_mfu_configs_parse_and_bad_ones_give_one_message():
         mfu.parse_config("mini-256x5:default:64:5")
     with pytest.raises(ValueError, match="is not model:mode:batch"):
         mfu.parse_config("mini-256x5:default")
+    c = mfu.parse_config("mini-256x5:default:64:causal:chunked")
+    assert (c["micro"], c["fused"], c["causal"], c["loss_chunk"]) == (0, True, True, mfu.CHUNK)
+    c = mfu.parse_config("mini-336x7:reduce-overhead:64:16:chunk2048:foreach")
+    assert (c["micro"], c["fused"], c["causal"], c["loss_chunk"]) == (16, False, False, 2048)
+    for bad in ("chunk0", "chunkier", "turbo"):
+        with pytest.raises(ValueError, match=f"unknown flag '{bad}'"):
+            mfu.parse_config(f"mini-256x5:default:64:{bad}")
 
 
 def test_mfu_measures_a_toy_step_with_accumulation_on_cpu():
     row = mfu.measure("tiny-32x2:eager:8:4", seq_len=32, vocab=64, steps=4, warmup=1, repeats=2, device="cpu")
     assert row["status"] == "ok" and row["tokens_per_s"] > 0 and row["micro"] == 4
     assert row["flops_per_token"] == 6 * (row["non_embedding_params"] + 32 * 64) + 12 * 2 * 32 * 32
+
+
+def test_mfu_measures_a_toy_step_with_the_chunked_loss_and_causal_attention_on_cpu():
+    row = mfu.measure(
+        "tiny-32x2:eager:8:chunk48:causal", seq_len=32, vocab=64, steps=2, warmup=1, repeats=2, device="cpu"
+    )
+    assert row["status"] == "ok" and row["tokens_per_s"] > 0 and row["loss_chunk"] == 48 and row["causal"]
+    step = mfu.build_step("tiny-32x2:eager:8:chunk48:causal", 32, 64, "cpu")
+    assert step.cfg.loss_chunk == 48 and step.cfg.causal_attention and not step.cfg.compile
+    assert step.model.config._attn_implementation == "sdpa_causal" and step.loss_fn.keywords == {"loss_chunk": 48}
+
+
+@pytest.mark.parametrize(
+    "name, shapes, want",
+    [
+        ("nvjet_tst_128x256_64x4 <- aten::mm", [[65536, 256], [256, 12288]], "embed_logits_loss"),
+        ("sm90_xmma_gemm_bf16bf16_bf16f32 <- aten::mm", [[65536, 640], [640, 256]], "ffn"),
+        ("sm90_xmma_gemm_bf16bf16_bf16f32 <- aten::addmm", [[65536, 256], [256, 256]], "attn_proj"),
+        ("aten::mm", [[1024, 256], [256, 640]], "ffn"),
+        ("fmha_cutlassF_bf16_aligned_64x64_rf_sm80 <- aten::_efficient_attention_forward", [], "attention"),
+        ("flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel <- aten::_flash_attention_backward", [], "attention"),
+        ("multi_tensor_apply_kernel <- aten::_fused_adamw_", [], "optimizer"),
+        (
+            "triton_red_fused__log_softmax__to_copy_div_7 <- triton_red_fused__log_softmax__to_copy_div_7",
+            [],
+            "embed_logits_loss",
+        ),
+        (
+            "triton_per_fused_add_mean_mul_pow_rsqrt_3 <- triton_per_fused_add_mean_mul_pow_rsqrt_3",
+            [],
+            "norm_elementwise",
+        ),
+        ("Memcpy DtoD (Device -> Device) <- aten::copy_", [], "other"),
+        ("Memset (Device)", [], "other"),
+    ],
+)
+def test_step_profile_categories_from_kernel_names_and_matmul_shapes(name, shapes, want):
+    assert step_profile.category(name, shapes, vocab=12288, d_ff=640) == want  # mini-256x5's widths
+
+
+def test_step_profile_of_a_toy_step_on_cpu(tmp_path):
+    argv = ["--configs", "tiny-32x2:eager:4:causal", "--seq-len", "32", "--vocab", "96", "--steps", "2"]
+    assert step_profile.main([*argv, "--warmup", "1", "--device", "cpu", "--out", str(tmp_path), "--tag", "t"]) == 0
+    table = pd.read_csv(tmp_path / "step_profile_t.csv")
+    cats = table[table.section == "category"].set_index("name")["ms_per_step"]
+    wall = table[(table.section == "step") & (table.name == "wall")]["ms_per_step"].item()
+    assert list(cats.index) == list(step_profile.CATEGORIES) and cats.sum() == pytest.approx(wall, rel=1e-6)
+    for cat in ("embed_logits_loss", "attention", "attn_proj", "ffn", "norm_elementwise", "optimizer"):
+        assert cats[cat] > 0, cat
+    kernels = table[table.section == "kernel"]
+    in_step = kernels[kernels.name.str.endswith("<- Optimizer.step")]  # AdamW's plain ops on CPU, told by caller
+    assert in_step.name.nunique() >= 3 and set(in_step.category) == {"optimizer"}
+    assert kernels.groupby("category")["ms_per_step"].sum().drop("gaps", errors="ignore").sum() <= wall
+    log = (tmp_path / "step_profile_t.log").read_text()
+    assert log.startswith("command: python benchmarks/step_profile.py --configs tiny-32x2:eager:4:causal")
+    assert '"git_rev"' in log and "ffn" in log and "top" in log
 
 
 def test_ddp_compare_on_hand_made_curves():
@@ -60,7 +123,6 @@ def test_ddp_compare_on_hand_made_curves():
     assert s.loc[2, "max_abs_val_loss_diff"] == pytest.approx(0.03) and s.loc[2, "final_val_loss"] == 3.63
 
 
-@pytest.mark.slow
 def _plan(env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", "benchmarks/trainer_v2_gpu.sh", "--profile", "smoke"],
@@ -71,6 +133,7 @@ def _plan(env: dict) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_gpu_plan_runs_every_part_on_cpu_at_smoke_size(tmp_path):
     env = os.environ | dict(
         PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w")
