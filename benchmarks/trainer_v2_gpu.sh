@@ -2,6 +2,7 @@
 # Trainer v2 on a two-GPU H200 machine, in one call of at most 9 minutes (run it again to go on):
 #
 #   SPARSING_GIT_REV=<rev> bash benchmarks/trainer_v2_gpu.sh              # GPU: full profile, corpus in .corpus
+#   DDP=skip SPARSING_GIT_REV=<rev> bash benchmarks/trainer_v2_gpu.sh     # the same without the DDP part
 #   bash benchmarks/trainer_v2_gpu.sh --profile smoke                     # CPU: the same logic at toy size
 #
 # Parts, each skipped once done (state under .scratch/v2, an ignored path a warm machine keeps between calls):
@@ -31,8 +32,10 @@ if [[ "$PROFILE" == full ]]; then
   GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
   COMMON=(--profile full --corpus full)
   DDP_RUN=mini-256x5-relu; DDP_STEPS=300; DEVICE=cuda
-  MFU0="mini-256x5:default:64,mini-256x5:reduce-overhead:64,mini-256x5:reduce-overhead:256,mini-256x5:max-autotune-no-cudagraphs:64"
-  MFU1="mini-448x8:default:64,mini-448x8:reduce-overhead:64,mini-336x7:reduce-overhead:64,mini-448x8:default:64:foreach"
+  # v4 (measured, data/benchmarks/mfu_v4_*) compared compile modes, batch and AdamW; v5 compares causal attention
+  # without a mask tensor (SDPA's flash kernel) and the chunked loss against the default
+  MFU0="mini-256x5:default:64,mini-256x5:default:64:causal,mini-256x5:default:64:chunked,mini-256x5:default:64:causal:chunked"
+  MFU1="mini-336x7:default:64,mini-336x7:default:64:causal,mini-448x8:default:64:causal,mini-448x8:default:64:causal:chunked"
   MFU_SIZES=(--steps 60 --warmup 8 --timeout 100)
   [[ -n "${SPARSING_GIT_REV:-}" ]] || echo "warning: SPARSING_GIT_REV is not set; the records will say 'unknown'"
   [[ -f .corpus/index.json ]] || { echo "no corpus at .corpus (carry it with the call)" >&2; exit 2; }
@@ -49,6 +52,7 @@ stamp "profile $PROFILE, $GPUS GPU(s), budget $BUDGET s, work $W, results $OUT"
 
 # 1. DDP 1 vs 2 processes (needs two GPUs)
 if [[ -f "$W/ddp.done" ]]; then stamp "DDP: done in an earlier call"
+elif [[ "${DDP:-run}" == skip ]]; then stamp "DDP: skipped (DDP=skip; committed in data/benchmarks/ddp_v2_full*)"
 elif (( GPUS < 2 )); then stamp "DDP: skipped, $GPUS GPU visible"
 else
   stamp "DDP: $DDP_RUN, $DDP_STEPS steps, 1 then 2 processes"
@@ -62,18 +66,18 @@ if [[ -f "$W/mfu.done" ]]; then stamp "MFU: done in an earlier call"
 else
   stamp "MFU: GPU 0 [$MFU0], GPU 1 [$MFU1]"
   CUDA_VISIBLE_DEVICES=0 timeout 230 "$PY" benchmarks/mfu.py --configs "$MFU0" "${MFU_SIZES[@]}" --device "$DEVICE" \
-    --out "$W/bench" --tag "v4_gpu0_${PROFILE}" &
+    --out "$W/bench" --tag "v5_gpu0_${PROFILE}" &
   P0=$!
   P1=""
   if (( GPUS >= 2 )); then
     CUDA_VISIBLE_DEVICES=1 timeout 230 "$PY" benchmarks/mfu.py --configs "$MFU1" "${MFU_SIZES[@]}" --device "$DEVICE" \
-      --out "$W/bench" --tag "v4_gpu1_${PROFILE}" &
+      --out "$W/bench" --tag "v5_gpu1_${PROFILE}" &
     P1=$!
   fi
   wait "$P0" || stamp "MFU GPU 0: some configs failed or timed out (recorded in its CSV)"
   [[ -z "$P1" ]] || wait "$P1" || stamp "MFU GPU 1: some configs failed or timed out (recorded in its CSV)"
   # done once a CSV exists: a config cut short is in it as timeout and is not retried; no CSV (a crash) retries
-  [[ -f "$W/bench/mfu_v4_gpu0_${PROFILE}.csv" ]] && touch "$W/mfu.done"
+  [[ -f "$W/bench/mfu_v5_gpu0_${PROFILE}.csv" ]] && touch "$W/mfu.done"
 fi
 
 # 3. pilots: all at once, three per GPU, paused with a margin for the last log step, the state save and probes

@@ -143,7 +143,7 @@ def test_the_gpu_plan_runs_every_part_on_cpu_at_smoke_size(tmp_path):
     out = sorted(x.name for x in (tmp_path / "out").iterdir())
     assert out == ["bench.tar.gz", "pilots.csv", "pilots.tar.gz", "plan.log"]
     bench = sorted(x.name for x in (tmp_path / "w" / "bench").iterdir())
-    assert "ddp_v2_smoke.csv" in bench and "mfu_v4_gpu0_smoke.csv" in bench and "mfu_v4_gpu1_smoke.csv" in bench
+    assert "ddp_v2_smoke.csv" in bench and "mfu_v5_gpu0_smoke.csv" in bench and "mfu_v5_gpu1_smoke.csv" in bench
     curves = pd.read_csv(tmp_path / "w" / "bench" / "ddp_v2_smoke.csv")
     assert set(curves["world_size"]) == {1, 2}
     table = pd.read_csv(tmp_path / "out" / "pilots.csv")
