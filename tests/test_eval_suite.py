@@ -88,16 +88,24 @@ def test_smoke_writes_a_complete_result(tmp_path):
     assert (tmp_path / "eval.csv").exists()
 
 
-def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
+def _run_folder(folder, seed: int):
+    """A toy run folder (config.json, metrics.csv) with its checkpoint step_000010.pt; returns the model."""
     import torch
 
     from sparsing_lib.models import TINY, build_model
 
-    model = build_model(TINY, "relu", 12288, seed=1).eval()
-    torch.save(model.state_dict(), tmp_path / "step_000010.pt")
+    model = build_model(TINY, "relu", 12288, seed=seed).eval()
+    torch.save(model.state_dict(), folder / "step_000010.pt")
     config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    return model
+
+
+def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
+    import torch
+
+    model = _run_folder(tmp_path, seed=1)
     got, tok = suite.load_model(str(tmp_path / "step_000010.pt"), str(tmp_path))
     ids = torch.tensor([[1, 2, 3]])
     assert torch.equal(got(input_ids=ids).logits, model(input_ids=ids).logits)
@@ -112,11 +120,7 @@ def test_an_exported_checkpoint_loads_back_as_a_model_folder(tmp_path):
     from sparsing_lib import checkpoints
     from sparsing_lib.models import TINY, build_model
 
-    model = build_model(TINY, "relu", 12288, seed=2).eval()
-    torch.save(model.state_dict(), tmp_path / "step_000010.pt")
-    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    model = _run_folder(tmp_path, seed=2)
     out = tmp_path / "exported"
     assert checkpoints.main(["--ckpt", str(tmp_path / "step_000010.pt"), "--run", str(tmp_path), "--out", str(out),
                              "--shard-size", "300KB"]) == 0  # fmt: skip

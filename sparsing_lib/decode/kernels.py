@@ -88,6 +88,16 @@ def default_config(batch: int) -> Config:
 
 
 @triton.jit
+def _activate(g, ACT: tl.constexpr):
+    """The gate activation of every variant: ReLU (ACT 0) or SiLU (ACT 1), on the float32 gate product."""
+    if ACT == 0:
+        s = tl.maximum(g, 0.0)
+    else:
+        s = g * tl.sigmoid(g)
+    return s
+
+
+@triton.jit
 def _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     """[BLOCK_R, BP]: the given rows of a [·, D] matrix times the batch's inputs, in float32. Batch 1 keeps
     a [BLOCK_R, BLOCK_K] partial sum and reduces it once after the loop (no shuffles per step)."""
@@ -126,11 +136,7 @@ def _gate_kernel(
     rmask = rows < F
     bs = tl.arange(0, BP)
     bmask = bs < B
-    acc = _rows_dot_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K)
-    if ACT == 0:
-        s = tl.maximum(acc, 0.0)
-    else:
-        s = acc * tl.sigmoid(acc)
+    s = _activate(_rows_dot_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K), ACT)
     live = rmask[:, None] & bmask[None, :]
     tl.store(s_ptr + bs[None, :] * F + rows[:, None], s, mask=live)
     cand = (tl.sum(((s != 0.0) & live).to(tl.int32), axis=1) > 0).to(tl.int32)
@@ -322,11 +328,7 @@ def _one_kernel(
     rmask = rows < F
     bs = tl.arange(0, BP)
     bmask = bs < B
-    g = _rows_times_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K)
-    if ACT == 0:
-        s = tl.maximum(g, 0.0)
-    else:
-        s = g * tl.sigmoid(g)
+    s = _activate(_rows_times_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K), ACT)
     s = tl.where(rmask[:, None] & bmask[None, :], s, 0.0)
     cand = tl.max((s != 0.0).to(tl.int32), axis=1) > 0  # the union over the batch
     wrote = False
