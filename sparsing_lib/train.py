@@ -201,16 +201,9 @@ class _ChunkedLoss(torch.autograd.Function):
     are stored for the backward and none are recomputed (the matmul FLOPs equal the unchunked loss's)."""
 
     @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        targets: torch.Tensor,
-        scaling: float,
-        chunk: int,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        loss, grad_h, grad_w = _chunk_losses(hidden, weight, targets, scaling, chunk, dtype, grads=True)
+    def forward(ctx: torch.autograd.function.FunctionCtx, *args) -> torch.Tensor:
+        # args: _chunk_losses's (hidden, weight, targets, scaling, chunk, dtype); backward returns one per arg
+        loss, grad_h, grad_w = _chunk_losses(*args, grads=True)
         ctx.save_for_backward(grad_h, grad_w)
         return loss
 
