@@ -38,7 +38,7 @@ import torch
 
 from sparsing_lib.checks import check_choice
 from sparsing_lib.models import ModelSpec, build_model, get_spec
-from sparsing_lib.paths import H200_BF16_FLOPS, cpu_hardware
+from sparsing_lib.paths import H200_BF16_FLOPS, device_hardware
 from sparsing_lib.run import environment
 from sparsing_lib.train import TrainConfig, loss_function, make_optimizer, prepare_model, train_step
 
@@ -148,7 +148,7 @@ def measure(config: str, seq_len: int, vocab: int, steps: int, warmup: int, repe
         mfu=tok_s * fpt / H200_BF16_FLOPS if cuda else float("nan"),
         warmup_s=warmup_s,
         peak_mem_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-        device=torch.cuda.get_device_name() if cuda else cpu_hardware(),
+        device=device_hardware(device),
     )
 
 

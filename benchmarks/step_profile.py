@@ -29,7 +29,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.mfu import build_step, parse_config
-from sparsing_lib.paths import cpu_hardware
+from sparsing_lib.paths import device_hardware
 from sparsing_lib.run import environment
 
 CATEGORIES = {
@@ -125,7 +125,7 @@ def profile_config(config: str, seq_len: int, vocab: int, steps: int, warmup: in
         kernels[name, cat][1] += 1
     busy = sum(by_cat.values())
     by_cat["gaps"] = max(0.0, wall_us - busy)
-    base = dict(config=config, device=torch.cuda.get_device_name() if cuda else cpu_hardware(), steps=steps)
+    base = dict(config=config, device=device_hardware(device), steps=steps)
     out = [
         dict(section="step", name="wall", category="", us=wall_us, calls=steps),
         dict(section="step", name="busy", category="", us=busy, calls=len(rows)),

@@ -43,8 +43,9 @@ class SparseStats:
     step); the results are read back by the properties, which first call ``check`` so that NaN activations
     seen by hooks with deferred checks (``sparsify``) surface there at the latest."""
 
-    def __init__(self, n_layers: int, d_ff: int, check: Callable[[], None] = lambda: None):
-        self.n_layers, self.d_ff, self.check = n_layers, d_ff, check
+    def __init__(self, n_layers: int, d_ff: int):
+        self.n_layers, self.d_ff = n_layers, d_ff
+        self.check: Callable[[], None] = lambda: None  # the hooks' deferred check, set by ``_hooks``
         self.neuron_counts: torch.Tensor | None = None  # [n_layers, d_ff] active-token counts
         self.tokens = [0] * n_layers
         self._token_active: list[torch.Tensor] = []  # per batch: Σ over layers of active fraction

@@ -65,3 +65,12 @@ def git_revision(short: bool = False) -> str:
 def cpu_hardware() -> str:
     """One line naming this machine's CPU architecture, core count and Python version, for provenance."""
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def device_hardware(device: str = "cpu") -> str:
+    """What ran a measurement on ``device``: the GPU's name for a CUDA device, else ``cpu_hardware()``."""
+    if str(device).startswith("cuda"):
+        import torch  # this module stays importable without torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_hardware()

@@ -5,7 +5,7 @@ colour-blind readers; figure functions ask ``series_style`` instead of choosing 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import matplotlib as mpl
 import seaborn as sns
@@ -31,6 +31,12 @@ def series_style(names: Sequence[str], palette: str = "colorblind") -> dict[str,
     # the colour-blind palette has ten colours; past ten, evenly spaced hues keep every series distinct
     colours = sns.color_palette(palette) if len(names) <= 10 else sns.color_palette("husl", len(names))
     return {n: {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]} for i, n in enumerate(names)}
+
+
+def word_list(words: Iterable[str]) -> str:
+    """Words as the book's prose lists them: "a", "a and b", "a, b and c" ("" for none)."""
+    words = list(words)
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def use() -> None:

@@ -298,9 +298,7 @@ def prepare_model(model: PreTrainedModel, cfg: TrainConfig) -> str:
     last hidden states through transformers' output capturing, whose hooks are installed on first use under a
     lock that torch.compile cannot trace (three graph breaks, then a recompilation); installed here, the step
     compiles to one graph."""
-    previous = model.config._attn_implementation
-    if cfg.causal_attention:
-        use_causal_attention(model)
+    previous = use_causal_attention(model) if cfg.causal_attention else model.config._attn_implementation
     if cfg.loss_chunk:
         maybe_install_capturing_hooks(model)
     return previous

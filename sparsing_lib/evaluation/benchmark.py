@@ -103,6 +103,28 @@ def synthetic_tasks(fraction: float = 1.0, seed: int = 0) -> list[Task]:
     return tasks
 
 
+CETT = (0.1, 0.2, 0.3)  # CETT values timed in place of the CETT-PPL-{1,5,10}% settings
+
+
+def random_model(name: str, context: int = 1024) -> tuple[nn.Module, object]:
+    """(a freshly initialised SiLU mini ``name`` at the trained context length, our tokenizer): the timing
+    model, whose answers never stop early, so that a measured time is an upper bound."""
+    from ..corpus import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    model = build_model(get_spec(name), "silu", len(tokenizer))
+    model.config.max_position_embeddings = context  # the trained length; RoPE does not depend on it
+    return model, tokenizer
+
+
+def cett_settings(model: nn.Module, tokenizer, cett: Sequence[float], device: str) -> suite.Settings:
+    """Dense and the ``cett`` values, thresholds from random calibration tokens: a CETT setting costs the same
+    whichever thresholds it has, so this times the CETT-PPL settings without their search."""
+    context = engine.max_context(model, tokenizer)
+    calib = torch.randint(0, len(tokenizer), (16, context), generator=torch.Generator().manual_seed(0))
+    return suite.settings(model, calib.to(device), ps=(), sweeps={"cett": tuple(cett)})
+
+
 def run(
     model_name: str = "mini-336x7",
     device: str = "cuda",
@@ -114,13 +136,9 @@ def run(
 ) -> dict:
     """Time dense + three CETT settings (the cost of the CETT-PPL-{1,5,10}% settings, whose thresholds come
     from a separate search) on ``synthetic_tasks``; returns seconds per task and setting, and the total."""
-    from ..corpus import load_tokenizer
-
-    tokenizer = load_tokenizer()
-    model = build_model(get_spec(model_name), "silu", len(tokenizer)).to(device).eval()
-    model.config.max_position_embeddings = context  # the trained length; RoPE does not depend on it
-    calib = torch.randint(0, len(tokenizer), (16, context), generator=torch.Generator().manual_seed(0))
-    chosen = suite.settings(model, calib.to(device), ps=(), sweeps={"cett": (0.1, 0.2, 0.3)})
+    model, tokenizer = random_model(model_name, context)
+    model = model.to(device).eval()
+    chosen = cett_settings(model, tokenizer, CETT, device)
     tasks = synthetic_tasks(fraction)
     start = time.perf_counter()
     result = suite.run_suite(model, tokenizer, tasks, chosen, batch_size, device, progress, max_tokens)
@@ -130,7 +148,7 @@ def run(
         by_setting[key.split("|")[-1]] = by_setting.get(key.split("|")[-1], 0.0) + sec
     return dict(
         model=model_name,
-        device=torch.cuda.get_device_name(device) if str(device).startswith("cuda") else paths.cpu_hardware(),
+        device=paths.device_hardware(device),
         fraction=fraction,
         context=context,
         batch_size=batch_size,
@@ -213,7 +231,7 @@ def time_generation(
     tokenizer,
     tasks: Sequence[Task],
     device: str = "cuda",
-    cett: Sequence[float] = (0.1, 0.2, 0.3),
+    cett: Sequence[float] = CETT,
     batch_size: int = 4096,
     cache_tokens: int = engine.CACHE_TOKENS,
     progress: bool = True,
@@ -229,9 +247,7 @@ def time_generation(
             raise ValueError(f"task {task.name}: {len(rules)} stopping rules; time tasks with one rule each")
         jobs.append((task.name, [it.prompt for it in items], *rules.pop()))
     model = model.to(device).eval()
-    context = engine.max_context(model, tokenizer)
-    calib = torch.randint(0, len(tokenizer), (16, context), generator=torch.Generator().manual_seed(0))
-    chosen = suite.settings(model, calib.to(device), ps=(), sweeps={"cett": tuple(cett)})
+    chosen = cett_settings(model, tokenizer, cett, device)
     kw = dict(batch_size=batch_size, device=device, cache_tokens=cache_tokens)
     rows = []
     for task_name, prompts, stop, new in jobs:
@@ -262,7 +278,7 @@ def time_generation(
     for r in rows:
         by_setting[r["setting"]] = by_setting.get(r["setting"], 0.0) + r["seconds"]
     return dict(
-        device=torch.cuda.get_device_name(device) if str(device).startswith("cuda") else paths.cpu_hardware(),
+        device=paths.device_hardware(device),
         batch_size=batch_size,
         cache_tokens=cache_tokens,
         seconds_by_setting=by_setting,
@@ -284,11 +300,7 @@ def _generation_cli(args) -> dict:
     if Path(args.model).exists():
         model, tokenizer = suite.load_model(args.model, args.run, args.device)
     else:  # a model name: random weights, so no answer stops early (an upper bound)
-        from ..corpus import load_tokenizer
-
-        tokenizer = load_tokenizer()
-        model = build_model(get_spec(args.model), "silu", len(tokenizer))
-        model.config.max_position_embeddings = 1024
+        model, tokenizer = random_model(args.model)
     task_list = [registry.load(n, args.limit) for n in names]
     record = time_generation(
         model, tokenizer, task_list, args.device, batch_size=args.batch_size, cache_tokens=args.cache_tokens

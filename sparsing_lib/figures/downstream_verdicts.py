@@ -35,10 +35,6 @@ def no_data(res: dict) -> str:
     )
 
 
-def _and(words: list[str]) -> str:
-    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
-
-
 def truncation_summary(res: dict, group: str) -> str:
     """One sentence: per run, how many prompts of which of ``group``'s tasks were cut from the left to fit the
     model's context (runs that agree share one clause). A cut few-shot prompt has lost its first examples and a
@@ -53,9 +49,9 @@ def truncation_summary(res: dict, group: str) -> str:
         cut = [f"{r.truncated:,} of {r.items:,} {r.task} prompts" + (f" ({r.shots}-shot)" if r.shots else "")
                for r in d[d["truncated"] > 0].itertuples()]  # fmt: skip
         verb = "was" if len(cut) == 1 and d["truncated"].sum() == 1 else "were"
-        clause = f"{_and(cut)} {verb} cut from the left {fit}" if cut else f"no prompt was cut {fit}"
+        clause = f"{style.word_list(cut)} {verb} cut from the left {fit}" if cut else f"no prompt was cut {fit}"
         clauses.setdefault(clause, []).append(label(run))
-    return _upper_first("; ".join(f"in {_and(runs)}, {clause}" for clause, runs in clauses.items())) + "."
+    return _upper_first("; ".join(f"in {style.word_list(runs)}, {clause}" for clause, runs in clauses.items())) + "."
 
 
 def delta_summary(res: dict, group: str, setting: str) -> str:

@@ -210,8 +210,7 @@ def fig_pilot_sparsity(res: dict) -> Figure:
 
 
 def _names(t: pd.DataFrame, fmt: str = "{pilot} ({last_val_loss:.3f})") -> str:
-    items = [fmt.format(**row) for row in t.to_dict("records")]
-    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else (items[0] if items else "none")
+    return style.word_list(fmt.format(**row) for row in t.to_dict("records")) or "none"
 
 
 def _span(values: list[float]) -> str:

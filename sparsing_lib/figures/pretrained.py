@@ -28,7 +28,7 @@ from .. import corpus, style
 from ..checks import check_range
 from ..measure_cli import SEQ_LEN, calibrate, python_docs_text, sweep, text_windows
 from ..metrics import ThresholdSet, data_hash, model_identity
-from ..paths import DATA, cpu_hardware, data_file
+from ..paths import DATA, cpu_hardware, data_file, device_hardware
 from ..profiles import by_profile, provenance
 from ..train import windows
 from .measuring import PLOT_PPL, WHERE_NOT_MORE, at_ppl_ratio, describe, pct, rank
@@ -180,7 +180,7 @@ def _hardware(device: str) -> str | None:
     """The GPU's name beside the host's when the model runs on one (None: the host description alone)."""
     if not device.startswith("cuda"):
         return None
-    return f"{torch.cuda.get_device_name(torch.device(device))}; {cpu_hardware()}"
+    return f"{device_hardware(device)}; {cpu_hardware()}"
 
 
 def _save(res: dict) -> None:
