@@ -12,9 +12,15 @@
 #   3. each last checkpoint exported as a float16 model folder (sparsing_lib.checkpoints), packed in 15 MB
 #      parts, so that later evaluations need no retraining: cat <run>.model.tar.part-* | tar -x
 # $OUT (at most 8 files): runs.tar.gz (run folders without checkpoints, and every log), the model parts
-# (two per run) and eval_gpu.log.
+# (two per run, from the call that exported them) and eval_gpu.log.
+#
+# To evaluate runs trained on an earlier machine without training them again, put their model parts under
+# .scratch/models/ and their run folders under .scratch/eval/runs/, and carry them (with .corpus, whose
+# validation split calibrates the thresholds, and .evaldata) over as many calls as the carry limit needs:
+# a run whose parts are all there is unpacked into $W/models and evaluated from that folder.
 set -euo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"  # settings differ in shapes
 PY="${PYTHON:-python3}"
 OUT="${OUT:-/tmp/eval_gpu_out}"
 W="${WORK:-.scratch/eval}"
@@ -36,6 +42,15 @@ if [[ ! -d "$W/evaldata" ]]; then
 fi
 export SPARSING_EVAL_DATA="$PWD/$W/evaldata"
 "$PY" -m sparsing_lib.evaluation.data verify >/dev/null || { echo "benchmark files fail their hashes" >&2; exit 2; }
+
+# 0. model folders exported on an earlier machine (an incomplete set of parts fails tar and is left for later)
+for run in "${RUNS[@]}"; do
+  parts=(.scratch/models/"$run".model.tar.part-*)
+  [[ -f "$W/models/$run/config.json" || ! -f "${parts[0]}" ]] && continue
+  mkdir -p "$W/models"
+  if cat "${parts[@]}" | tar -x -C "$W/models" 2>/dev/null; then stamp "staged $run from ${#parts[@]} part(s)"
+  else rm -rf "${W:?}/models/$run"; stamp "$run: its parts are incomplete so far"; fi
+done
 
 trained() {  # every run's env.json says done
   "$PY" - "$W/runs" "${RUNS[@]}" <<'EOF'
@@ -64,23 +79,22 @@ if trained && (($(left) > 60)); then
   for i in "${!RUNS[@]}"; do
     run=${RUNS[$i]}
     if [[ -f "$W/runs/$run/eval_fig3/eval.csv" ]]; then stamp "eval $run: done in an earlier call"; continue; fi
-    stamp "eval $run on GPU $i"
+    root="$W/ckpt"; [[ -f "$W/models/$run/config.json" ]] && root="$W/models"  # the exported folder if there is one
+    stamp "eval $run on GPU $i from $root"
     CUDA_VISIBLE_DEVICES=$i timeout $(($(left) - 10)) "$PY" -c "from sparsing_lib.evaluation.suite import evaluate_runs; \
-evaluate_runs('$W/runs', ['$run'], '$W/ckpt', 'cuda')" > "$W/logs/eval_$run.log" 2>&1 &
+evaluate_runs('$W/runs', ['$run'], '$root', 'cuda')" > "$W/logs/eval_$run.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || stamp "eval: a run failed or was cut (see $W/logs)"; done
   for run in "${RUNS[@]}"; do tail -n 3 "$W/logs/eval_$run.log" 2>/dev/null || true; done
 fi
 
-# 3. export the last checkpoints
+# 3. export the last checkpoints (packed into $OUT by the call that exports them)
 if trained; then
   for run in "${RUNS[@]}"; do
     [[ -f "$W/models/$run/config.json" ]] && continue
     ckpt=$(ls "$W/ckpt/$run"/step_*.pt | tail -n 1)
     "$PY" -m sparsing_lib.checkpoints --ckpt "$ckpt" --run "$W/runs/$run" --out "$W/models/$run"
-  done
-  for run in "${RUNS[@]}"; do
     tar -cf - -C "$W/models" "$run" | split -b 15M - "$OUT/$run.model.tar.part-"
   done
 fi

@@ -172,13 +172,21 @@ def loglikelihood(
         kwargs = {"logits_to_keep": width} if keep else {}
         with _autocast(device):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits[:, -width:]
-        logp = logits.float().log_softmax(-1).reshape(len(ids) * width, -1)
-        flat = row[:, None] * width + torch.arange(width, device=device)  # [requests, width] rows of logp
-        logprob[index] = (logp[flat, target] * tmask).sum(1).double()
-        greedy[index] = ((logp.argmax(-1)[flat] == target) | ~tmask).all(1)
+        lse = _logsumexp(logits)  # [rows, width]; log-softmax = logit - lse, never formed for the whole vocabulary
+        cols = torch.arange(width, device=device)
+        picked = logits[row[:, None], cols, target].float() - lse[row]  # [requests, width]
+        logprob[index] = (picked * tmask).sum(1).double()
+        greedy[index] = ((logits.argmax(-1)[row] == target) | ~tmask).all(1)
         bar.update(len(index))
     bar.close()
     return LogLikelihoods(logprob.cpu().numpy(), greedy.cpu().numpy(), plan.n_tokens, plan.truncated)
+
+
+def _logsumexp(logits: torch.Tensor, chunk_elements: int = 1 << 28) -> torch.Tensor:
+    """Log-sum-exp over the vocabulary in float32, a few rows at a time: a float32 copy of a whole GPU batch's
+    logits (thousands of rows times the vocabulary) would need tens of GiB."""
+    step = max(1, chunk_elements // max(1, logits[0].numel()))
+    return torch.cat([torch.logsumexp(part.float(), -1) for part in logits.split(step)])
 
 
 @dataclass

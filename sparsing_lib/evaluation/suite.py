@@ -428,16 +428,22 @@ FIG3_LIMIT = 1000  # items per task for the sweeps: eleven more settings on ever
 def evaluate_runs(
     folder: Path | str, runs: Sequence[str], ckpt_root: Path | str = ".scratch/ckpt", device: str | None = None
 ) -> None:
-    """The full profile of the downstream chapter: each run's last checkpoint (``<ckpt_root>/<run>/step_*.pt``)
-    scored on every task, dense and at CETT-PPL-1/5/10 %, into the run folder; and Fig. 3's sweeps on the first
-    ``FIG3_LIMIT`` items of its tasks into ``<run>/eval_fig3/`` (with their own dense and CETT-PPL rows, so that
-    every comparison in the figure is paired on the same items)."""
+    """The full profile of the downstream chapter: each run's last checkpoint (``<ckpt_root>/<run>/step_*.pt``,
+    or the model folder ``<ckpt_root>/<run>`` that ``sparsing_lib.checkpoints`` exported from it) scored on every
+    task, dense and at CETT-PPL-1/5/10 %, into the run folder; and Fig. 3's sweeps on the first ``FIG3_LIMIT``
+    items of its tasks into ``<run>/eval_fig3/`` (with their own dense and CETT-PPL rows, so that every
+    comparison in the figure is paired on the same items)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for run in runs:
-        ckpts = sorted((Path(ckpt_root) / run).glob("step_*.pt"))
-        if not ckpts:
-            raise FileNotFoundError(f"no checkpoint step_*.pt under {Path(ckpt_root) / run}: train the run first")
-        base = ["--model", str(ckpts[-1]), "--run", str(Path(folder) / run), "--device", device]
+        where = Path(ckpt_root) / run
+        ckpts = sorted(where.glob("step_*.pt"))
+        if (where / "config.json").exists():
+            model = ["--model", str(where)]
+        elif ckpts:
+            model = ["--model", str(ckpts[-1]), "--run", str(Path(folder) / run)]
+        else:
+            raise FileNotFoundError(f"no checkpoint step_*.pt and no exported model under {where}: train the run first")
+        base = [*model, "--device", device]
         out = Path(folder) / run
         for extra in (
             ["--tasks", "all", "--out", str(out)],
