@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsing_lib import metrics
@@ -64,6 +65,18 @@ def test_write_and_read_back(result, tmp_path):
     assert len(back.scores) == len(res.scores) and set(back.items) == set(res.items)
     assert json.loads((tmp_path / "eval.json").read_text())["thresholds"]["cett=0.2"]
     assert set(res.meta["seconds"]) >= {"LAMBADA-synthetic|dense", "execute"}
+    for k, v in res.items.items():  # every per-item score comes back exactly, as float32
+        assert back.items[k].dtype == np.float32 and np.array_equal(back.items[k], np.asarray(v, dtype=np.float32))
+
+
+def test_items_file_stores_zero_one_scores_as_booleans(tmp_path):
+    scores = pd.DataFrame([{c: 0 for c in results.COLUMNS}])
+    res = results.SuiteResult(scores, {"a|dense|acc": [1.0, 0.0, 1.0], "b|dense|f1": [0.5, 1.0, 0.0]}, {})
+    results.write(tmp_path, res)
+    raw = np.load(tmp_path / "eval_items.npz")
+    assert raw["a|dense|acc"].dtype == bool and raw["b|dense|f1"].dtype == np.float32
+    back = results.read(tmp_path).items
+    assert back["a|dense|acc"].tolist() == [1.0, 0.0, 1.0] and back["b|dense|f1"].tolist() == [0.5, 1.0, 0.0]
 
 
 def test_settings_names_and_ppl_thresholds(tiny):

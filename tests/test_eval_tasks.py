@@ -323,6 +323,15 @@ def test_chance_is_mean_inverse_option_count():
     assert tasks.chance([Cloze("c", "a", " b")]) == 0.0
 
 
+def test_chance_of_exact_match_generation_is_a_uniform_guess_among_its_subtasks_answers():
+    # a true/false subtask (two answers: 1/2 each), a subtask with three answers over four items (1/3 each), a
+    # SQuAD-style F1 item (0) and a four-option choice (1/4): the mean over the nine items, by hand
+    items = [Generate(f"tf/{i}", "q", (a,), "exact") for i, a in enumerate(["True", "False", "True"])]
+    items += [Generate(f"num/{i}", "q", (a,), "number") for i, a in enumerate(["1", "2", "3", "1"])]
+    items += [Generate("squad/0", "q", ("x",), "f1_em"), Choice("c", "", ("a", "b", "c", "d"), 0)]
+    assert tasks.chance(items) == pytest.approx((3 / 2 + 4 / 3 + 0 + 1 / 4) / 9)
+
+
 # Items per registered task on the real files: the manifest's counts, except where a task takes part of a file.
 def expected_counts() -> dict[str, int]:
     items = {}

@@ -89,7 +89,7 @@ class Task:
 
     ``group``: commonsense | reading | complex | tiny (tasks a small model does above chance).
     ``metrics``: the metric names this task reports, the first being the one the paper averages.
-    ``chance``: the score of random guessing on the first metric (0 for generation tasks).
+    ``chance``: the score of random guessing on the first metric (``tasks.chance`` says how it is counted).
     """
 
     name: str

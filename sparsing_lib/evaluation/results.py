@@ -15,8 +15,10 @@ them through this module, so the format changes in one place.
     items             items scored; ``truncated``: prompts cut from the left to fit the context
     activation_ratio  mean fraction of active FFN neurons over the tokens the task ran (NaN if not measured)
     chance, shots     the first metric's random-guess level, and the number of in-context examples
-``eval_items.npz``: per-item scores, key ``"<task>|<setting>|<metric>"``, float32, items in the same order
-for every setting of a task, so that differences between settings can be bootstrapped in pairs.
+``eval_items.npz``: per-item scores, key ``"<task>|<setting>|<metric>"``, items in the same order for every
+setting of a task, so that differences between settings can be bootstrapped in pairs. Stored as booleans where
+every score is 0 or 1 (accuracies, pass@1: a tenth of the float32 file, which matters for the size of a sweep's
+run folders) and float32 otherwise (F1); ``read`` returns float32 either way.
 ``eval.json`` (optional): provenance and the thresholds each setting used.
 """
 
@@ -68,6 +70,12 @@ def interval(text: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _compact(scores) -> np.ndarray:
+    """Per-item scores as booleans when all are 0 or 1 (exactly representable), else float32."""
+    a = np.asarray(scores, dtype=np.float32)
+    return a.astype(bool) if np.isin(a, (0.0, 1.0)).all() else a
+
+
 def write(folder: Path | str, result: SuiteResult) -> None:
     """Write eval.csv, eval_items.npz and eval.json into ``folder`` (atomically, file by file)."""
     folder = Path(folder)
@@ -76,7 +84,7 @@ def write(folder: Path | str, result: SuiteResult) -> None:
     if missing:
         raise ValueError(f"scores lack the columns {sorted(missing)} of the eval.csv format")
     write_csv(folder / "eval.csv", result.scores[list(COLUMNS)].to_dict("records"))
-    write_npz(folder / "eval_items.npz", **{k: np.asarray(v, dtype=np.float32) for k, v in result.items.items()})
+    write_npz(folder / "eval_items.npz", **{k: _compact(v) for k, v in result.items.items()})
     write_json(folder / "eval.json", result.meta)
 
 
@@ -91,5 +99,6 @@ def read(folder: Path | str) -> SuiteResult:
     if missing:
         raise ValueError(f"{path} lacks the columns {sorted(missing)}: written by an older format")
     items = load_arrays(folder, "eval_items") if (folder / "eval_items.npz").exists() else {}
+    items = {k: v.astype(np.float32) for k, v in items.items()}
     meta = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").exists() else {}
     return SuiteResult(scores, items, meta)

@@ -13,17 +13,18 @@ MMLU, BBH and AGIEval are one task each, scored over all their items (subject id
 
 Metric names the scorer must produce: Choice ``acc`` (and ``acc_norm``), Cloze ``acc``, Generate ``f1`` and
 ``em`` (scorer ``f1_em``) or ``acc`` (``number``, ``exact``), Program ``pass@1``. ``Task.chance`` is the
-first metric's random-guess score, 1/(number of options) averaged over the loaded items for Choice tasks,
-0 for generation.
+first metric's random-guess score averaged over the loaded items (``chance``): 1/(number of options) for
+Choice items, a uniform guess among a subtask's answers for exact-match generation, 0 otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import data, loaders, reasoning
-from .items import Choice, Item, Task
+from .items import Choice, Generate, Item, Task
 
 GROUPS = ("commonsense", "reading", "complex", "tiny")
 
@@ -128,9 +129,25 @@ def _spec(name: str) -> Spec:
 
 
 def chance(items: list[Item]) -> float:
-    """Random guessing's expected first-metric score: mean 1/(options) over Choice items, else 0."""
-    options = [1 / len(it.continuations) for it in items if isinstance(it, Choice)]
-    return sum(options) / len(items) if options else 0.0
+    """Random guessing's expected first-metric score, averaged over the items.
+
+    A Choice item: 1/(options). An exact-match generation item (scorers ``exact`` and ``number``): 1/(distinct
+    answers among the items of its subtask, the part of its id before ``/``), a uniform guess among the answers
+    the subtask uses; without it, BBH's true/false and yes/no subtasks would count a model that has learnt only
+    the answer format as far above chance. Other items (F1 scoring, programs, cloze words): 0."""
+    answers: dict[str, set] = {}
+    for it in items:
+        if isinstance(it, Generate) and it.scorer in ("exact", "number"):
+            answers.setdefault(it.id.split("/")[0], set()).add(it.references[0])
+    guesses = [
+        1 / len(it.continuations)
+        if isinstance(it, Choice)
+        else 1 / len(answers[it.id.split("/")[0]])
+        if isinstance(it, Generate) and it.scorer in ("exact", "number")
+        else 0.0
+        for it in items
+    ]
+    return math.fsum(guesses) / len(items) if items else 0.0  # fsum: the same value on every Python version
 
 
 def load(name: str, limit: int | None = None) -> Task:
