@@ -363,6 +363,13 @@ def claims(res: dict) -> list[dict]:
     ]
 
 
+def _duration(seconds: float | None) -> str:
+    """A run's wall time as the prose says it: seconds under two minutes, whole minutes above."""
+    if not seconds:
+        return "an unrecorded time"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the section's prose quotes, as text."""
     meta, sets, layers = res["meta"], res["sets"].set_index("set"), res["layers"]
@@ -378,8 +385,7 @@ def numbers(res: dict) -> dict[str, str]:
         pt_set_tokens=f"{int(sets.tokens.iloc[0]):,}",
         pt_seq=str(meta["seq_len"]),
         pt_hardware=meta["hardware"],
-        pt_minutes=f"{meta['seconds'] / 60:.0f}" if meta.get("seconds") else "–",
-        pt_load=f"{meta['load_average_at_start']:.1f}",
+        pt_duration=_duration(meta.get("seconds")),
         pt_git=str(meta["git_revision"])[:7],
         pt_cett=f"{meta['cett']:.3f}",
         pt_ratio=f"{meta['ppl_ratio']:.4f}",
