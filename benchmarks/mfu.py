@@ -6,9 +6,10 @@ attention options.
 The first candidates were fewer launches per token: CUDA graphs (``reduce-overhead``), autotuned kernels without
 graphs (``max-autotune-no-cudagraphs``), the fused AdamW kernel against the multi-tensor ``foreach`` one, and more
 sequences per step (a recipe change: the pilots test what a larger batch does to training). CUDA graphs gained
-0.2 points of MFU (v4), so the minis are not launch-bound; the next candidates are the attention kernel (under
-torch.compile transformers hands SDPA a mask tensor, which rules out its flash kernel) and the logits' memory
-traffic (``benchmarks/step_profile.py`` shows where a step's time goes). A config is
+0.2 points of MFU (v4), so the minis are not launch-bound. v5 measured the attention kernel (under torch.compile
+transformers hands SDPA a mask tensor, which rules out its flash kernel) and the logits' memory traffic: SDPA's
+causal flag without the mask and the chunked loss took mini-448x8 past 40% MFU, not mini-256x5 or mini-336x7
+(``data/benchmarks/throughput_README.md``; ``benchmarks/step_profile.py`` shows where a step's time goes). A config is
 ``model:mode:batch[:micro][:flag...]``: mode is eager or a torch.compile mode, ``micro`` splits the batch
 into micro-batches of that many sequences (gradient accumulation), and each flag switches on one trainer option:
 ``foreach`` (the foreach AdamW instead of the fused one), ``causal`` (``TrainConfig.causal_attention``: SDPA with
