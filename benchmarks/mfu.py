@@ -6,9 +6,10 @@ attention options.
 The first candidates were fewer launches per token: CUDA graphs (``reduce-overhead``), autotuned kernels without
 graphs (``max-autotune-no-cudagraphs``), the fused AdamW kernel against the multi-tensor ``foreach`` one, and more
 sequences per step (a recipe change: the pilots test what a larger batch does to training). CUDA graphs gained
-0.2 points of MFU (v4), so the minis are not launch-bound; the next candidates are the attention kernel (under
-torch.compile transformers hands SDPA a mask tensor, which rules out its flash kernel) and the logits' memory
-traffic (``benchmarks/step_profile.py`` shows where a step's time goes). A config is
+0.2 points of MFU (v4), so the minis are not launch-bound. v5 measured the attention kernel (under torch.compile
+transformers hands SDPA a mask tensor, which rules out its flash kernel) and the logits' memory traffic: SDPA's
+causal flag without the mask and the chunked loss took mini-448x8 past 40% MFU, not mini-256x5 or mini-336x7
+(``data/benchmarks/throughput_README.md``; ``benchmarks/step_profile.py`` shows where a step's time goes). A config is
 ``model:mode:batch[:micro][:flag...]``: mode is eager or a torch.compile mode, ``micro`` splits the batch
 into micro-batches of that many sequences (gradient accumulation), and each flag switches on one trainer option:
 ``foreach`` (the foreach AdamW instead of the fused one), ``causal`` (``TrainConfig.causal_attention``: SDPA with
@@ -16,8 +17,9 @@ into micro-batches of that many sequences (gradient accumulation), and each flag
 chunks of ``CHUNK`` or N tokens). Each config runs in its own process
 (compile caches and CUDA graphs do not leak between configs) under ``--timeout``; it trains ``--warmup``
 untimed steps, then ``--repeats`` timed windows of ``--steps`` / ``--repeats`` steps on random token ids,
-and reports the median window. Writes ``mfu_<tag>.csv`` and ``mfu_<tag>.log`` (command, and
-``sparsing_lib.run.environment()``: revision from git or ``SPARSING_GIT_REV``, packages, hardware).
+and reports the median window. Writes a CSV and a log (command, and ``sparsing_lib.run.environment()``: revision
+from git or ``SPARSING_GIT_REV``, packages, hardware): ``--out FILE.csv`` names the CSV (the log is ``FILE.log``),
+any other ``--out`` is a folder for ``mfu_<tag>.csv`` and ``mfu_<tag>.log``.
 MFU as in ``benchmarks/throughput.py``.
 """
 
@@ -89,6 +91,19 @@ def parse_config(text: str) -> dict:
     if micro and c["batch"] % micro:
         raise ValueError(f"config {text!r}: micro-batch {micro} does not divide batch {c['batch']}")
     return c
+
+
+def output_files(out: Path, tag: str | None) -> tuple[Path, Path]:
+    """The CSV and log that ``--out`` and ``--tag`` name. A ``.csv`` name is the file itself (a folder named
+    ``x.csv`` holding ``mfu_run.csv`` would be a trap); any other suffix is refused, since it reads as a file
+    name too; a name without one is a folder for ``mfu_<tag>.csv`` and ``.log`` (tag ``run`` unless given)."""
+    if out.suffix == ".csv":
+        if tag is not None:
+            raise ValueError(f"--out {out} names the CSV file itself; drop --tag, or give --out a folder")
+        return out, out.with_suffix(".log")
+    if out.suffix or out.is_file():
+        raise ValueError(f"--out {out} is neither a .csv file name nor a folder")
+    return out / f"mfu_{tag or 'run'}.csv", out / f"mfu_{tag or 'run'}.log"
 
 
 def build_step(config: str, seq_len: int, vocab: int, device: str) -> Step:
@@ -163,19 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=240, help="seconds one config may take, compilation included")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", type=Path, default=Path("data/benchmarks"))
-    ap.add_argument("--tag", default="run")
+    ap.add_argument("--out", type=Path, default=Path("data/benchmarks"), help="a folder, or the CSV file (.csv)")
+    ap.add_argument("--tag", default=None, help="names mfu_<tag>.csv/.log in an --out folder (default: run)")
     args = ap.parse_args(argv)
+    try:
+        table, log = output_files(args.out, args.tag)
+    except ValueError as e:
+        ap.error(str(e))
     sizes = [args.seq_len, args.vocab, args.steps, args.warmup, args.repeats, args.device]
     if args.worker:
         print(json.dumps(measure(args.worker, *sizes)), flush=True)
         return 0
     configs = [parse_config(c)["config"] for c in args.configs.split(",") if c]
-    args.out.mkdir(parents=True, exist_ok=True)
+    table.parent.mkdir(parents=True, exist_ok=True)
     env = environment() | dict(gpus=torch.cuda.device_count())  # revision (git or SPARSING_GIT_REV), hardware
     head = [f"command: python benchmarks/mfu.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
     head.append(f"environment: {json.dumps(env)}")
-    log = args.out / f"mfu_{args.tag}.log"
     log.write_text("\n".join(head) + "\n")
     rows = []
     flags = ["--seq-len", str(args.seq_len), "--vocab", str(args.vocab), "--steps", str(args.steps)]
@@ -198,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(log, "a") as f:
             f.write(line + "\n")
         print(line, flush=True)
-        pd.DataFrame(rows).to_csv(args.out / f"mfu_{args.tag}.csv", index=False)  # after each: a cut call keeps rows
+        pd.DataFrame(rows).to_csv(table, index=False)  # after each: a cut call keeps rows
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

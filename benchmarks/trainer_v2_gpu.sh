@@ -33,7 +33,8 @@ if [[ "$PROFILE" == full ]]; then
   COMMON=(--profile full --corpus full)
   DDP_RUN=mini-256x5-relu; DDP_STEPS=300; DEVICE=cuda
   # v4 (measured, data/benchmarks/mfu_v4_*) compared compile modes, batch and AdamW; v5 compares causal attention
-  # without a mask tensor (SDPA's flash kernel) and the chunked loss against the default
+  # without a mask tensor (SDPA's flash kernel) and the chunked loss against the default (measured in part in a
+  # separate call, data/benchmarks/mfu_v5_*: no row without causal; the rest of this list is still to run)
   MFU0="mini-256x5:default:64,mini-256x5:default:64:causal,mini-256x5:default:64:chunked,mini-256x5:default:64:causal:chunked"
   MFU1="mini-336x7:default:64,mini-336x7:default:64:causal,mini-448x8:default:64:causal,mini-448x8:default:64:causal:chunked"
   MFU_SIZES=(--steps 60 --warmup 8 --timeout 100)

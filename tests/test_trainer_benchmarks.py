@@ -54,6 +54,22 @@ def test_mfu_measures_a_toy_step_with_the_chunked_loss_and_causal_attention_on_c
     assert step.model.config._attn_implementation == "sdpa_causal" and step.loss_fn.keywords == {"loss_chunk": 48}
 
 
+def test_mfu_out_is_a_csv_file_or_a_folder_and_anything_else_is_refused(tmp_path, capsys):
+    assert mfu.output_files(Path("a/b.csv"), None) == (Path("a/b.csv"), Path("a/b.log"))
+    assert mfu.output_files(Path("a"), None) == (Path("a/mfu_run.csv"), Path("a/mfu_run.log"))
+    assert mfu.output_files(Path("a"), "v5") == (Path("a/mfu_v5.csv"), Path("a/mfu_v5.log"))
+    with pytest.raises(ValueError, match="drop --tag"):
+        mfu.output_files(Path("a/b.csv"), "v5")
+    with pytest.raises(ValueError, match="neither a .csv file name nor a folder"):
+        mfu.output_files(Path("a/b.json"), None)
+    assert mfu.main(["--configs", "", "--device", "cpu", "--out", str(tmp_path / "new" / "v5.csv")]) == 0
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["v5.log"]  # no config, so no rows to write
+    assert (tmp_path / "new" / "v5.log").read_text().startswith("command: python benchmarks/mfu.py --configs")
+    with pytest.raises(SystemExit):
+        mfu.main(["--configs", "", "--out", str(tmp_path / "v5.log")])
+    assert "is neither a .csv file name nor a folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "name, shapes, want",
     [

@@ -16,6 +16,7 @@ from ..models import get_spec
 from ..paths import H200_BF16_FLOPS, data_file
 from ..run import TOKENS_PER_PARAM
 from ..runs import load_run
+from ..style import word_list
 
 # What each file measured. v1's step compiled the model alone (the cross-entropy ran eagerly on fp32 logits);
 # v2's compiles model and loss as one graph. The MoE files differ in how the experts computed.
@@ -68,11 +69,15 @@ def load_benchmarks() -> pd.DataFrame:
 
 
 def load_trainer_v2() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The trainer-v2 measurements: every ``mfu_v4_*.csv`` row (``benchmarks/mfu.py``: compile mode, batch and
-    optimizer per model, one process per GPU; MFU recomputed from the rate, NaN where a configuration timed out)
-    and the DDP summary (``benchmarks/ddp.py``: one and two GPUs, two seeds)."""
-    files = sorted(data_file("benchmarks").glob("mfu_v4_*.csv"))
-    runs = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    """The trainer-v2 measurements: every ``mfu_v*_*.csv`` row (``benchmarks/mfu.py``: compile mode, batch,
+    optimizer, attention and loss per model, one process per GPU; ``round`` is the file's v4 or v5; MFU
+    recomputed from the rate, NaN where a configuration timed out) and the DDP summary (``benchmarks/ddp.py``:
+    one and two GPUs, two seeds). v4 predates the attention and loss options: its rows ran with the mask
+    tensor and the full logits, the trainer's defaults, so they are filled in as such."""
+    files = sorted(data_file("benchmarks").glob("mfu_v*_*.csv"))
+    runs = pd.concat([pd.read_csv(f).assign(file=f.name, round=f.name.split("_")[1]) for f in files], ignore_index=True)
+    runs["causal"] = runs["causal"].fillna(False).astype(bool)
+    runs["loss_chunk"] = runs["loss_chunk"].fillna(0).astype(int)
     runs["mfu"] = mfu(runs["tokens_per_s"], runs["flops_per_token"])
     return runs, pd.read_csv(data_file("benchmarks", "ddp_v2_full_summary.csv"))
 
@@ -82,9 +87,9 @@ def results(profile: str = "replay") -> dict:
     profile replays them: the measurements need an H200 (``benchmarks/throughput.py``, ``benchmarks/mfu.py``,
     ``benchmarks/ddp.py``; commands in data/benchmarks/throughput_README.md)."""
     check_profile(profile)
-    mfu_v4, ddp = load_trainer_v2()
+    mfu_runs, ddp = load_trainer_v2()
     return {
-        "mfu_v4": mfu_v4,
+        "mfu_runs": mfu_runs,
         "ddp": ddp,
         "bench": load_benchmarks(),
         "plan": pd.read_csv(data_file("benchmarks", "throughput_plan.csv")),
@@ -139,15 +144,22 @@ def plan_table(res: dict) -> pd.DataFrame:
 
 
 def mfu_table(res: dict) -> pd.DataFrame:
-    """The trainer-v2 MFU measurements with readable columns: model, torch.compile mode, batch in sequences of
-    1,024 tokens, AdamW implementation, outcome, tokens/s, MFU, compilation warm-up and peak memory."""
-    m = res["mfu_v4"]
+    """The trainer-v2 MFU measurements with readable columns: round, model, torch.compile mode, batch in sequences
+    of 1,024 tokens, AdamW implementation, attention (the mask tensor that transformers builds under compilation,
+    or SDPA's causal flag without one), loss (full logits or chunks), outcome, tokens/s, MFU, compilation warm-up
+    and peak memory. Rows go by model size, then round, so that each model's v5 rows follow its v4 rows."""
+    m = res["mfu_runs"]
+    size = m.groupby("model")["non_embedding_params"].transform("max")  # a timed-out row has no count of its own
+    m = m.assign(size=size).sort_values(["size", "round"], kind="stable").reset_index(drop=True)
     return pd.DataFrame(
         {
+            "round": m["round"],
             "model": m["model"],
             "compile mode": m["mode"],
             "batch (sequences)": m["batch"],
             "AdamW": m["fused"].map({True: "fused", False: "foreach"}),
+            "attention": m["causal"].map({False: "mask tensor", True: "causal, no mask"}),
+            "loss": [f"chunks of {c:,} tokens" if c else "full logits" for c in m["loss_chunk"]],
             "outcome": [
                 "measured" if s == "ok" else f"timed out after {w:.0f} s" if s == "timeout" else s
                 for s, w in zip(m["status"], m["wall_s"])
@@ -177,18 +189,52 @@ def ddp_table(res: dict) -> pd.DataFrame:
     )
 
 
+def _setup(r) -> str:
+    """One measured configuration in words: compile mode, batch and the options that differ from the default."""
+    options = ["causal attention"] * bool(r.causal) + ["chunked loss"] * bool(r.loss_chunk)
+    return ", ".join([f"{r.mode} mode", f"{r.batch} sequences", *options])
+
+
 def mfu_verdict(runs: pd.DataFrame, target: float = MFU_TARGET, smallest: str = TARGET_FROM) -> str:
-    """Whether every mini from ``smallest`` up reaches ``target`` MFU in its best measured configuration."""
+    """Which minis from ``smallest`` up reach ``target`` MFU in their best measured configuration, and which not."""
     size = runs.groupby("model")["non_embedding_params"].max()
     covered = runs[runs["model"].map(size) >= size.get(smallest, float("inf"))].dropna(subset=["mfu"])
     if covered.empty:
         return f"no configuration of {smallest} or larger was measured"
     best = covered.loc[covered.groupby("model")["mfu"].idxmax()].sort_values("non_embedding_params")
-    short = best[best["mfu"] < target]
-    each = ", ".join(f"{r.model} {r.mfu:.1%} ({r.mode}, {r.batch} sequences)" for r in best.itertuples())
+    met, short = best[best["mfu"] >= target], best[best["mfu"] < target]
+    each = {r.model: f"{r.model} ({r.mfu:.1%})" for r in best.itertuples()}
+    setups = {r.model: _setup(r) for r in best.itertuples()}
+    if len(set(setups.values())) == 1:
+        how = f", each in its best configuration: {next(iter(setups.values()))}"
+    else:
+        how = "; best configurations: " + word_list(f"{m} {s}" for m, s in setups.items())
     if short.empty:
-        return f"every model from {smallest} up reaches the {target:.0%} target: best {each}"
-    return f"the {target:.0%} target is not met by {len(short)} of {len(best)} models from {smallest} up: best {each}"
+        return f"every model from {smallest} up reaches the {target:.0%} target: {word_list(each.values())}{how}"
+    below = word_list(each[m] for m in short["model"])
+    if met.empty:
+        return f"the {target:.0%} target is not met by any of the {len(best)} models from {smallest} up: {below}{how}"
+    return (
+        f"the {target:.0%} target is met by {word_list(each[m] for m in met['model'])} only; "
+        f"{below} stay{'s' * (len(short) == 1)} below it{how}"
+    )
+
+
+def round_gains(runs: pd.DataFrame, old: str = "v4", new: str = "v5") -> pd.DataFrame:
+    """Per model measured in round ``new``: its best MFU there against its best in round ``old`` at the same
+    batch (rows of other batches do not count: a larger batch is a recipe change, not a faster step), in points.
+    Models that ``old`` did not measure at that batch are left out."""
+    ok = runs.dropna(subset=["mfu"])
+    rows = []
+    for model, now in ok[ok["round"] == new].groupby("model", sort=False):
+        b = now.loc[now["mfu"].idxmax()]
+        before = ok[(ok["round"] == old) & (ok["model"] == model) & (ok["batch"] == b["batch"])]
+        if not before.empty:
+            a = before.loc[before["mfu"].idxmax()]
+            rows.append(
+                dict(model=model, old=a["mfu"], old_mode=a["mode"], new=b["mfu"], points=100 * (b["mfu"] - a["mfu"]))
+            )
+    return pd.DataFrame(rows, columns=["model", "old", "old_mode", "new", "points"])
 
 
 def _single(bench: pd.DataFrame, step: str, compiled: bool = True) -> pd.Series:
@@ -272,12 +318,15 @@ def numbers(res: dict) -> dict[str, str]:
 
 def _trainer_v2_numbers(res: dict) -> dict[str, str]:
     """The trainer-v2 numbers: what CUDA graphs, a four times larger batch and the foreach optimizer change in
-    MFU, the configurations that timed out, and the DDP agreement against the seed-to-seed difference."""
-    m, d = res["mfu_v4"], res["ddp"].set_index(["world_size", "seed"])
-    ok = m.dropna(subset=["mfu"]).set_index("config")["mfu"]
+    MFU (v4), what causal attention and the chunked loss change (v5, against v4 and within the call), how far the
+    timed windows spread, the configurations that timed out, and the DDP agreement against the seed-to-seed
+    difference."""
+    m, d = res["mfu_runs"], res["ddp"].set_index(["world_size", "seed"])
+    ok = m.dropna(subset=["mfu"]).set_index(["round", "config"])["mfu"]
 
-    def pts(a: str, b: str) -> str:
-        return f"{100 * (ok[b] - ok[a]):+.1f} points ({ok[a]:.1%} to {ok[b]:.1%})"
+    def pts(a: str, b: str, rnd: str = "v4") -> str:
+        a, b = ok[(rnd, a)], ok[(rnd, b)]
+        return f"{100 * (b - a):+.1f} points ({a:.1%} to {b:.1%})"
 
     graphs = [pts(f"{x}:default:64", f"{x}:reduce-overhead:64") for x in ("mini-256x5", "mini-448x8")]
     one, two, seed = d.loc[(1, 0)], d.loc[(2, 0)], d.loc[(1, 1)]
@@ -287,6 +336,8 @@ def _trainer_v2_numbers(res: dict) -> dict[str, str]:
         "v2_graphs": " at mini-256x5 and ".join(graphs) + " at mini-448x8",
         "v2_batch": pts("mini-256x5:reduce-overhead:64", "mini-256x5:reduce-overhead:256"),
         "v2_foreach": pts("mini-448x8:default:64", "mini-448x8:default:64:foreach"),
+        **_v5_numbers(m),
+        "v5_chunked": pts("mini-256x5:default:64:causal", "mini-256x5:default:64:causal:chunked", "v5"),
         "v2_timeouts": ", ".join(
             f"{r.model} with {r.mode} at {r.batch} sequences" for r in m[m["status"] != "ok"].itertuples()
         )
@@ -309,4 +360,26 @@ def _trainer_v2_numbers(res: dict) -> dict[str, str]:
             if two["max_abs_val_loss_diff"] < seed["max_abs_val_loss_diff"]
             else "two GPUs differ from one by as much as two seeds do: the DDP path does not reproduce one GPU"
         ),
+    }
+
+
+def _v5_numbers(runs: pd.DataFrame) -> dict[str, str]:
+    """v5 against v4 at the same batch, the spread of v5's timed windows, and how far the models that reach the
+    target clear it, against the spread of their own windows (one measurement each: the windows are the noise)."""
+    gains = round_gains(runs)
+    v5 = runs[(runs["round"] == "v5") & (runs["status"] == "ok")]
+    best = v5.loc[v5.groupby("model")["mfu"].idxmax()].sort_values("non_embedding_params")
+    met = best[best["mfu"] >= MFU_TARGET]
+    return {
+        "v5_gains": word_list(
+            f"{g.points:+.1f} points at {g.model} ({g.old:.1%} with {g.old_mode} to {g.new:.1%})"
+            for g in gains.itertuples()
+        ),
+        "v5_spread": f"{v5['spread'].min():.1%} to {v5['spread'].max():.1%}",
+        "v5_margin": word_list(
+            f"{r.model} is {100 * (r.mfu - MFU_TARGET):.1f} points above it, its timed windows "
+            f"{100 * r.mfu * r.spread:.1f} points apart"
+            for r in met.itertuples()
+        )
+        or "no model reaches it",
     }
