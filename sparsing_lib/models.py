@@ -98,8 +98,8 @@ def _scales() -> list[ModelSpec]:
 def _large() -> list[ModelSpec]:
     # 448x8 (18.5M) and 512x10 (30.1M) take the family to 34x in non-embedding parameters at the same width/depth
     # (56 and 51), with heads of 64 (7 and 8 heads, as the paper's 6-14). Kind "large" keeps them out of the
-    # scales grid and the chapters until the pilots (sparsing_lib.pilots) find a recipe that trains them stably;
-    # the 448x8 head-size pilot tries heads of 32
+    # scales grid and the chapters until the final family trains them with its recipe (sparsing_lib.recipe,
+    # chosen after the pilots of sparsing_lib.pilots); the 448x8 head-size pilot tries heads of 32
     return [ModelSpec(f"mini-{d}x{n}", d, n, kind="large", head_dim=64) for d, n in [(448, 8), (512, 10)]]
 
 

@@ -174,6 +174,12 @@ def table3() -> pd.DataFrame:
     return _printed("table3")
 
 
+def warmup() -> pd.DataFrame:
+    """Warm-up iterations per scale (0.1B–1.2B) from the authors' released training configurations; the paper
+    does not print them."""
+    return _printed("warmup")
+
+
 def law_2p4b(fit: str = "final") -> dict[str, float]:
     """The 2.4B ReLU law (logspace form) as ``alpha, b, c, A0``.
 

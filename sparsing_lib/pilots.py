@@ -23,9 +23,9 @@ from .train import TrainConfig
 STABLE_RISE = 0.05  # the rule: validation loss never more than this above its running minimum after warm-up
 PILOT_TOKENS = 3200 * 64 * 1024  # 210M tokens: the degraded run had risen well before 287M
 BASE_WARMUP_TOKENS = 85 * 64 * 1024  # the degraded run's warm-up: 1 % of 8,470 steps
-# What the 512x10 pilot trains, and the full recipe of the scales above 10M non-embedding parameters until the
-# pilots judge it: four times the batch (262k tokens; the paper's 0.1B model used 328k and grew it with scale)
-# and a 40M-token warm-up (the paper warms up for 1,325-2,576 steps, ours for 85 at 448x8)
+# What the 512x10 pilot trains: four times the batch (262k tokens; the paper's 0.1B model used 328k and grew it
+# with scale) and a 40M-token warm-up (the paper warms up for 1,325-2,576 steps, ours for 85 at 448x8). The
+# family's recipe is not this but the paper's scale rules (sparsing_lib.recipe)
 EXPECTED = dict(batch_mult=4, warmup_tokens=40 * 2**20)
 PILOT_BASE = TrainConfig(tokens=PILOT_TOKENS, warmup_tokens=BASE_WARMUP_TOKENS, n_checkpoints=15)  # full profile
 

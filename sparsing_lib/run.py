@@ -34,8 +34,9 @@ from .distributed import World, barrier, start, stop, world_from_env
 from .launch import launch
 from .models import ACTIVATIONS, MINI, TINY, ModelSpec, build_model, get_spec, spec_dict
 from .paths import H200_BF16_FLOPS, git_state
-from .pilots import EXPECTED, PILOT_BASE, PILOTS, apply
+from .pilots import PILOT_BASE, PILOTS, apply
 from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
+from .recipe import apply_rules
 from .runs import FINISHED, FORMAT, parse_run, write_json
 from .train import TrainConfig, train
 
@@ -47,7 +48,7 @@ MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long sta
 # needs (a judgement, not a proof); the reference mini-192x4-relu has a checkpoint at 48.8 tokens per
 # parameter, the nearest to 50.
 WIDTH_DEPTH_TOKENS_PER_PARAM = 50
-LARGE = 10_000_000  # non-embedding parameters above which a scale trains the pilots' expected recipe
+LOSS_CHUNK = 8192  # tokens per chunk of the training loss: the same loss without the batch's whole logits
 
 GRIDS: dict[str, list[str]] = {
     "proof": [f"{m}-{a}" for m in ("mini-160x3", "mini-192x4") for a in ACTIVATIONS],
@@ -62,8 +63,10 @@ GRIDS: dict[str, list[str]] = {
 
 def train_config(model: str, profile: str) -> TrainConfig:
     """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M), 50 for the
-    width-depth variants, and above ``LARGE`` the batch and warm-up the pilots expect to be stable
-    (``pilots.EXPECTED``, provisional until they are judged); smoke = toy size."""
+    width-depth variants, with the paper's batch and warm-up rules at every scale (``recipe.apply_rules``: the
+    pilots showed the first recipe's fixed small batch and short warm-up degrading mini-448x8), SDPA's causal
+    kernel without a mask tensor and the chunked loss (the same model, faster:
+    data/benchmarks/throughput_README.md); smoke = toy size."""
     if profile == "smoke":
         return TrainConfig(
             tokens=150 * 8 * 64,
@@ -75,12 +78,9 @@ def train_config(model: str, profile: str) -> TrainConfig:
             compile=False,
         )
     spec = get_spec(model)
-    if spec.kind == "width_depth":
-        return TrainConfig(tokens=WIDTH_DEPTH_TOKENS_PER_PARAM * spec.non_embedding_params)
-    cfg = TrainConfig(tokens=max(TOKENS_PER_PARAM * spec.non_embedding_params, MIN_TOKENS))
-    if spec.non_embedding_params > LARGE:
-        return replace(cfg, batch_size=cfg.batch_size * EXPECTED["batch_mult"], warmup_tokens=EXPECTED["warmup_tokens"])
-    return cfg
+    n = spec.non_embedding_params
+    tokens = WIDTH_DEPTH_TOKENS_PER_PARAM * n if spec.kind == "width_depth" else max(TOKENS_PER_PARAM * n, MIN_TOKENS)
+    return apply_rules(TrainConfig(tokens=tokens, causal_attention=True, loss_chunk=LOSS_CHUNK), n)
 
 
 def recipe(run: str, profile: str) -> tuple[ModelSpec, str, TrainConfig]:

@@ -68,8 +68,8 @@ def test_pilot_grid_and_new_scales_span_30x_at_the_papers_width_depth():
     assert runner.GRIDS["large"] == ["mini-448x8-relu", "mini-448x8-silu", "mini-512x10-relu", "mini-512x10-silu"]
     spec, act, cfg = runner.recipe("p512-expected", "full")
     assert (spec.name, act, cfg.batch_size, cfg.warmup_tokens) == ("mini-512x10", "relu", 256, 40 * 2**20)
-    full = runner.train_config("mini-512x10", "full")  # the scale's full recipe is the expected one for now
-    assert full.batch_size == 256 and full.steps * full.tokens_per_step >= 100 * big.non_embedding_params
+    full = runner.train_config("mini-512x10", "full")  # the family's recipe, not the pilot's (tests/test_recipe.py)
+    assert full.steps * full.tokens_per_step >= 100 * big.non_embedding_params
 
 
 def test_pilot_table_reads_runs_and_judges_them(tmp_path):

@@ -13,19 +13,22 @@ reported beside it, because it is larger.
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy.optimize import curve_fit
 
-from .. import paper, run, style
+from .. import paper, recipe, run, style
 from ..checks import check_choice, check_range
 from ..convergence import SERIES, run_settling
-from ..models import get_spec
+from ..models import MINI, get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..runs import load_runs, parse_run
+from ..train import TrainConfig
 from .methods_corpus import by_domain, manifest, public_domain_share
 
 SCALE_KINDS = (
@@ -213,12 +216,22 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "tokens (M)": m["tokens"].iloc[-1] / 1e6,
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
                 "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
+                "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
+                "warm-up steps": _warmup_steps(cfg["train"]) if "train" in cfg else None,
                 "final validation loss": m["val_loss"].dropna().iloc[-1],
                 "checkpoints probed": len(r["sparsity"]) if "sparsity" in r else 0,
                 "hardware": hardware,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _warmup_steps(train: dict) -> int:
+    """The warm-up a run actually had, from the training settings its config.json recorded (older runs have no
+    ``warmup_tokens`` and no later options: TrainConfig's defaults stand in for what they did not record)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: tuple(v) if k == "betas" else v for k, v in train.items() if k in fields})
+    return cfg.warmup_steps
 
 
 def limits_table(res: dict) -> pd.DataFrame:
@@ -386,6 +399,12 @@ def _limit_overlap(ok: pd.DataFrame) -> pd.Series:
     return pd.Series([r.loc[m, "lo"] <= s.loc[m, "hi"] and s.loc[m, "lo"] <= r.loc[m, "hi"] for m in both], index=both)
 
 
+def _recipe_batch_range() -> str:
+    """The batches the paper's rule gives the family's scales (the two larger ones included), in sequences."""
+    sizes = [run.train_config(s.name, "full").batch_size for s in MINI.values() if s.kind in ("scale", "large")]
+    return f"{min(sizes)} to {max(sizes)}"
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     table = runs_table(res)
@@ -410,6 +429,9 @@ def numbers(res: dict) -> dict[str, str]:
         "epochs_range": f"{table['epochs'].min():.1f}–{table['epochs'].max():.1f}",
         "scale_epochs_range": f"{scales['epochs'].min():.1f}–{scales['epochs'].max():.1f}",
         "tokens_per_param": f"{run.TOKENS_PER_PARAM}",
+        "recipe_beta": f"{recipe.paper_rules().beta:.2f}",
+        "recipe_warmup": f"{recipe.paper_rules().warmup_per_param:.1f}",
+        "recipe_batch_range": _recipe_batch_range(),
         "min_tokens": f"{run.MIN_TOKENS / 1e6:.0f}",
         "size_ratio": _size_ratio(),
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",

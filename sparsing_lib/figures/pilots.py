@@ -25,12 +25,11 @@ from .. import paper, run, style
 from ..checks import check_profile
 from ..models import TINY, get_spec
 from ..paths import DATA, ROOT, data_file
-from ..pilots import BASE_WARMUP_TOKENS, EXPECTED, PILOTS, STABLE_RISE, pilot_table
+from ..pilots import BASE_WARMUP_TOKENS, EXPECTED, PILOT_BASE, PILOTS, STABLE_RISE, pilot_table
 from ..profiles import by_profile
 from ..runs import load_run
 
 REFERENCE = "mini-336x7-relu"  # the family's largest ReLU run, trained with the original recipe
-PAPER_WARMUP_STEPS = (1_325, 2_576)  # the paper's warm-ups, 0.1B to 0.8B (its released training configurations)
 SMALLEST = "mini-160x3"  # the family's smallest scale: where a fixed-token warm-up takes the largest share
 
 
@@ -250,6 +249,12 @@ def sparsity_verdict(good: pd.Series, reference_late: pd.Series) -> str:
     )
 
 
+def _recipe_phrase(model: str) -> str:
+    """What the family's recipe (the paper's scale rules) gives ``model``, in the terms the pilots changed."""
+    cfg = run.train_config(model, "full")
+    return f"a {cfg.warmup_tokens / 1e6:.1f}M-token warm-up and {cfg.batch_size}-sequence batches"
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number the pilots' section quotes, formatted (keys start with ``pilot_``)."""
     t = judged(res)
@@ -297,11 +302,12 @@ def numbers(res: dict) -> dict[str, str]:
         ),
         "pilot_ref_drift": f"{late.max() - late.min():.4f}",
         "pilot_sparsity_verdict": sparsity_verdict(good["activation_ratio"], late),
-        "pilot_warmup_share": f"{EXPECTED['warmup_tokens'] / (small.steps * small.tokens_per_step):.0%}",
-        "pilot_small_steps": f"{small.tokens // (small.tokens_per_step * EXPECTED['batch_mult']):,}",
-        "pilot_small_steps_now": f"{small.steps:,}",
+        "pilot_warmup_share": f"{EXPECTED['warmup_tokens'] / small.tokens:.0%}",
+        "pilot_small_steps": f"{small.tokens // (PILOT_BASE.tokens_per_step * EXPECTED['batch_mult']):,}",
+        "pilot_small_steps_now": f"{-(-small.tokens // PILOT_BASE.tokens_per_step):,}",
+        **{f"recipe_{m.split('-')[1].split('x')[0]}": _recipe_phrase(m) for m in ("mini-448x8", "mini-512x10")},
         "pilot_smallest": SMALLEST,
         "pilot_paper_batch": f"{t3['batch_size'].min() / 1e6:.2f}M to {t3['batch_size'].max() / 1e6:.2f}M",
         "pilot_paper_params": f"{t3['non_embedding_params'].max() / t3['non_embedding_params'].min():.0f}",
-        "pilot_paper_warmup": f"{PAPER_WARMUP_STEPS[0]:,}–{PAPER_WARMUP_STEPS[1]:,}",
+        "pilot_paper_warmup": f"{paper.warmup()['warmup_iters'].min():,}–{paper.warmup()['warmup_iters'].max():,}",
     }
