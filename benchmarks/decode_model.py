@@ -217,7 +217,7 @@ def tune(args, log) -> dict:
                 def run(c=c, layers=layers, ws=ws) -> list:
                     return [K.sparse_ffn(L["x"], L["wg"], L["wu"], L["wdt"], L["cut"], "relu", ws, c) for L in layers]
 
-                if bench.rel_error(run()[0], layers[0]["ref"]) < bench.TOLERANCE:
+                if bench.checked_error(lambda run=run: run()[0], layers[0]["ref"]) < bench.TOLERANCE:
                     timed.append((bench.time_us(run, 50, True)["median_us"], c))
             except Exception as e:  # a config that fails is skipped
                 log(f"  config {c} failed: {type(e).__name__}")

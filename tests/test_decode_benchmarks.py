@@ -1,11 +1,13 @@
 """The decode benchmarks' logic, in their CPU smoke mode (reference path, toy sizes; about a minute)."""
 
 import importlib.util
+import math
 
 import pandas as pd
 import pytest
+import torch
 
-from sparsing_lib.decode.bench import SUMMARY_COLUMNS
+from sparsing_lib.decode.bench import SUMMARY_COLUMNS, checked_error
 from sparsing_lib.paths import ROOT
 
 
@@ -28,3 +30,11 @@ def test_decode_benchmarks_smoke_write_raw_logs_and_summary(tmp_path):
     assert list(summary.columns[: len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS and len(summary) == 16
     log = (tmp_path / "decode_ffn.log").read_text()
     assert log.startswith("# command: python benchmarks/decode_ffn.py --smoke") and "# hardware:" in log
+
+
+def test_checked_error_takes_the_worst_of_several_calls():
+    ref = torch.tensor([3.0, 4.0])  # norm 5
+    outputs = iter([ref, ref + torch.tensor([0.0, 0.5]), ref])  # the second call is off by 0.5: error 0.1
+    assert checked_error(lambda: next(outputs), ref) == pytest.approx(0.1)
+    outputs = iter([ref, torch.tensor([float("nan"), 4.0]), ref])
+    assert math.isnan(checked_error(lambda: next(outputs), ref))

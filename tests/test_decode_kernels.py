@@ -43,6 +43,7 @@ from sparsing_lib.decode import kernels as K  # noqa: E402
         ("relu", 4, 0.0, K.Config(block_n=16, block_k=32, block_d=32, variant="one")),
         ("silu", 3, 0.3, K.Config(block_n=4, block_k=64, block_d=128, variant="one")),  # padded to 4 tokens
         ("silu", 16, 0.2, K.Config(block_n=32, block_k=16, block_d=64, variant="one")),
+        ("relu", 1, 0.0, K.default_config(1)),  # what SparseFFN runs for one token
     ],
 )
 def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold, cfg):

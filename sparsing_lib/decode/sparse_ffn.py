@@ -2,10 +2,11 @@
 
 ``sparsify_for_decoding(model, thresholds)`` replaces every gated FFN by ``SparseFFN``, which keeps the
 original ``gate_proj``/``up_proj``/``down_proj``/``act_fn`` as children (so ``capture.ffn_layers`` still finds
-them) and, for up to 16 tokens on a CUDA device with Triton installed, runs the two Triton kernels of
-``decode.kernels``; otherwise (prefill, CPU, no Triton) it runs the same function densely (the cut applied
-as a mask) and says so once. ``W_down`` is stored transposed and ``down_proj.weight`` becomes a view of it,
-so no weight is held twice. Forward hooks on ``down_proj`` fire on the dense path only.
+them) and, for up to 16 tokens on a CUDA device with Triton installed, runs the Triton kernels of
+``decode.kernels`` in their ``default_config`` (one launch for one token, two above); otherwise (prefill, CPU,
+no Triton) it runs the same function densely (the cut applied as a mask) and says so once. ``W_down`` is
+stored transposed and ``down_proj.weight`` becomes a view of it, so no weight is held twice. Forward hooks
+on ``down_proj`` fire on the dense path only.
 """
 
 from __future__ import annotations
