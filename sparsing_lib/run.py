@@ -1,8 +1,11 @@
 """Resumable runner for the mini training grids: ``python -m sparsing_lib.run --grid proof --out data/runs``.
 
-Each run ``<model>-<activation>`` gets ``<out>/<run>/`` with config.json, metrics.csv, sparsity.csv,
-pareto.csv, neuron_frequency.npz, vocab_ratios.npz, cett.json and env.json (``runs`` documents the format); an MoE
-run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json (``probes.probe_moe_checkpoints``).
+Each run ``<model>-<activation>[-s<seed>][-f<k>]`` (``runs.GRAMMAR``: its seed and share of the training split
+come from the name, so two seeds of one run never share a folder) gets ``<out>/<run>/`` with config.json,
+metrics.csv, sparsity.csv, pareto.csv, neuron_frequency.npz, vocab_ratios.npz, cett.json and env.json (``runs``
+documents the format); an MoE run gets config.json, metrics.csv, sparsity.csv, pareto.csv and env.json
+(``probes.probe_moe_checkpoints``). ``--grid sweep`` is the final sweep: the scales, the larger scales, the extra
+seeds, the repetition runs, the width-depth and the MoE variants.
 Checkpoints and resume state stay in ``--ckpt`` (a scratch folder on the training machine). A run whose
 env.json says ``done`` or ``diverged`` is skipped; a ``paused`` one resumes from its last state.
 Several runs go concurrently as separate processes with ``--jobs`` (or ``--gpus G --per-gpu K``: K runs on
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_choice, check_range
+from .checks import check_choice
 from .distributed import World, barrier, start, stop, world_from_env
 from .launch import launch
 from .models import ACTIVATIONS, MINI, TINY, ModelSpec, build_model, get_spec, spec_dict
@@ -37,7 +40,7 @@ from .paths import H200_BF16_FLOPS, git_state
 from .pilots import PILOT_BASE, PILOTS, apply
 from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
 from .recipe import apply_rules
-from .runs import FINISHED, FORMAT, parse_run, write_json
+from .runs import FINISHED, FORMAT, Variant, parse_run, run_name, run_variant, write_json
 from .train import TrainConfig, train
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
@@ -48,6 +51,11 @@ MIN_TOKENS = 2**27  # floor for the scales, so the smallest still see a long sta
 # needs (a judgement, not a proof); the reference mini-192x4-relu has a checkpoint at 48.8 tokens per
 # parameter, the nearest to 50.
 WIDTH_DEPTH_TOKENS_PER_PARAM = 50
+# The larger scales (kind "large") get 30, the least the sweep plan allows them: at 100 tokens per parameter
+# mini-512x10 alone would need 3.0B tokens, over three times the GPU time of the 909M-token mini-336x7 run; at
+# 30 it needs 0.90B, about as many as mini-336x7. Their points therefore sit at fewer tokens per parameter than
+# the current scales' (a confound of any comparison across the two kinds).
+LARGE_TOKENS_PER_PARAM = 30
 LOSS_CHUNK = 8192  # tokens per chunk of the training loss: the same loss without the batch's whole logits
 
 GRIDS: dict[str, list[str]] = {
@@ -59,14 +67,29 @@ GRIDS: dict[str, list[str]] = {
     "large": [f"{s.name}-{a}" for s in MINI.values() if s.kind == "large" for a in ACTIVATIONS],
     "pilots": list(PILOTS),
 }
+# The final sweep's variants: more seeds of one small and one mid-sized scale (seed 0 is the scale run itself),
+# and the smallest scale on 1/8 and 1/32 of the training split for its full-split run's tokens (repetition).
+SEED_MODELS, EXTRA_SEEDS = ("mini-192x4", "mini-320x6"), (1, 2)
+REPETITION_MODEL, REPETITION_SPLITS = "mini-160x3", (8, 32)
+GRIDS["sweep"] = list(
+    dict.fromkeys(  # in groups; the width-depth reference mini-192x4-relu is already among the scales
+        GRIDS["scales"]
+        + GRIDS["large"]
+        + [run_name(m, a, Variant(seed=s)) for m in SEED_MODELS for s in EXTRA_SEEDS for a in ACTIVATIONS]
+        + [run_name(REPETITION_MODEL, a, Variant(split=k)) for k in REPETITION_SPLITS for a in ACTIVATIONS]
+        + GRIDS["width_depth"]
+        + GRIDS["moe"]
+    )
+)
 
 
 def train_config(model: str, profile: str) -> TrainConfig:
-    """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M), 50 for the
-    width-depth variants, with the paper's batch and warm-up rules at every scale (``recipe.apply_rules``: the
-    pilots showed the first recipe's fixed small batch and short warm-up degrading mini-448x8), SDPA's causal
-    kernel without a mask tensor and the chunked loss (the same model, faster:
-    data/benchmarks/throughput_README.md); smoke = toy size."""
+    """The recipe for ``model``: full = 100 tokens per non-embedding parameter (>= 134M), 30 for the larger
+    scales, 50 for the width-depth variants, with the paper's batch and warm-up rules at every scale
+    (``recipe.apply_rules``: the pilots showed the first recipe's fixed small batch and short warm-up degrading
+    mini-448x8), SDPA's causal kernel without a mask tensor and the chunked loss (the same model, faster:
+    data/benchmarks/throughput_README.md); smoke = toy size. The tokens depend on the model alone, so a run on
+    a share of the training split trains as long as its whole-split twin (more passes over less data)."""
     if profile == "smoke":
         return TrainConfig(
             tokens=150 * 8 * 64,
@@ -79,20 +102,24 @@ def train_config(model: str, profile: str) -> TrainConfig:
         )
     spec = get_spec(model)
     n = spec.non_embedding_params
-    tokens = WIDTH_DEPTH_TOKENS_PER_PARAM * n if spec.kind == "width_depth" else max(TOKENS_PER_PARAM * n, MIN_TOKENS)
+    if spec.kind == "width_depth":
+        tokens = WIDTH_DEPTH_TOKENS_PER_PARAM * n
+    else:
+        tokens = max((LARGE_TOKENS_PER_PARAM if spec.kind == "large" else TOKENS_PER_PARAM) * n, MIN_TOKENS)
     return apply_rules(TrainConfig(tokens=tokens, causal_attention=True, loss_chunk=LOSS_CHUNK), n)
 
 
-def recipe(run: str, profile: str) -> tuple[ModelSpec, str, TrainConfig]:
-    """Model spec, activation and training recipe of ``run``: a grid run ``<model>-<activation>`` or a pilot
-    (``pilots.PILOTS``, ReLU; on the smoke profile the toy model with the pilot's changes)."""
+def recipe(run: str, profile: str) -> tuple[ModelSpec, str, TrainConfig, Variant]:
+    """Model spec, activation, training recipe (with the name's seed) and variant of ``run``: a grid run named
+    by ``runs.GRAMMAR`` or a pilot (``pilots.PILOTS``, ReLU, seed 0, the whole split; on the smoke profile the
+    toy model with the pilot's changes)."""
     if run in PILOTS:
         smoke = profile == "smoke"
         spec = TINY if smoke else get_spec(PILOTS[run].model)
         spec, cfg = apply(PILOTS[run], spec, train_config(spec.name, profile) if smoke else PILOT_BASE)
-        return spec, "relu", cfg
-    model, act = parse_run(run)
-    return get_spec(model), act, train_config(model, profile)
+        return spec, "relu", cfg, Variant()
+    (model, act), variant = parse_run(run), run_variant(run)
+    return get_spec(model), act, replace(train_config(model, profile), seed=variant.seed), variant
 
 
 def probe_config(profile: str) -> ProbeConfig:
@@ -196,20 +223,18 @@ def run_one(
     tokens: int | None = None,
     progress: bool = True,
     decay_frac: float = 0.0,
-    seed: int = 0,
-    fraction: float = 1.0,
     world: World = World(),
     probe: bool = True,
 ) -> dict:
     """Train (or resume) one run, then probe its checkpoints; returns its env.json record. Its wall_seconds
     count everything from loading the corpus to the last probe. ``decay_frac`` > 0 ends the run with a decay
     phase of that share of its steps (the recipe-validation run); its checkpoints stay in the stable phase.
-    ``fraction`` trains on the first share of the training split only (deterministic; recorded). Under
-    several ranks (``world``) every rank trains and rank 0 alone writes the folder and probes. A folder whose
-    config.json lacks ``format`` is from the old format and is refused with one message."""
+    The seed and the share of the training split (its first 1/k: deterministic) come from the run's name
+    (``runs.GRAMMAR``) and are recorded in config.json. Under several ranks (``world``) every rank trains and
+    rank 0 alone writes the folder and probes. A folder whose config.json lacks ``format`` is from the old
+    format and is refused with one message."""
     t0 = time.time()
-    check_range("fraction", fraction, 1e-6, 1.0)
-    spec, act, cfg = recipe(run, profile)
+    spec, act, cfg, variant = recipe(run, profile)
     run_dir, ckpt_dir = out / run, ckpt / run
     env_path = run_dir / "env.json"
     prev = json.loads(env_path.read_text()) if env_path.exists() else {}
@@ -227,10 +252,8 @@ def run_one(
         cfg = replace(cfg, tokens=tokens)
     if decay_frac:
         cfg = replace(cfg, decay_frac=decay_frac)
-    if seed:
-        cfg = replace(cfg, seed=seed)
     train_ids, _, val_by_domain, vocab = load_corpus(corpus)
-    train_ids = train_ids[: max(cfg.seq_len + 1, int(len(train_ids) * fraction))]
+    train_ids = train_ids[: max(cfg.seq_len + 1, len(train_ids) // variant.split)]
     val_ids = mix(val_by_domain, cfg.eval_tokens, cfg.seq_len + 1)
     config = dict(
         format=FORMAT,
@@ -245,7 +268,7 @@ def run_one(
         corpus_identity=corpus_identity(corpus),
         tokens_per_param=cfg.steps * cfg.tokens_per_step / spec.non_embedding_params,
         seed=cfg.seed,
-        train_fraction=fraction,
+        train_fraction=variant.fraction,
         train_tokens_used=int(len(train_ids)),
         world_size=world.size,
     )
@@ -357,16 +380,6 @@ def main(argv: list[str] | None = None) -> int:
         help="end with a decay phase of this share of the steps (the recipe-validation run: 0.1, "
         "with its own --out and --ckpt)",
     )
-    ap.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the initial weights and of the data order (recorded in config.json; another seed of a run "
-        "needs its own --out and --ckpt)",
-    )
-    ap.add_argument(
-        "--fraction", type=float, default=1.0, help="train on the first share of the training split (recorded)"
-    )
     ap.add_argument("--no-probe", action="store_true", help="train only (benchmarks): no end-of-run probes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -374,8 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         time_limit=args.time_limit,
         tokens=args.tokens,
         decay_frac=args.decay_frac,
-        seed=args.seed,
-        fraction=args.fraction,
         probe=not args.no_probe,
     )
 
@@ -412,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = select(args.grid, args.slice)
     base = [sys.executable, "-m", "sparsing_lib.run", "--out", str(args.out), "--ckpt", str(args.ckpt)]
     base += ["--corpus", args.corpus, "--profile", args.profile, "--jobs", str(max(args.jobs, args.per_gpu))]
-    base += ["--device", args.device, "--fraction", str(args.fraction), "--seed", str(args.seed)]
+    base += ["--device", args.device]
     if args.time_limit:
         base += ["--time-limit", str(args.time_limit)]
     if args.tokens:

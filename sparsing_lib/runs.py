@@ -1,12 +1,18 @@
 """The run-folder format: one owner that names, writes and reads a training run's folder.
 
-A run ``<model>-<activation>`` lives in ``<runs>/<run>/``. Every write is atomic (temporary file + rename), so
-an interrupted run never leaves a half-written file behind. The trainer and the probes write through this
+A run lives in ``<runs>/<run>/``, named by the grammar ``<model>-<activation>[-s<seed>][-f<k>]`` (``GRAMMAR``):
+``-s<seed>`` trains from seed ``seed`` >= 1 (seed 0, the default, has no suffix) and ``-f<k>`` on the first
+1/k of the training split, k >= 2, for as many tokens as the run without it (so more passes over less data);
+e.g. ``mini-160x3-relu-s1-f8``. A run with either suffix is a variant (``run_variant``): its folder name keeps
+it apart from the seed-0, whole-split run of the same model and activation, and ``load_runs`` leaves variants
+out unless asked, so a chapter sees one run per model and activation. Every write is atomic (temporary file +
+rename), so an interrupted run never leaves a half-written file behind. The trainer and the probes write through this
 module and the chapters and benchmarks read through it, so the format changes in one place: here.
 
 Format 2 (``"format": 2`` in config.json; ``FORMAT``), file by file:
 
-* ``config.json``: the recipe (model, train, probe settings, corpus identity, seed, ...) and ``format``.
+* ``config.json``: the recipe (model, train, probe settings, corpus identity, ...), ``format``, and the
+  ``seed`` and ``train_fraction`` (1/k) the run's name gives.
 * ``metrics.csv``: losses along training. ``env.json``: hardware, revision, status (written when the run stops).
 * after the end-of-run probes (``probes``): ``sparsity.csv`` (one row per probed checkpoint: CETT-PPL-1%
   ``activation_ratio``, ``zero_ratio``, ``layer_i`` / ``zero_layer_i``, ``ppl``, ``dense_ppl``, ``loss``),
@@ -33,6 +39,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +71,66 @@ def load_run(folder: Path) -> dict:
     return out
 
 
+GRAMMAR = "<model>-<activation>[-s<seed>][-f<k>]"  # run names; see the module docstring
+# seed and k are written without leading zeros and only where they differ from the default (0 and 1), so that
+# every run has exactly one name
+_NAME = re.compile(
+    rf"(?P<model>.+)-(?P<act>{'|'.join(ACTIVATIONS)})(?:-s(?P<seed>[1-9][0-9]*))?(?:-f(?P<k>[1-9][0-9]+|[2-9]))?"
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a run's name says beyond its model and activation: the seed of its weights and data order, and
+    ``split`` = k where it trains on the first 1/k of the training split."""
+
+    seed: int = 0
+    split: int = 1
+
+    @property
+    def fraction(self) -> float:
+        """The share of the training split the run trains on (config.json's ``train_fraction``)."""
+        return 1 / self.split
+
+    @property
+    def is_variant(self) -> bool:
+        """Whether the run differs from the seed-0, whole-split run of its model and activation."""
+        return self.seed != 0 or self.split != 1
+
+
+def _variant(m: re.Match) -> Variant:
+    return Variant(int(m["seed"] or 0), int(m["k"] or 1))
+
+
+def _match(run: str) -> re.Match:
+    m = _NAME.fullmatch(run)
+    if m is None:
+        raise ValueError(
+            f"run {run!r} does not follow the run-name grammar {GRAMMAR}: activation one of "
+            f"{', '.join(ACTIVATIONS)}, seed an integer >= 1 (seed 0 has no suffix), k an integer >= 2, "
+            "suffixes in that order, no leading zeros"
+        )
+    get_spec(m["model"])
+    return m
+
+
 def parse_run(run: str) -> tuple[str, str]:
-    """Split ``<model>-<activation>`` into its model name and activation."""
-    model, _, act = run.rpartition("-")
-    if act not in ACTIVATIONS:
-        raise ValueError(f"run {run!r} does not end in one of: {', '.join(ACTIVATIONS)}")
-    get_spec(model)
-    return model, act
+    """Model name and activation of a run named by ``GRAMMAR`` (its variant suffixes checked, not returned)."""
+    m = _match(run)
+    return m["model"], m["act"]
+
+
+def run_variant(run: str) -> Variant:
+    """The seed and training-split share a run's name gives (``GRAMMAR``); ``Variant()`` for a plain run."""
+    return _variant(_match(run))
+
+
+def run_name(model: str, activation: str, variant: Variant = Variant()) -> str:
+    """The one name ``GRAMMAR`` gives a run: the inverse of ``parse_run`` and ``run_variant``."""
+    name = f"{model}-{activation}" + (f"-s{variant.seed}" if variant.seed else "")
+    name += f"-f{variant.split}" if variant.split != 1 else ""
+    parse_run(name)  # a seed or split the grammar cannot write is refused here, with the grammar's message
+    return name
 
 
 def _atomic_write(path: Path, text: str | bytes) -> None:
@@ -128,9 +189,21 @@ def kept_checkpoints(n: int, k: int = KEPT_CHECKPOINTS) -> list[int]:
     return sorted({round(x) for x in np.linspace(0, n - 1, min(n, k))})
 
 
-def load_runs(folder: Path) -> dict[str, dict]:
-    """Every run folder under ``folder`` that has begun training (has metrics.csv), by run name, in name order."""
-    return {d.name: load_run(d) for d in sorted(Path(folder).iterdir()) if (d / "metrics.csv").exists()}
+def load_runs(folder: Path, variants: bool = False) -> dict[str, dict]:
+    """Every run folder under ``folder`` that has begun training (has metrics.csv), by run name, in name order.
+    Variants (another seed or a share of the split, ``run_variant``) only with ``variants=True``: the chapters
+    compare one run per model and activation, and a variant beside its plain twin would count twice. A folder
+    whose name is not a run name (a pilot, say) is loaded as before."""
+    return {
+        d.name: load_run(d)
+        for d in sorted(Path(folder).iterdir())
+        if (d / "metrics.csv").exists() and (variants or not _is_variant(d.name))
+    }
+
+
+def _is_variant(name: str) -> bool:
+    m = _NAME.fullmatch(name)
+    return m is not None and _variant(m).is_variant
 
 
 def write_vocab_ratios(folder: Path, steps, means: list, count, sources: list[str], source_tokens: list[int]) -> None:

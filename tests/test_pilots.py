@@ -66,10 +66,12 @@ def test_pilot_grid_and_new_scales_span_30x_at_the_papers_width_depth():
     assert big.non_embedding_params / small.non_embedding_params > 30
     assert 48 <= big.width_depth <= 56 and 48 <= get_spec("mini-448x8").width_depth <= 56
     assert runner.GRIDS["large"] == ["mini-448x8-relu", "mini-448x8-silu", "mini-512x10-relu", "mini-512x10-silu"]
-    spec, act, cfg = runner.recipe("p512-expected", "full")
+    spec, act, cfg, variant = runner.recipe("p512-expected", "full")
     assert (spec.name, act, cfg.batch_size, cfg.warmup_tokens) == ("mini-512x10", "relu", 256, 40 * 2**20)
+    assert (cfg.seed, variant.fraction) == (0, 1.0)
     full = runner.train_config("mini-512x10", "full")  # the family's recipe, not the pilot's (tests/test_recipe.py)
-    assert full.steps * full.tokens_per_step >= 100 * big.non_embedding_params
+    # 30 tokens per parameter at the larger scales (run.LARGE_TOKENS_PER_PARAM), not the current scales' 100
+    assert 30 * big.non_embedding_params <= full.steps * full.tokens_per_step < 31 * big.non_embedding_params
 
 
 def test_pilot_table_reads_runs_and_judges_them(tmp_path):

@@ -54,8 +54,32 @@ def test_grids_and_slices():
         runner.select("proof", "mini-336x7-relu")
     with pytest.raises(ValueError, match="grid="):
         runner.select("nope", None)
-    with pytest.raises(ValueError, match="does not end"):
+    with pytest.raises(ValueError, match="does not follow the run-name grammar"):
         runs.parse_run("mini-160x3-gelu")
+
+
+def test_the_sweep_grid_is_exactly_the_issues_runs():
+    # counted by hand: 5 scales x 2 activations = 10, 2 larger scales x 2 = 4, seeds 1 and 2 of mini-192x4 and
+    # mini-320x6 x 2 activations = 8 (seed 0 is the scale run), mini-160x3 on 1/8 and 1/32 of the split x 2 = 4,
+    # 6 width-depth variants (ReLU; their reference mini-192x4-relu is a scale run), 3 MoE (ReLU): 35
+    scales = [f"mini-{s}-{a}" for s in ("160x3", "192x4", "256x5", "320x6", "336x7") for a in ("relu", "silu")]
+    large = ["mini-448x8-relu", "mini-448x8-silu", "mini-512x10-relu", "mini-512x10-silu"]
+    seeds = [f"mini-{s}-{a}-s{k}" for s in ("192x4", "320x6") for k in (1, 2) for a in ("relu", "silu")]
+    repetition = ["mini-160x3-relu-f8", "mini-160x3-silu-f8", "mini-160x3-relu-f32", "mini-160x3-silu-f32"]
+    wd = [f"wd-{s}-relu" for s in ("96x16", "128x9", "160x6", "224x3", "272x2", "384x1")]
+    moe = ["moe-192x4-e16-relu", "moe-192x4-e30-relu", "moe-192x4-e60-relu"]
+    sweep = runner.GRIDS["sweep"]
+    assert len(sweep) == len(set(sweep)) == 35
+    assert sweep == scales + large + seeds + repetition + wd + moe  # grouped in the issue's order
+    assert set(runner.GRIDS["width_depth"]) <= set(sweep) and "mini-192x4-relu" in scales
+    assert runner.select("sweep", ",".join(sweep)) == sweep and runner.select("sweep", "10:14") == large
+    for name in sweep:  # every name gives a recipe: tokens per parameter as the issue asks, seed from the name
+        spec, act, cfg, variant = runner.recipe(name, "full")
+        per_param = cfg.steps * cfg.tokens_per_step / spec.non_embedding_params
+        assert per_param >= {"scale": 100, "large": 30, "width_depth": 50, "moe": 100}[spec.kind], name
+        assert cfg.seed == variant.seed == runs.run_variant(name).seed
+        twin = runner.recipe(runs.run_name(spec.name, act), "full")[2]
+        assert cfg.tokens == twin.tokens  # a variant trains as long as its seed-0, whole-split twin
 
 
 def test_full_recipe_gives_largest_scale_100_tokens_per_parameter():
@@ -72,7 +96,12 @@ def test_width_depth_variants_get_half_the_data_moe_the_full_recipe():
     for spec in MINI.values():
         cfg = runner.train_config(spec.name, "full")
         per_param = cfg.steps * cfg.tokens_per_step / spec.non_embedding_params
-        assert 50 <= per_param < 51 if spec.kind == "width_depth" else per_param >= 100
+        if spec.kind == "width_depth":
+            assert 50 <= per_param < 51
+        elif spec.kind == "large":  # LARGE_TOKENS_PER_PARAM: 3.0B tokens at 100 for mini-512x10, 0.90B at 30
+            assert 30 <= per_param < 31 and runner.LARGE_TOKENS_PER_PARAM == 30
+        else:
+            assert per_param >= 100
 
 
 def test_run_one_writes_the_run_folder_and_skips_when_done(tiny, tmp_path):
@@ -154,19 +183,42 @@ def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny
     assert lr[20] == lr.max() and lr[30] < 0.2 * lr.max()  # steps 25-30 are the decay phase
 
 
-def test_another_seed_changes_weights_and_data_order_and_is_recorded(tiny, tmp_path, monkeypatch):
+def test_seed_and_split_come_from_the_name_and_are_recorded(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
-    losses = {}
-    for seed in (0, 1):
-        out = tmp_path / f"seed{seed}"
-        rec = runner.run_one(
-            "tiny-32x2-relu", out / "runs", out / "ck", "smoke", "smoke", None, "cpu", progress=False, seed=seed
-        )
+    out = tmp_path / "runs"
+    for name in ("tiny-32x2-relu", "tiny-32x2-relu-s1", "tiny-32x2-relu-s1-f8"):  # one folder each, side by side
+        rec = runner.run_one(name, out, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False)
         assert rec["status"] == "done", rec.get("traceback")
-        run = runs.load_run(out / "runs" / "tiny-32x2-relu")
-        assert run["config"]["train"]["seed"] == seed
-        losses[seed] = run["metrics"]["train_loss"].to_numpy()
-    assert not np.allclose(losses[0], losses[1])  # a different seed is a different run
+    every = runs.load_runs(out, variants=True)
+    recorded = {
+        n: (r["config"]["seed"], r["config"]["train"]["seed"], r["config"]["train_fraction"]) for n, r in every.items()
+    }
+    assert recorded == {
+        "tiny-32x2-relu": (0, 0, 1.0),
+        "tiny-32x2-relu-s1": (1, 1, 1.0),
+        "tiny-32x2-relu-s1-f8": (1, 1, 0.125),
+    }
+    cfg, env = every["tiny-32x2-relu-s1-f8"]["config"], every["tiny-32x2-relu-s1-f8"]["env"]
+    assert cfg["train_tokens_used"] == env["corpus_tokens"] == 30_000 // 8 == 3750  # the first 1/8 of the split
+    # the same training tokens as the whole-split twin: 7,680 tokens on 3,750, about two passes
+    assert env["tokens"] == every["tiny-32x2-relu"]["env"]["tokens"] == 30 * 8 * 32
+    losses = {n: r["metrics"]["train_loss"].to_numpy() for n, r in every.items()}
+    assert not np.allclose(losses["tiny-32x2-relu"], losses["tiny-32x2-relu-s1"])  # another seed, another run
+    assert list(runs.load_runs(out)) == ["tiny-32x2-relu"]  # the chapters' view leaves the variants out
+
+
+def test_a_share_of_the_split_trains_as_long_as_its_twin():
+    for profile, model in (("smoke", "tiny-32x2"), ("full", "mini-160x3")):
+        twin = runner.recipe(f"{model}-relu", profile)
+        for k in (8, 32):
+            spec, act, cfg, variant = runner.recipe(f"{model}-relu-f{k}", profile)
+            assert (cfg.tokens, cfg.steps, variant.fraction) == (twin[2].tokens, twin[2].steps, 1 / k)
+
+
+def test_the_cli_has_no_seed_or_fraction_flag_the_name_gives_them():
+    for flag in ("--seed", "--fraction"):
+        with pytest.raises(SystemExit):
+            runner.main(["--grid", "smoke", flag, "1"])
 
 
 def test_smoke_runs_trains_the_smoke_grid_once_per_process(monkeypatch):
@@ -182,18 +234,16 @@ def test_smoke_runs_trains_the_smoke_grid_once_per_process(monkeypatch):
     assert argv[argv.index("--grid") + 1] == "smoke" and argv[argv.index("--ckpt") + 1] == str(first.parent / "ckpt")
 
 
-def test_fraction_and_seed_are_recorded_and_an_old_folder_is_refused(tiny, tmp_path, monkeypatch):
+def test_format_is_recorded_and_an_old_folder_or_a_bad_name_is_refused(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
     out = tmp_path / "runs"
-    rec = runner.run_one(
-        "tiny-32x2-relu", out, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False, fraction=0.5
-    )
+    rec = runner.run_one("tiny-32x2-relu-f2", out, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False)
     assert rec["status"] == "done", rec.get("traceback")
-    cfg = runs.load_run(out / "tiny-32x2-relu")["config"]
+    cfg = runs.load_run(out / "tiny-32x2-relu-f2")["config"]
     assert (cfg["format"], cfg["seed"], cfg["train_fraction"], cfg["world_size"]) == (runner.FORMAT, 0, 0.5, 1)
     assert cfg["train_tokens_used"] == 15_000 and rec["corpus_tokens"] == 15_000  # the first half of 30,000
-    with pytest.raises(ValueError, match="fraction=0.0 is not valid"):
-        runner.run_one("tiny-32x2-relu", out, tmp_path / "ck", "smoke", "smoke", None, "cpu", fraction=0.0)
+    with pytest.raises(ValueError, match="run-name grammar"):
+        runner.run_one("tiny-32x2-relu-f1", out, tmp_path / "ck", "smoke", "smoke", None, "cpu")
     old = tmp_path / "old"
     (old / "tiny-32x2-silu").mkdir(parents=True)
     (old / "tiny-32x2-silu" / "config.json").write_text(json.dumps(dict(run="tiny-32x2-silu")))

@@ -63,10 +63,66 @@ def test_load_runs_takes_only_begun_runs_in_name_order(tmp_path):
 def test_parse_run_splits_model_and_activation():
     assert runs.parse_run("mini-160x3-relu") == ("mini-160x3", "relu")
     assert runs.parse_run("moe-192x4-e16-silu") == ("moe-192x4-e16", "silu")
-    with pytest.raises(ValueError, match="does not end"):
+    assert runs.parse_run("mini-160x3-relu-s2-f32") == ("mini-160x3", "relu")  # suffixes checked, not returned
+    with pytest.raises(ValueError, match="does not follow the run-name grammar"):
         runs.parse_run("mini-160x3-gelu")
     with pytest.raises(ValueError, match="unknown model"):
         runs.parse_run("mini-999x9-relu")
+    with pytest.raises(ValueError, match="unknown model"):
+        runs.parse_run("mini-999x9-relu-s1")
+
+
+def test_run_names_and_variants_round_trip():
+    cases = {
+        "mini-160x3-relu": runs.Variant(),
+        "mini-192x4-silu-s1": runs.Variant(seed=1),
+        "mini-160x3-relu-f8": runs.Variant(split=8),
+        "tiny-32x2-relu-s1-f8": runs.Variant(seed=1, split=8),
+        "moe-192x4-e60-relu-s12-f32": runs.Variant(seed=12, split=32),
+    }
+    for name, variant in cases.items():
+        assert runs.run_variant(name) == variant
+        assert runs.run_name(*runs.parse_run(name), variant) == name
+        assert variant.is_variant == (name not in ("mini-160x3-relu",))
+    assert runs.Variant(split=8).fraction == 0.125 and runs.Variant(split=32).fraction == 0.03125
+    assert runs.Variant().fraction == 1.0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mini-160x3-relu-s0",  # seed 0 is written without a suffix
+        "mini-160x3-relu-s01",  # no leading zeros: one name per run
+        "mini-160x3-relu-f1",  # the whole split is written without a suffix
+        "mini-160x3-relu-f0",
+        "mini-160x3-relu-f08",
+        "mini-160x3-relu-f8-s1",  # seed before split
+        "mini-160x3-relu-s1-s2",
+        "mini-160x3-relu-x1",
+        "mini-160x3-relu-s",
+        "mini-160x3-relu-",
+        "mini-160x3",
+    ],
+)
+def test_a_malformed_name_gives_one_message_naming_the_grammar(name):
+    with pytest.raises(ValueError, match=r"does not follow the run-name grammar <model>-<activation>\[-s<seed>\]"):
+        runs.run_variant(name)
+    with pytest.raises(ValueError, match="does not follow the run-name grammar"):
+        runs.parse_run(name)
+
+
+def test_run_name_refuses_what_the_grammar_cannot_write():
+    for variant in (runs.Variant(seed=-1), runs.Variant(split=0)):
+        with pytest.raises(ValueError, match="run-name grammar"):
+            runs.run_name("mini-160x3", "relu", variant)
+
+
+def test_load_runs_leaves_variants_out_unless_asked(tmp_path):
+    for name in ("mini-160x3-relu", "mini-160x3-relu-f8", "mini-192x4-silu-s1", "mini-192x4-silu", "p448-base"):
+        write_run(tmp_path / name, probed=False)
+    plain = ["mini-160x3-relu", "mini-192x4-silu", "p448-base"]  # a pilot's name is no run name: kept as before
+    assert list(runs.load_runs(tmp_path)) == plain
+    assert list(runs.load_runs(tmp_path, variants=True)) == sorted(plain + ["mini-160x3-relu-f8", "mini-192x4-silu-s1"])
 
 
 def test_load_arrays_reads_every_array_of_an_npz_and_names_a_missing_file(tmp_path):
