@@ -194,11 +194,16 @@ def load_runs(folder: Path, variants: bool = False) -> dict[str, dict]:
     Variants (another seed or a share of the split, ``run_variant``) only with ``variants=True``: the chapters
     compare one run per model and activation, and a variant beside its plain twin would count twice. A folder
     whose name is not a run name (a pilot, say) is loaded as before."""
-    return {
-        d.name: load_run(d)
-        for d in sorted(Path(folder).iterdir())
-        if (d / "metrics.csv").exists() and (variants or not _is_variant(d.name))
-    }
+    return {d.name: load_run(d) for d in run_folders(folder, variants)}
+
+
+def run_folders(folder: Path, variants: bool = False, marker: str = "metrics.csv") -> list[Path]:
+    """The folders under ``folder`` that hold ``marker``, in name order, variants only with ``variants=True`` (as
+    ``load_runs``): one place decides which runs a chapter sees. A missing ``folder`` holds none."""
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    return [d for d in sorted(folder.iterdir()) if (d / marker).exists() and (variants or not _is_variant(d.name))]
 
 
 def _is_variant(name: str) -> bool:

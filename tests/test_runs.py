@@ -151,3 +151,12 @@ def test_kept_checkpoints_are_first_middle_and_last():
     assert runs.kept_checkpoints(10, 4) == [0, 3, 6, 9]
     with pytest.raises(ValueError, match="at least one"):
         runs.kept_checkpoints(0)
+
+
+def test_run_folders_by_marker_leave_out_variants_and_accept_a_missing_folder(tmp_path):
+    for name in ("mini-160x3-relu", "mini-160x3-relu-s1", "mini-160x3-silu-f8", "notes"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    assert [d.name for d in runs.run_folders(tmp_path, marker="config.json")] == ["mini-160x3-relu", "notes"]
+    assert len(runs.run_folders(tmp_path, variants=True, marker="config.json")) == 4
+    assert runs.run_folders(tmp_path) == [] and runs.run_folders(tmp_path / "absent") == []

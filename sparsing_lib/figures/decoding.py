@@ -21,7 +21,7 @@ from ..decode import bench
 from ..decode.reference import ffn_bytes, union_ratio
 from ..paths import DATA
 from ..profiles import by_profile
-from ..runs import load_run
+from ..runs import load_run, run_folders
 
 # App. L: the 2.4B ReLU model on an A800 with 104 CPU cores, 100 C4 prompts of 5 tokens
 PAPER = {"powerinfer": 41.79, "llamacpp": 10.23}
@@ -56,7 +56,7 @@ def runs_table() -> pd.DataFrame:
     reads the up rows of its non-zero neurons and the down rows of the kept ones (at the zero threshold the
     two are equal: lossless), a SiLU model reads all of W_up at its CETT cut."""
     rows = []
-    for folder in sorted((DATA / "runs").glob("mini-*")):
+    for folder in (f for f in run_folders(DATA / "runs") if f.name.startswith("mini-")):
         run = load_run(folder)
         if "sparsity" not in run:
             continue

@@ -30,6 +30,7 @@ from ..evaluation import results as evres
 from ..evaluation import stats
 from ..paths import DATA
 from ..profiles import by_profile
+from ..runs import run_folders
 
 Z95 = 1.96
 N_BOOT = 2000
@@ -197,7 +198,7 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
     on a CPU, saving nothing. full runs ``suite.evaluate_runs(data/runs, runs)`` on the runs' last checkpoints on
     a GPU, which writes each run's eval.csv with its provenance; the analysis then replays them."""
     folder = DATA / "runs"
-    names = sorted(d.name for d in folder.iterdir() if (d / "config.json").exists()) if folder.exists() else []
+    names = [d.name for d in run_folders(folder, marker="config.json")]
     picked = [check_choice("runs", r, names) for r in runs] if runs is not None else names
 
     def replay() -> dict:

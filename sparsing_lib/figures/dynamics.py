@@ -429,6 +429,7 @@ def numbers(res: dict) -> dict[str, str]:
         "epochs_range": f"{table['epochs'].min():.1f}–{table['epochs'].max():.1f}",
         "scale_epochs_range": f"{scales['epochs'].min():.1f}–{scales['epochs'].max():.1f}",
         "tokens_per_param": f"{run.TOKENS_PER_PARAM}",
+        "large_tokens_per_param": f"{run.LARGE_TOKENS_PER_PARAM}",
         "recipe_beta": f"{recipe.paper_rules().beta:.2f}",
         "recipe_warmup": f"{recipe.paper_rules().warmup_per_param:.1f}",
         "recipe_batch_range": _recipe_batch_range(),
