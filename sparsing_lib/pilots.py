@@ -1,4 +1,4 @@
-"""Short pilot runs that look for a stable recipe at the two largest scales, and the rule that judges them.
+"""Short pilot runs that look for a stable recipe at the two largest scales (judged by ``stability``'s rule).
 
 The first mini-448x8 run (7 heads of 64, peak lr 0.01, 64 x 1024-token batches, warm-up 1 % of a
 555M-token schedule = 85 steps) saw its validation loss rise from 4.02 at 62M tokens to 4.42 at 287M.
@@ -13,14 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .models import ModelSpec
 from .runs import load_run
-from .train import TrainConfig
+from .stability import run_stability
+from .train_config import TrainConfig
 
-STABLE_RISE = 0.05  # the rule: validation loss never more than this above its running minimum after warm-up
 PILOT_TOKENS = 3200 * 64 * 1024  # 210M tokens: the degraded run had risen well before 287M
 BASE_WARMUP_TOKENS = 85 * 64 * 1024  # the degraded run's warm-up: 1 % of 8,470 steps
 # What the 512x10 pilot trains: four times the batch (262k tokens; the paper's 0.1B model used 328k and grew it
@@ -68,19 +67,6 @@ def apply(pilot: Pilot, spec: ModelSpec, base: TrainConfig) -> tuple[ModelSpec, 
     return spec, replace(cfg, lr=pilot.lr) if pilot.lr else cfg
 
 
-def stable(metrics: pd.DataFrame, after_warmup: int) -> tuple[bool, float]:
-    """Whether the validation loss of ``metrics`` (rows with ``step`` and ``val_loss``; NaN where not measured)
-    never rises more than ``STABLE_RISE`` above its running minimum from step ``after_warmup`` on; and the
-    largest such rise. A loss that is not finite counts as an unbounded rise."""
-    val = metrics.loc[metrics["step"] >= after_warmup, "val_loss"].dropna().to_numpy(float)
-    if len(val) == 0:
-        raise ValueError(f"no validation loss at or after step {after_warmup}")
-    if not np.isfinite(val).all():
-        return False, float("inf")
-    rise = float(np.max(val - np.minimum.accumulate(val)))
-    return rise <= STABLE_RISE + 1e-9, rise  # a rise of exactly 0.05 passes despite rounding
-
-
 def pilot_table(folder: Path) -> pd.DataFrame:
     """One row per pilot run found under ``folder``: what it tests, tokens seen, last and lowest validation
     loss, largest rise after warm-up and whether it is stable by the rule."""
@@ -89,10 +75,8 @@ def pilot_table(folder: Path) -> pd.DataFrame:
         if not (Path(folder) / name / "metrics.csv").exists():
             continue
         run = load_run(Path(folder) / name)
-        m, train = run["metrics"], run["config"]["train"]
-        warmup = TrainConfig(**(train | dict(betas=tuple(train["betas"])))).warmup_steps
-        val = m.loc[m["step"] >= warmup, "val_loss"].dropna()
-        ok, rise = stable(m, warmup) if len(val) else (None, float("nan"))
+        m, verdict = run["metrics"], run_stability(run)
+        val = m.loc[m["step"] >= verdict.warmup_steps, "val_loss"].dropna()
         rows.append(
             dict(
                 pilot=name,
@@ -101,8 +85,8 @@ def pilot_table(folder: Path) -> pd.DataFrame:
                 status=run["env"].get("status", "running"),
                 last_val_loss=float(val.iloc[-1]) if len(val) else float("nan"),
                 min_val_loss=float(val.min()) if len(val) else float("nan"),
-                max_rise=rise,
-                stable=ok,
+                max_rise=verdict.rise,
+                stable=None if verdict.verdict == "not judged" else not verdict.excluded,
             )
         )
     return pd.DataFrame(rows)

@@ -5,9 +5,10 @@ A run lives in ``<runs>/<run>/``, named by the grammar ``<model>-<activation>[-s
 1/k of the training split, k >= 2, for as many tokens as the run without it (so more passes over less data);
 e.g. ``mini-160x3-relu-s1-f8``. A run with either suffix is a variant (``run_variant``): its folder name keeps
 it apart from the seed-0, whole-split run of the same model and activation, and ``load_runs`` leaves variants
-out unless asked, so a chapter sees one run per model and activation. Every write is atomic (temporary file +
-rename), so an interrupted run never leaves a half-written file behind. The trainer and the probes write through this
-module and the chapters and benchmarks read through it, so the format changes in one place: here.
+out unless asked, so a chapter sees one run per model and activation; it also leaves out runs that break the
+stability rule (``stability``), which the training-dynamics chapter reports. Every write is atomic (temporary
+file + rename), so an interrupted run never leaves a half-written file behind. The trainer and the probes write
+through this module and the chapters and benchmarks read through it, so the format changes in one place: here.
 
 Format 2 (``"format": 2`` in config.json; ``FORMAT``), file by file:
 
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from .models import ACTIVATIONS, get_spec
+from .stability import run_stability
 
 FINISHED = ("done", "diverged")
 FORMAT = 2  # the run-folder format this module writes and the probe readers need; see the docstring
@@ -189,21 +191,36 @@ def kept_checkpoints(n: int, k: int = KEPT_CHECKPOINTS) -> list[int]:
     return sorted({round(x) for x in np.linspace(0, n - 1, min(n, k))})
 
 
-def load_runs(folder: Path, variants: bool = False) -> dict[str, dict]:
+def load_runs(folder: Path, variants: bool = False, unstable: bool = False) -> dict[str, dict]:
     """Every run folder under ``folder`` that has begun training (has metrics.csv), by run name, in name order.
     Variants (another seed or a share of the split, ``run_variant``) only with ``variants=True``: the chapters
-    compare one run per model and activation, and a variant beside its plain twin would count twice. A folder
-    whose name is not a run name (a pilot, say) is loaded as before."""
-    return {d.name: load_run(d) for d in run_folders(folder, variants)}
+    compare one run per model and activation, and a variant beside its plain twin would count twice. Runs that
+    break the stability rule only with ``unstable=True`` (see ``run_folders``). A folder whose name is not a run
+    name (a pilot, say) is loaded as before."""
+    return {d.name: load_run(d) for d in run_folders(folder, variants, unstable=unstable)}
 
 
-def run_folders(folder: Path, variants: bool = False, marker: str = "metrics.csv") -> list[Path]:
+def run_folders(
+    folder: Path, variants: bool = False, marker: str = "metrics.csv", unstable: bool = False
+) -> list[Path]:
     """The folders under ``folder`` that hold ``marker``, in name order, variants only with ``variants=True`` (as
-    ``load_runs``): one place decides which runs a chapter sees. A missing ``folder`` holds none."""
+    ``load_runs``): one place decides which runs a chapter sees. A missing ``folder`` holds none.
+
+    A run that breaks the stability rule (``stability.run_stability``: its validation loss rose more than
+    ``STABLE_RISE`` above its running minimum after its own warm-up, or it diverged) is left out unless
+    ``unstable=True``: a run that degraded would bend every law fitted through it. The training-dynamics chapter
+    lists every run with its verdict, so none is dropped silently. A folder without metrics.csv (a run not yet
+    begun, found by another ``marker``) and a run with no validation loss after warm-up cannot be judged and
+    are kept."""
     folder = Path(folder)
     if not folder.exists():
         return []
-    return [d for d in sorted(folder.iterdir()) if (d / marker).exists() and (variants or not _is_variant(d.name))]
+    found = [d for d in sorted(folder.iterdir()) if (d / marker).exists() and (variants or not _is_variant(d.name))]
+    return [d for d in found if unstable or not _breaks_rule(d)]
+
+
+def _breaks_rule(folder: Path) -> bool:
+    return (folder / "metrics.csv").exists() and run_stability(load_run(folder)).excluded
 
 
 def _is_variant(name: str) -> bool:

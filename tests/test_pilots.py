@@ -7,7 +7,8 @@ import pytest
 from sparsing_lib import pilots
 from sparsing_lib import run as runner
 from sparsing_lib.models import get_spec
-from sparsing_lib.pilots import PILOT_BASE, PILOTS, stable
+from sparsing_lib.pilots import PILOT_BASE, PILOTS
+from sparsing_lib.stability import stable
 
 
 def curve(vals, steps=None):
@@ -79,7 +80,9 @@ def test_pilot_table_reads_runs_and_judges_them(tmp_path):
         d = tmp_path / name
         d.mkdir()
         steps = [85, 300, 600, 900]
-        pd.DataFrame(dict(step=steps, tokens=np.array(steps) * 65536, val_loss=vals)).to_csv(d / "metrics.csv")
+        pd.DataFrame(dict(step=steps, tokens=np.array(steps) * 65536, train_loss=vals, val_loss=vals)).to_csv(
+            d / "metrics.csv"
+        )
         train = {k: v for k, v in vars(PILOT_BASE).items()}
         (d / "config.json").write_text(pd.Series(dict(train=train)).to_json())
     t = pilots.pilot_table(tmp_path).set_index("pilot")

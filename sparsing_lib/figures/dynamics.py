@@ -13,8 +13,6 @@ reported beside it, because it is larger.
 
 from __future__ import annotations
 
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -28,7 +26,7 @@ from ..models import MINI, get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..runs import load_runs, parse_run
-from ..train import TrainConfig
+from ..train_config import recorded_config
 from .methods_corpus import by_domain, manifest, public_domain_share
 
 SCALE_KINDS = (
@@ -217,21 +215,13 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
                 "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
-                "warm-up steps": _warmup_steps(cfg["train"]) if "train" in cfg else None,
+                "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
                 "final validation loss": m["val_loss"].dropna().iloc[-1],
                 "checkpoints probed": len(r["sparsity"]) if "sparsity" in r else 0,
                 "hardware": hardware,
             }
         )
     return pd.DataFrame(rows)
-
-
-def _warmup_steps(train: dict) -> int:
-    """The warm-up a run actually had, from the training settings its config.json recorded (older runs have no
-    ``warmup_tokens`` and no later options: TrainConfig's defaults stand in for what they did not record)."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: tuple(v) if k == "betas" else v for k, v in train.items() if k in fields})
-    return cfg.warmup_steps
 
 
 def limits_table(res: dict) -> pd.DataFrame:

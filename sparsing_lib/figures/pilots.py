@@ -2,7 +2,7 @@
 
 The first mini-448x8 run's validation loss rose after 62M tokens. Five 448x8 pilots each change one thing in
 that recipe, and a 512x10 pilot trains the recipe expected to hold (``sparsing_lib.pilots``). This module reads
-their run folders, judges them with the pilots' stability rule (``pilots.stable``) and sets them beside the
+their run folders, judges them with the stability rule (``stability.stable``) and sets them beside the
 largest scale of the family, ``mini-336x7-relu``, which trained stably with the original recipe.
 
 A pilot that "trains well" must pass two tests: it is stable by the rule, and at the pilots' last token count
@@ -25,9 +25,10 @@ from .. import paper, run, style
 from ..checks import check_profile
 from ..models import TINY, get_spec
 from ..paths import DATA, ROOT, data_file
-from ..pilots import BASE_WARMUP_TOKENS, EXPECTED, PILOT_BASE, PILOTS, STABLE_RISE, pilot_table
+from ..pilots import BASE_WARMUP_TOKENS, EXPECTED, PILOT_BASE, PILOTS, pilot_table
 from ..profiles import by_profile
 from ..runs import load_run
+from ..stability import STABLE_RISE
 
 REFERENCE = "mini-336x7-relu"  # the family's largest ReLU run, trained with the original recipe
 SMALLEST = "mini-160x3"  # the family's smallest scale: where a fixed-token warm-up takes the largest share

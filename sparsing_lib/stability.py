@@ -1,0 +1,72 @@
+"""The stability rule and its verdict on any run: whether its validation loss stays near its running minimum.
+
+The rule (trainer v2, set by the pilot study, ``pilots``): after warm-up, the validation loss never rises more
+than ``STABLE_RISE`` nats above its running minimum. Every run is judged after its own warm-up, read from the
+recipe it recorded (``train_config.recorded_config``). ``runs.run_folders`` leaves unstable runs out of what the
+chapters see, and the training-dynamics chapter reports each run's verdict, so none is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .train_config import recorded_config
+
+STABLE_RISE = 0.05  # the rule: validation loss never more than this above its running minimum after warm-up
+VERDICTS = ("stable", "unstable", "not judged")
+
+
+def stable(metrics: pd.DataFrame, after_warmup: int) -> tuple[bool, float]:
+    """Whether the validation loss of ``metrics`` (rows with ``step`` and ``val_loss``; NaN where not measured)
+    never rises more than ``STABLE_RISE`` above its running minimum from step ``after_warmup`` on; and the
+    largest such rise. A loss that is not finite counts as an unbounded rise."""
+    val = metrics.loc[metrics["step"] >= after_warmup, "val_loss"].dropna().to_numpy(float)
+    if len(val) == 0:
+        raise ValueError(f"no validation loss at or after step {after_warmup}")
+    if not np.isfinite(val).all():
+        return False, float("inf")
+    rise = float(np.max(val - np.minimum.accumulate(val)))
+    return rise <= STABLE_RISE + 1e-9, rise  # a rise of exactly 0.05 passes despite rounding
+
+
+@dataclass(frozen=True)
+class Stability:
+    """A run's verdict (one of ``VERDICTS``), its largest rise after warm-up in nats (NaN when not judged,
+    inf when a loss is not finite), the warm-up it was judged after (None when unrecorded) and why, in words."""
+
+    verdict: str
+    rise: float
+    warmup_steps: int | None
+    reason: str
+
+    @property
+    def excluded(self) -> bool:
+        """Whether the analyses leave the run out: only a run judged unstable is."""
+        return self.verdict == "unstable"
+
+
+def run_stability(run: dict) -> Stability:
+    """The rule's verdict on a run (``config`` and ``metrics`` as ``runs.load_run`` gives them; ``env`` if any).
+
+    A run the trainer stopped as diverged (``env`` status ``diverged``), or whose training loss is not finite, is
+    unstable whatever its validation losses show: the trainer stops such a run before measuring one at that step.
+    A run with no validation loss after its warm-up, or no recorded recipe to read its warm-up from, is
+    **not judged** and kept: the rule speaks only of losses after warm-up, so such a run (one still warming up,
+    say) has shown no sign of instability, and leaving it out would hide runs in progress. A NaN validation loss
+    reads as "not measured" (metrics.csv writes unmeasured steps as empty), so it is skipped, not counted."""
+    m = run["metrics"]
+    train = run["config"].get("train")
+    warmup = recorded_config(train).warmup_steps if train is not None else None
+    measured = warmup is not None and "val_loss" in m and m.loc[m["step"] >= warmup, "val_loss"].notna().any()
+    ok, rise = stable(m, warmup) if measured else (None, float("nan"))
+    losses = m["train_loss"].to_numpy(float) if "train_loss" in m else np.array([])
+    diverged = run.get("env", {}).get("status") == "diverged" or not np.isfinite(losses).all()
+    if diverged:
+        return Stability("unstable", rise, warmup, "training diverged")
+    if ok is None:
+        why = "no recorded recipe" if warmup is None else f"no validation loss after warm-up (step {warmup})"
+        return Stability("not judged", rise, warmup, why)
+    return Stability("stable" if ok else "unstable", rise, warmup, f"largest rise {rise:.3f} nats after step {warmup}")
