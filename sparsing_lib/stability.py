@@ -70,3 +70,25 @@ def run_stability(run: dict) -> Stability:
         why = "no recorded recipe" if warmup is None else f"no validation loss after warm-up (step {warmup})"
         return Stability("not judged", rise, warmup, why)
     return Stability("stable" if ok else "unstable", rise, warmup, f"largest rise {rise:.3f} nats after step {warmup}")
+
+
+def verdict_sentence(verdicts: dict[str, Stability]) -> str:
+    """What the rule found among runs (``run_stability`` by run name), for a chapter's prose: the runs that break
+    it and are left out, named with their rises, or that all judged runs keep to it, with the largest rise. Runs
+    that could not be judged are counted, since they are kept without a verdict."""
+    bad = {n: v for n, v in verdicts.items() if v.excluded}
+    judged = [v for v in verdicts.values() if v.verdict != "not judged"]
+    unjudged = len(verdicts) - len(judged)
+    if bad:
+        named = ", ".join(f"{n} ({v.reason})" for n, v in bad.items())
+        verb = "breaks the rule and is" if len(bad) == 1 else "break the rule and are"
+        out = f"{len(bad)} of {len(judged)} judged runs {verb} left out of every analysis: {named}"
+    elif judged:
+        out = (
+            f"all {len(judged)} runs are stable by the rule: the largest rise is {max(v.rise for v in judged):.3f} nats"
+        )
+    else:
+        out = "no run has a validation loss after its warm-up, so none could be judged"
+    if unjudged and judged:
+        out += f"; {unjudged} more could not be judged and {'is' if unjudged == 1 else 'are'} kept without a verdict"
+    return out

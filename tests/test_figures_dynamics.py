@@ -67,6 +67,7 @@ def _fake_res():
         }
     )
     return {
+        "all_runs": runs,
         "runs": runs,
         "limits": dynamics.limit_losses(runs, n_boot=10),
         "limits_late": dynamics.limit_losses(runs, 0.3, n_boot=0),
@@ -202,3 +203,24 @@ def test_settling_table_figure_and_numbers_on_the_committed_runs_shape():
     assert isinstance(dynamics.fig_settling(res), Figure)
     n = dynamics._settling_numbers(res)
     assert n["n_later"] == "2" and n["n_settling"] == "4" and n["activation_ratio_settle_silu"] == "0.60–0.60"
+
+
+def test_runs_table_and_sentence_report_an_unstable_run_left_out_of_the_analyses():
+    res = _fake_res()
+    train = {"tokens": 200_000_000, "batch_size": 64, "seq_len": 1024, "betas": [0.9, 0.95]}  # warm-up 31 steps
+    for r in res["runs"].values():
+        r["config"]["train"] = train
+        r["metrics"]["step"] = np.arange(1, 21) * 100
+    n = dynamics.numbers(res)
+    assert n["stability"] == "all 4 runs are stable by the rule: the largest rise is 0.000 nats"
+    bad = res["runs"]["mini-192x4-silu"] | {"metrics": res["runs"]["mini-192x4-silu"]["metrics"].copy()}
+    bad["metrics"].loc[19, "val_loss"] += 0.2  # the last loss 0.2 above the one before, itself the running minimum
+    res["all_runs"] = res["runs"] | {"mini-192x4-silu": bad}
+    table = dynamics.runs_table(res).set_index("run")
+    assert table.loc["mini-192x4-silu", "stability"] == "unstable: left out of the analyses"
+    rise = 0.2 + 2 * (200**-0.5 - (5 + 195 * 18 / 19) ** -0.5)  # over the previous point, E + 2 D^-0.5
+    assert table.loc["mini-192x4-silu", "largest rise after warm-up (nats)"] == pytest.approx(rise)
+    assert table.loc["mini-160x3-relu", "stability"] == "stable"
+    assert dynamics.numbers(res)["stability"].startswith(
+        "1 of 4 judged runs breaks the rule and is left out of every analysis: mini-192x4-silu (largest rise 0.19"
+    )

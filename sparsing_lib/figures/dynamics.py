@@ -13,6 +13,8 @@ reported beside it, because it is larger.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -25,7 +27,8 @@ from ..convergence import SERIES, run_settling
 from ..models import MINI, get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
-from ..runs import load_runs, parse_run
+from ..runs import load_runs, parse_run, run_folders
+from ..stability import STABLE_RISE, run_stability, verdict_sentence
 from ..train_config import recorded_config
 from .methods_corpus import by_domain, manifest, public_domain_share
 
@@ -110,8 +113,13 @@ def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int 
     return pd.DataFrame(rows)
 
 
-def _collect(runs: dict[str, dict], n_boot: int, seed: int, settle_frac: float = 0.1) -> dict:
+def _collect(folder: Path, n_boot: int, seed: int, settle_frac: float = 0.1) -> dict:
+    """``all_runs``: every run folder, variants and unstable runs too, for the runs table (none is dropped
+    silently); ``runs``: the ones the analyses use (``runs.run_folders``' default choice)."""
+    every = load_runs(folder, variants=True, unstable=True)
+    runs = {d.name: every[d.name] for d in run_folders(folder)}
     return {
+        "all_runs": every,
         "runs": runs,
         "limits": limit_losses(runs, FIT_FROM, n_boot, seed),
         "limits_late": limit_losses(runs, FIT_FROM_LATE, 0, seed),
@@ -138,7 +146,7 @@ def results(
     n_boot = n_boot or (20 if profile == "smoke" else 100)
 
     def replay() -> dict:
-        return _collect(load_runs(data_file("runs")), n_boot, seed, settle_frac)
+        return _collect(data_file("runs"), n_boot, seed, settle_frac)
 
     def recompute(p: str) -> dict:
         if p == "smoke":
@@ -148,7 +156,7 @@ def results(
             code = run.main(["--grid", grid, "--out", str(out), "--ckpt", str(ROOT / ".scratch" / "ckpt")])
         if code:
             raise RuntimeError(f"the runner reported failed runs in {out}; see each run's env.json")
-        return _collect(load_runs(out), n_boot, seed, settle_frac)
+        return _collect(Path(out), n_boot, seed, settle_frac)
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
 
@@ -198,12 +206,16 @@ def table3(res: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+STABILITY_LABEL = {"stable": "stable", "unstable": "unstable: left out of the analyses", "not judged": "not judged"}
+
+
 def runs_table(res: dict) -> pd.DataFrame:
-    """Every run folder found, finished or not: status, tokens, epochs, final validation loss, checkpoints
-    probed and the hardware it trained on."""
+    """Every run folder found, finished or not, variants and unstable runs included: status, tokens, epochs,
+    final validation loss, its largest rise after warm-up and the stability rule's verdict (so a run the
+    analyses leave out is still shown, with the reason), checkpoints probed and the hardware it trained on."""
     rows = []
-    for name, r in res["runs"].items():
-        m, env, cfg = r["metrics"], r["env"], r["config"]
+    for name, r in res["all_runs"].items():
+        m, env, cfg, verdict = r["metrics"], r["env"], r["config"], run_stability(r)
         model = get_spec(parse_run(name)[0])
         hardware = env.get("gpu") or (f"CPU ({env['cpu_count']} cores)" if env.get("cpu_count") else None)
         rows.append(
@@ -217,6 +229,8 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
                 "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
                 "final validation loss": m["val_loss"].dropna().iloc[-1],
+                "largest rise after warm-up (nats)": verdict.rise,
+                "stability": STABILITY_LABEL[verdict.verdict],
                 "checkpoints probed": len(r["sparsity"]) if "sparsity" in r else 0,
                 "hardware": hardware,
             }
@@ -398,7 +412,7 @@ def _recipe_batch_range() -> str:
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     table = runs_table(res)
-    scales = table[table["kind"].isin([KIND_LABEL[k] for k in SCALE_KINDS])]
+    scales = table[table["kind"].isin([KIND_LABEL[k] for k in SCALE_KINDS]) & table["run"].isin(list(res["runs"]))]
     dom = by_domain(res["manifest"])
     any_run = next(iter(res["runs"].values()))
     split = any_run["config"]["corpus_identity"]["train_tokens"]
@@ -426,6 +440,8 @@ def numbers(res: dict) -> dict[str, str]:
         "min_tokens": f"{run.MIN_TOKENS / 1e6:.0f}",
         "size_ratio": _size_ratio(),
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
+        "stable_rise": f"{STABLE_RISE}",
+        "stability": verdict_sentence({n: run_stability(r) for n, r in res["all_runs"].items()}),
     }
     gaps = {
         n: r["metrics"]["val_loss"].dropna().iloc[-1]
