@@ -189,7 +189,7 @@ def test_seed_and_split_come_from_the_name_and_are_recorded(tiny, tmp_path, monk
     for name in ("tiny-32x2-relu", "tiny-32x2-relu-s1", "tiny-32x2-relu-s1-f8"):  # one folder each, side by side
         rec = runner.run_one(name, out, tmp_path / "ck", "smoke", "smoke", None, "cpu", progress=False)
         assert rec["status"] == "done", rec.get("traceback")
-    every = runs.load_runs(out, variants=True)
+    every = runs.load_runs(out, variants=True, unstable=True)  # toy runs this short may break the stability rule
     recorded = {
         n: (r["config"]["seed"], r["config"]["train"]["seed"], r["config"]["train_fraction"]) for n, r in every.items()
     }
@@ -204,7 +204,7 @@ def test_seed_and_split_come_from_the_name_and_are_recorded(tiny, tmp_path, monk
     assert env["tokens"] == every["tiny-32x2-relu"]["env"]["tokens"] == 30 * 8 * 32
     losses = {n: r["metrics"]["train_loss"].to_numpy() for n, r in every.items()}
     assert not np.allclose(losses["tiny-32x2-relu"], losses["tiny-32x2-relu-s1"])  # another seed, another run
-    assert list(runs.load_runs(out)) == ["tiny-32x2-relu"]  # the chapters' view leaves the variants out
+    assert list(runs.load_runs(out, unstable=True)) == ["tiny-32x2-relu"]  # the chapters' view leaves the variants out
 
 
 def test_a_share_of_the_split_trains_as_long_as_its_twin():
