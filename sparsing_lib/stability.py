@@ -54,9 +54,9 @@ def run_stability(run: dict) -> Stability:
     A run the trainer stopped as diverged (``env`` status ``diverged``), or whose training loss is not finite, is
     unstable whatever its validation losses show: the trainer stops such a run before measuring one at that step.
     A run with no validation loss after its warm-up, or no recorded recipe (with its ``tokens``) to read its
-    warm-up from, is **not judged** and kept: the rule speaks only of losses after warm-up, so such a run (one still warming up,
-    say) has shown no sign of instability, and leaving it out would hide runs in progress. A NaN validation loss
-    reads as "not measured" (metrics.csv writes unmeasured steps as empty), so it is skipped, not counted."""
+    warm-up from, is **not judged** and kept: the rule speaks only of losses after warm-up, so such a run (one
+    still warming up, say) has shown no sign of instability, and leaving it out would hide runs in progress. A NaN
+    validation loss reads as "not measured" (metrics.csv writes unmeasured steps as empty), so it is skipped."""
     m = run["metrics"]
     train = run["config"].get("train")
     warmup = recorded_config(train).warmup_steps if train and "tokens" in train else None  # warm-up needs tokens
