@@ -18,10 +18,11 @@
 # sweep_gpu.log.
 #
 # Checkpoints never leave the machine (too big for the 8 files of 16 MB a call returns), so a run must be trained
-# AND evaluated while the machine stays warm: pick slices that a session finishes. A run trained in a session that
-# ended before its evaluation must be retrained (delete nothing: a fresh machine has no checkpoints, so run.py
-# skips it as done; move its folder out of the committed runs first), or, before the machine goes back, exported
-# with `python -m sparsing_lib.checkpoints` and carried out as eval_gpu.sh does (about two 15 MB files per run).
+# AND evaluated while the machine stays warm: pick slices that a session finishes. A run whose machine went back
+# before its evaluation is retrained: a fresh machine starts with an empty $W, so naming the run again trains it
+# from the start (do not carry its old run folder there: run.py would skip it as done and find no checkpoint).
+# Or, before the machine goes back, export it with `python -m sparsing_lib.checkpoints` and carry the parts out
+# as eval_gpu.sh does (about two 15 MB files per run, out of the 8 a call returns).
 set -euo pipefail
 SLICE="${1:?usage: bash benchmarks/sweep_gpu.sh <slice> (as sparsing_lib.run --slice: a:b or names)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
