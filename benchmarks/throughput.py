@@ -31,7 +31,7 @@ import torch
 from sparsing_lib.models import ModelSpec, build_model, get_spec
 from sparsing_lib.paths import H200_BF16_FLOPS
 from sparsing_lib.run import GRIDS, train_config
-from sparsing_lib.runs import load_run, parse_run
+from sparsing_lib.runs import load_run, parse_run, run_variant
 from sparsing_lib.train import TrainConfig, lm_loss, make_optimizer, train_step
 
 # shapes measured besides the mini family: the paper's smallest scale (~100M non-embedding) and two 7-layer
@@ -224,6 +224,96 @@ def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[di
     return pd.DataFrame(rows)
 
 
+# The order in which the sessions train the sweep: what the chapters most need first (the scale laws, the largest
+# scales first), then the seeds, the repetition runs, the width-depth shapes and the MoE variants.
+SWEEP_ORDER = ("large", "scale", "seed", "repetition", "width_depth", "moe")
+
+
+def sweep_group(run: str) -> str:
+    """The group of a sweep run for ``SWEEP_ORDER``: large, scale, seed, repetition, width_depth or moe."""
+    variant, kind = run_variant(run), get_spec(parse_run(run)[0]).kind
+    return "repetition" if variant.split > 1 else "seed" if variant.seed else kind
+
+
+def sweep_rates(mfu: pd.DataFrame, moe: pd.DataFrame, vocab: int) -> dict[str, tuple[float, str]]:
+    """Training tokens/s of every model of GRIDS["sweep"] and how it was had: a dense model measured in ``mfu``
+    (benchmarks/mfu.py rows, status ok) at that rate; one not measured at the MFU of the measured model nearest
+    in log FLOPs per token (held constant); an MoE model at its compiled single-process rate in ``moe``."""
+    mfu = mfu[mfu["status"] == "ok"].sort_values("flops_per_token")
+    moe = moe[(moe["processes"] == 1) & moe["compiled"].astype(bool)].set_index("model")
+    out = {}
+    for model in dict.fromkeys(parse_run(r)[0] for r in GRIDS["sweep"]):
+        spec = get_spec(model)
+        fpt = spec.flops_per_token(1024, vocab)
+        if spec.n_experts:
+            out[model] = (float(moe.loc[model, "tokens_per_s"]), "measured (MoE, v3 step, batch 64)")
+        elif model in set(mfu["model"]):
+            out[model] = (float(mfu.loc[mfu["model"] == model, "tokens_per_s"].max()), "measured (v5, batch 64)")
+        else:
+            near = mfu.iloc[int(np.argmin(np.abs(np.log(mfu["flops_per_token"]) - np.log(fpt))))]
+            rate = near["mfu"] * H200_BF16_FLOPS / fpt
+            out[model] = (float(rate), f"MFU of {near['model']} ({near['mfu']:.1%}), batch 64")
+    return out
+
+
+def sweep_plan(
+    rates: dict[str, tuple[float, str]],
+    overhead_s: float,
+    startup_s: float,
+    eval_s: float,
+    fig3_s: float,
+    k_eval: float,
+) -> pd.DataFrame:
+    """GRIDS["sweep"] priced in GPU-minutes under the current recipe (``run.train_config``), in ``SWEEP_ORDER``:
+    training = tokens / rate + ``overhead_s`` (compilation, validation, checkpoints, probes) + ``startup_s``;
+    evaluation (dense runs only, ``sweep_gpu.evaluable``) = ``eval_s`` plus ``fig3_s`` where Fig. 3's sweeps run
+    (``sweep_gpu.wants_fig3``), divided by ``k_eval``, the speed-up assumed from several evaluations per GPU."""
+    from benchmarks.sweep_gpu import evaluable, wants_fig3
+
+    rows = []
+    for run in GRIDS["sweep"]:
+        model = parse_run(run)[0]
+        cfg = train_config(model, "full")
+        tokens = cfg.steps * cfg.tokens_per_step
+        rate, basis = rates[model]
+        train_s = tokens / rate + overhead_s + startup_s
+        ev = (eval_s + (fig3_s if wants_fig3(run) else 0.0)) / k_eval if evaluable(run) else 0.0
+        rows.append(
+            dict(
+                run=run,
+                group=sweep_group(run),
+                index=GRIDS["sweep"].index(run),
+                tokens=tokens,
+                batch=cfg.batch_size,
+                tokens_per_s=rate,
+                rate_basis=basis,
+                train_min=train_s / 60,
+                eval_min=ev / 60,
+                gpu_min=(train_s + ev) / 60,
+            )
+        )
+    order = {g: i for i, g in enumerate(SWEEP_ORDER)}
+    table = pd.DataFrame(rows)
+    return table.sort_values(
+        ["group", "tokens"], key=lambda c: c.map(order) if c.name == "group" else -c, kind="stable"
+    )
+
+
+def sessions(table: pd.DataFrame, capacity_min: float) -> pd.DataFrame:
+    """``table`` cut, in its order, into sessions of at most ``capacity_min`` GPU-minutes (next fit: a run that
+    does not fit opens the next session, so the order, and the pairs of activations, are kept). A run is trained
+    and evaluated inside one session (its checkpoints do not outlive the machine), so none is split."""
+    session, used = [], 0.0
+    for minutes in table["gpu_min"]:
+        if not session or used + minutes > capacity_min:
+            session.append((session[-1] if session else 0) + 1)
+            used = minutes
+        else:
+            session.append(session[-1])
+            used += minutes
+    return table.assign(session=session)
+
+
 def summary(sweep: pd.DataFrame) -> str:
     """Minutes of H200 time by grid, and the total."""
     by = sweep.pivot_table(index="grid", columns="done", values="minutes", aggfunc="sum", fill_value=0.0, sort=False)
@@ -233,6 +323,37 @@ def summary(sweep: pd.DataFrame) -> str:
         by.round(2).to_string() + f"\nwhole mini sweep: {sweep['minutes'].sum():.1f} min of H200 time, "
         f"{done:.1f} of them measured on the {int(sweep['done'].sum())} runs already done"
     )
+
+
+def print_sweep_plan(args: argparse.Namespace) -> None:
+    """Print (and with ``--out`` write throughput_plan_v2.csv) the sweep's price, its sessions and assumptions."""
+    mfu = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
+    rates = sweep_rates(mfu, pd.read_csv(args.moe), int(mfu["vocab"].iloc[0]))
+    table = sessions(
+        sweep_plan(rates, args.overhead_s, args.startup_s, args.eval_s, args.fig3_s, args.k_eval),
+        2 * args.session_min,
+    )
+    print(
+        f"per run: training = tokens / rate + {args.overhead_s:.1f} s overhead + {args.startup_s:.0f} s start-up; "
+        f"evaluation (dense runs) = ({args.eval_s:.0f} s + {args.fig3_s:.0f} s for Fig. 3's sweeps on the plain "
+        f"scale runs) / {args.k_eval:g}, the speed-up assumed from several evaluations per GPU (not measured)\n"
+        "rates: measured at batch 64; the recipe's batch differs at every scale (the column batch), so the "
+        "rates of the small scales (batch < 64) are likely optimistic; MoE rates are from the v3 step "
+        "(no causal kernel, no chunked loss)"
+    )
+    show = table.drop(columns=["index", "tokens_per_s"])
+    print(show.to_string(index=False, float_format="{:.2f}".format))
+    gpu = table["gpu_min"].sum()
+    n = int(table["session"].max())
+    print(
+        f"total: {gpu:.1f} GPU-minutes ({table['train_min'].sum():.1f} training, {table['eval_min'].sum():.1f} "
+        f"evaluation); {gpu / 2:.1f} minutes of a two-GPU machine if both GPUs stay busy; {n} sessions of "
+        f"{args.session_min:g} minutes of work on both GPUs ({2 * args.session_min:g} GPU-minutes), in order"
+    )
+    for k, group in table.groupby("session"):
+        print(f"session {k}: {group['gpu_min'].sum():.1f} GPU-min: {','.join(group['run'])}")
+    if args.out:
+        table.to_csv(args.out / "throughput_plan_v2.csv", index=False)
 
 
 def main() -> None:
@@ -253,7 +374,25 @@ def main() -> None:
         nargs="+",
         type=Path,
         default=None,
-        help="only price the sweep from these measured throughput CSVs (no GPU needed)",
+        help="only price GRIDS['sweep'] from these benchmarks/mfu.py CSVs and --moe (no GPU needed)",
+    )
+    ap.add_argument("--moe", type=Path, default=None, help="--plan: measured MoE rates (throughput_v3_moe.csv)")
+    ap.add_argument("--overhead-s", type=float, default=61.1, help="--plan: seconds per run beyond tokens / rate")
+    ap.add_argument("--eval-s", type=float, default=360.0, help="--plan: one run's suite alone on one GPU")
+    ap.add_argument("--fig3-s", type=float, default=55.0, help="--plan: Fig. 3's sweeps of one run alone")
+    ap.add_argument("--k-eval", type=float, default=2.0, help="--plan: speed-up of several evaluations per GPU")
+    ap.add_argument(
+        "--session-min",
+        type=float,
+        default=24.0,
+        help="--plan: minutes of work per session (30 held, less start-up and packing)",
+    )
+    ap.add_argument(
+        "--plan-v1",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="the first plan (throughput_plan.csv): the old sweep from these measured throughput CSVs",
     )
     ap.add_argument("--solo-runs", nargs="*", type=Path, default=[], help="finished run folders that trained alone")
     ap.add_argument(
@@ -272,7 +411,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.plan:
-        bench = pd.concat([pd.read_csv(p) for p in args.plan], ignore_index=True)
+        print_sweep_plan(args)
+        return
+    if args.plan_v1:
+        bench = pd.concat([pd.read_csv(p) for p in args.plan_v1], ignore_index=True)
         sweep = plan(
             bench,
             int(bench["vocab"].iloc[0]),

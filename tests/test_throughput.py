@@ -82,3 +82,12 @@ def test_plan_prices_finished_runs_at_their_wall_time_and_the_rest_from_rates():
 def test_plan_refuses_to_guess_moe_throughput():
     with pytest.raises(ValueError, match="MoE throughput is not interpolated"):
         plan(bench_rows(moe=False), VOCAB, [], [], 0.0)
+
+
+def test_sweep_sessions_keep_the_order_and_never_split_a_run():
+    from benchmarks.throughput import sessions, sweep_group
+
+    table = pd.DataFrame(dict(run=list("abcde"), gpu_min=[30.0, 15.0, 10.0, 40.0, 5.0]))
+    assert list(sessions(table, 48.0)["session"]) == [1, 1, 2, 3, 3]  # 30+15 | 10 (10+40 > 48) | 40+5
+    assert sweep_group("mini-512x10-relu") == "large" and sweep_group("mini-192x4-silu-s2") == "seed"
+    assert sweep_group("mini-160x3-relu-f8") == "repetition" and sweep_group("wd-96x16-relu") == "width_depth"

@@ -426,13 +426,18 @@ FIG3_LIMIT = 1000  # items per task for the sweeps: eleven more settings on ever
 
 
 def evaluate_runs(
-    folder: Path | str, runs: Sequence[str], ckpt_root: Path | str = ".scratch/ckpt", device: str | None = None
+    folder: Path | str,
+    runs: Sequence[str],
+    ckpt_root: Path | str = ".scratch/ckpt",
+    device: str | None = None,
+    fig3: bool = True,
 ) -> None:
     """The full profile of the downstream chapter: each run's last checkpoint (``<ckpt_root>/<run>/step_*.pt``,
     or the model folder ``<ckpt_root>/<run>`` that ``sparsing_lib.checkpoints`` exported from it) scored on every
     task, dense and at CETT-PPL-1/5/10 %, into the run folder; and Fig. 3's sweeps on the first ``FIG3_LIMIT``
     items of its tasks into ``<run>/eval_fig3/`` (with their own dense and CETT-PPL rows, so that every
-    comparison in the figure is paired on the same items)."""
+    comparison in the figure is paired on the same items); ``fig3=False`` leaves the sweeps out. A part whose
+    eval.json (written last) exists is skipped, so a call cut short resumes where it stopped."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for run in runs:
         where = Path(ckpt_root) / run
@@ -445,10 +450,14 @@ def evaluate_runs(
             raise FileNotFoundError(f"no checkpoint step_*.pt and no exported model under {where}: train the run first")
         base = [*model, "--device", device]
         out = Path(folder) / run
-        for extra in (
-            ["--tasks", "all", "--out", str(out)],
-            ["--tasks", FIG3_TASKS, "--limit", str(FIG3_LIMIT), "--sweeps", "--out", str(out / "eval_fig3")],
-        ):
+        parts = [["--tasks", "all", "--out", str(out)]]
+        if fig3:
+            parts.append(
+                ["--tasks", FIG3_TASKS, "--limit", str(FIG3_LIMIT), "--sweeps", "--out", str(out / "eval_fig3")]
+            )
+        for extra in parts:
+            if (Path(extra[-1]) / "eval.json").exists():
+                continue
             if main(base + extra) != 0:
                 raise RuntimeError(f"the evaluation of {run} failed ({' '.join(extra)}); see the message above")
 

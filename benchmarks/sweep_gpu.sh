@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The final sweep (GRIDS["sweep"] in sparsing_lib/run.py) on a two-GPU H200, one slice at a time, in calls of at
+# most ~9.5 minutes; run the same command again on the still-warm machine to go on (state under .scratch/sweep):
+#
+#   SPARSING_GIT_REV=<rev> bash benchmarks/sweep_gpu.sh <slice>     # slice: as run.py's --slice (0:10, or names)
+#   PER_GPU=1 K_EVAL=2 SPARSING_GIT_REV=<rev> bash benchmarks/sweep_gpu.sh mini-512x10-relu,mini-512x10-silu
+#   PROFILE=smoke bash benchmarks/sweep_gpu.sh all                 # CPU: the same steps on the smoke grid
+#
+# The first call carries .corpus and .evaldata; they are copied to $STAGE (/tmp/stage), because a later call that
+# names another carry list removes them from the checkout; a call that finds them missing links them back.
+# Parts of each call (benchmarks/sweep_gpu.py), each a no-op once done:
+#   1. train the slice's unfinished runs, PER_GPU (default 2) per GPU, probes included; every run pauses (or is
+#      probed) by one common deadline, and is resumed by the next call
+#   2. evaluate every finished run of the slice that lacks its evaluation (suite.evaluate_runs), K_EVAL (default 3)
+#      per GPU: every task dense and at CETT-PPL-1/5/10 %, and Fig. 3's sweeps for the plain scale runs; MoE runs
+#      are not evaluated. An evaluation needing under EVAL_MIN_S seconds left does not start.
+# $OUT (2 files): runs.tar.gz (run folders without checkpoints, with every training and evaluation log) and
+# sweep_gpu.log.
+#
+# Checkpoints never leave the machine (too big for the 8 files of 16 MB a call returns), so a run must be trained
+# AND evaluated while the machine stays warm: pick slices that a session finishes. A run whose machine went back
+# before its evaluation is retrained: a fresh machine starts with an empty $W, so naming the run again trains it
+# from the start (do not carry its old run folder there: run.py would skip it as done and find no checkpoint).
+# Or, before the machine goes back, export it with `python -m sparsing_lib.checkpoints` and carry the parts out
+# as eval_gpu.sh does (about two 15 MB files per run, out of the 8 a call returns).
+set -euo pipefail
+SLICE="${1:?usage: bash benchmarks/sweep_gpu.sh <slice> (as sparsing_lib.run --slice: a:b or names)}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+PY="${PYTHON:-python3}"
+OUT="${OUT:-/tmp/sweep_gpu_out}"
+W="${WORK:-.scratch/sweep}"
+STAGE="${STAGE:-/tmp/stage}"
+PER_GPU="${PER_GPU:-2}"
+K_EVAL="${K_EVAL:-3}"
+T0=$(date +%s)
+mkdir -p "$OUT" "$W"
+exec > >(tee -a "$OUT/sweep_gpu.log") 2>&1
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+
+GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+PROFILE="${PROFILE:-$( ((GPUS > 0)) && echo full || echo smoke)}"
+if [[ "$PROFILE" == full ]]; then
+  BUDGET="${BUDGET:-540}"  # seconds of work in this call; the rest packs the results
+  GRID=sweep; COMMON=(--profile full --corpus full); DEVICE=cuda; SMOKE=()
+  MARGIN="${MARGIN:-120}"  # the last log step, the state save, or the probes of a run that has just finished
+  EVAL_MIN_S="${EVAL_MIN_S:-300}"  # one run's suite took 360 s alone on a GPU (data/benchmarks/eval_speed_README.md)
+  [[ -n "${SPARSING_GIT_REV:-}" ]] || echo "warning: SPARSING_GIT_REV is not set; the records will say 'unknown'"
+  ((GPUS >= 1)) || { echo "PROFILE=full needs a GPU" >&2; exit 2; }
+elif [[ "$PROFILE" == smoke ]]; then
+  BUDGET="${BUDGET:-600}"  # a busy 2-core CPU
+  GRID=smoke; COMMON=(--profile smoke --corpus smoke); DEVICE=cpu; SMOKE=(--smoke)
+  GPUS=2  # CUDA_VISIBLE_DEVICES is set but unused on CPU: the placement logic is what is tested
+  MARGIN="${MARGIN:-90}"; EVAL_MIN_S="${EVAL_MIN_S:-20}"
+  export SPARSING_CORPUS="$PWD/data/corpus/smoke"  # the smoke evaluation calibrates on the committed slice
+else echo "PROFILE must be full or smoke, not $PROFILE" >&2; exit 2; fi
+DEADLINE=$((T0 + BUDGET))
+stamp "profile $PROFILE, slice $SLICE of grid $GRID, $GPUS GPU(s), $PER_GPU training and $K_EVAL evaluations per GPU, budget $BUDGET s, work $W"
+
+# 0. data: copy what this call carried to $STAGE once; link back what a later call's carry list removed
+stage() {  # stage <path>: 0 if the path is there (carried or linked back), 1 if neither here nor staged
+  local p=$1
+  if [[ -e "$p" && ! -L "$p" && ! -f "$STAGE/$p.done" ]]; then
+    mkdir -p "$STAGE" && rm -rf "${STAGE:?}/$p" && cp -a "$p" "$STAGE/$p" && touch "$STAGE/$p.done"
+    stamp "staged $p in $STAGE"
+  elif [[ ! -e "$p" && -f "$STAGE/$p.done" ]]; then
+    rm -f "$p" && ln -s "$STAGE/$p" "$p" && stamp "linked $p back from $STAGE"
+  fi
+  [[ -e "$p" ]]
+}
+if [[ "$PROFILE" == full ]]; then
+  stage .corpus || { echo "no .corpus here or in $STAGE (carry it with the first call)" >&2; exit 2; }
+  if [[ ! -f "$W/evaldata.done" ]]; then
+    stage .evaldata || { echo "no .evaldata here or in $STAGE (carry it with the first call)" >&2; exit 2; }
+    rm -rf "$W/evaldata" && mkdir -p "$W/evaldata"
+    tar -xJf .evaldata/evaldata.tar.xz -C "$W/evaldata" --strip-components 1 && touch "$W/evaldata.done"
+  fi
+  export SPARSING_EVAL_DATA="$PWD/$W/evaldata"
+  "$PY" -m sparsing_lib.evaluation.data verify >/dev/null || { echo "benchmark files fail their hashes" >&2; exit 2; }
+fi
+
+# 1. training (and probes) by the deadline minus the margin
+stamp "train: until $((BUDGET - MARGIN)) s, probes or pauses in the last $MARGIN s"
+timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py train --deadline "$DEADLINE" --margin "$MARGIN" --gpus "$GPUS" \
+  --per-gpu "$PER_GPU" -- --grid "$GRID" --slice "$SLICE" "${COMMON[@]}" --device "$DEVICE" --out "$W/runs" \
+  --ckpt "$W/ckpt" || stamp "train: a run failed or was cut (see $W/ckpt/logs)"
+
+# 2. evaluation of the finished runs with the time left
+stamp "eval: $(left) s left"
+timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py eval --deadline "$DEADLINE" --min-seconds "$EVAL_MIN_S" \
+  --gpus "$GPUS" --per-gpu "$K_EVAL" --grid "$GRID" --slice "$SLICE" --out "$W/runs" --ckpt "$W/ckpt" \
+  --device "$DEVICE" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
+
+packed=(runs); [[ -d "$W/ckpt/logs" ]] && packed+=(ckpt/logs)  # every log, without the checkpoints
+[[ -d "$W/runs" ]] && tar -czf "$OUT/runs.tar.gz" -C "$W" "${packed[@]}"
+stamp "finished; $OUT holds: $(ls "$OUT" | tr '\n' ' ')"

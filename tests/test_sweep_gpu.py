@@ -1,0 +1,84 @@
+"""The sweep's GPU script: which runs it evaluates (fast, on hand-made folders) and the whole script on CPU (slow)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import sweep_gpu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _folder(runs: Path, run: str, status: str | None, parts: tuple[str, ...] = ()) -> None:
+    (runs / run).mkdir(parents=True)
+    if status:
+        (runs / run / "env.json").write_text(json.dumps({"status": status}))
+    for p in parts:
+        (runs / run / p).mkdir(parents=True, exist_ok=True)
+        (runs / run / p / "eval.json").write_text("{}")
+
+
+def test_fig3_sweeps_only_for_the_plain_dense_scale_runs():
+    assert sweep_gpu.wants_fig3("mini-160x3-relu") and sweep_gpu.wants_fig3("mini-512x10-silu")
+    for run in ("mini-192x4-relu-s1", "mini-160x3-silu-f8", "wd-96x16-relu", "moe-192x4-e16-relu"):
+        assert not sweep_gpu.wants_fig3(run), run
+    assert not sweep_gpu.evaluable("moe-192x4-e30-relu") and sweep_gpu.evaluable("wd-96x16-relu")
+
+
+def test_pending_runs_are_the_trained_dense_ones_with_a_part_missing(tmp_path):
+    _folder(tmp_path, "mini-160x3-relu", "done", (".", "eval_fig3"))  # both parts written
+    _folder(tmp_path, "mini-160x3-silu", "done", (".",))  # the sweeps missing
+    _folder(tmp_path, "mini-192x4-relu-s1", "done", (".",))  # a variant: no sweeps wanted, so evaluated
+    _folder(tmp_path, "mini-192x4-silu-s1", "done")
+    _folder(tmp_path, "mini-256x5-relu", "paused")
+    _folder(tmp_path, "mini-256x5-silu", "diverged")
+    _folder(tmp_path, "moe-192x4-e16-relu", "done")
+    runs = sorted(p.name for p in tmp_path.iterdir()) + ["mini-320x6-relu"]  # the last has no folder yet
+    assert sweep_gpu.pending(tmp_path, runs) == ["mini-160x3-silu", "mini-192x4-silu-s1"]
+    states = {r: sweep_gpu.state(tmp_path, r) for r in runs}
+    assert states["mini-160x3-relu"] == "trained and evaluated" == states["mini-192x4-relu-s1"]
+    assert states["mini-160x3-silu"] == "trained, to evaluate"
+    assert states["mini-256x5-relu"] == "training: paused" and states["mini-320x6-relu"] == "training: not started"
+    assert states["moe-192x4-e16-relu"] == "trained (MoE: not evaluated)"
+
+
+def test_a_worker_past_its_deadline_starts_nothing(tmp_path, capsys):
+    past = str(time.time() - 1)
+    argv = ["eval", "--deadline", past, "--out", str(tmp_path), "--ckpt", str(tmp_path), "--run", "mini-160x3-relu"]
+    assert sweep_gpu.main(argv) == 0 and "next call" in capsys.readouterr().out
+    argv = ["train", "--deadline", past, "--", "--out", str(tmp_path), "--ckpt", str(tmp_path), "--run", "x"]
+    assert sweep_gpu.main(argv) == 0 and "x: " in capsys.readouterr().out
+    assert sweep_gpu.seconds_left(time.time() + 100, 30) == pytest.approx(70, abs=1)
+
+
+@pytest.mark.slow
+def test_the_sweep_script_trains_and_evaluates_the_smoke_grid_on_cpu_and_resumes(tmp_path):
+    env = os.environ | dict(
+        PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w"),
+        PROFILE="smoke",
+    )  # fmt: skip
+    run = lambda: subprocess.run(  # noqa: E731
+        ["bash", "benchmarks/sweep_gpu.sh", "all"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    p = run()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == ["runs.tar.gz", "sweep_gpu.log"]
+    for name in ("tiny-32x2-relu", "tiny-32x2-silu"):
+        folder = tmp_path / "w" / "runs" / name
+        assert json.loads((folder / "env.json").read_text())["status"] == "done"
+        scores = pd.read_csv(folder / "eval_fig3" / "eval.csv")
+        assert {"dense", "cett-ppl-1%", "topk_token=0.5"} <= set(scores["setting"])
+        assert set(pd.read_csv(folder / "eval.csv")["setting"]) == {
+            "dense",
+            "cett-ppl-1%",
+            "cett-ppl-5%",
+            "cett-ppl-10%",
+        }
+    again = run()
+    assert "train: 0 of 2 runs to train" in again.stdout and "eval: 0 of 2 runs to evaluate" in again.stdout
