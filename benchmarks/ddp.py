@@ -29,6 +29,12 @@ import pandas as pd
 import torch
 
 from sparsing_lib.run import GRIDS, environment, recipe
+from sparsing_lib.runs import Variant, parse_run, run_name
+
+
+def seeded(run: str, seed: int) -> str:
+    """The name of ``run`` trained with ``seed`` (the seed is part of a run's name: ``runs.GRAMMAR``)."""
+    return run_name(*parse_run(run), Variant(seed=seed))
 
 
 def start(nproc: int, seed: int, args: argparse.Namespace, tokens: int, gpus: str | None) -> tuple[list[str], Path]:
@@ -36,9 +42,9 @@ def start(nproc: int, seed: int, args: argparse.Namespace, tokens: int, gpus: st
     work = args.work / f"w{nproc}_s{seed}"
     grid = next(g for g, runs in GRIDS.items() if args.run in runs)
     # --grid/--slice rather than --run: torchrun's own parser takes "--run" for an abbreviation of its --run-path
-    flags = ["--grid", grid, "--slice", args.run, "--out", str(work / "runs"), "--ckpt", str(work / "ckpt")]
-    flags += ["--tokens", str(tokens), "--profile", args.profile, "--corpus", args.corpus, "--device", args.device]
-    flags += ["--seed", str(seed), "--no-probe"]
+    flags = ["--grid", grid, "--slice", seeded(args.run, seed), "--out", str(work / "runs")]
+    flags += ["--ckpt", str(work / "ckpt"), "--tokens", str(tokens), "--profile", args.profile]
+    flags += ["--corpus", args.corpus, "--device", args.device, "--no-probe"]
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc > 1 else []
     cmd = [sys.executable, *launcher, "-m", "sparsing_lib.run", *flags]
     env = os.environ | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None and args.device == "cuda" else {})
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     curves = []
     for (n, seed), (cmd, work, _), (wall, tail) in zip(plan, started, results):
         lines += [f"world {n}, seed {seed}: {' '.join(cmd)}", f"  wall {wall:.1f} s; output tail:", tail]
-        curves.append(pd.read_csv(work / "runs" / args.run / "metrics.csv").assign(world_size=n, seed=seed))
+        folder = work / "runs" / seeded(args.run, seed)
+        curves.append(pd.read_csv(folder / "metrics.csv").assign(world_size=n, seed=seed))
     curves = pd.concat(curves, ignore_index=True)
     summary = compare(curves)
     cols = ["world_size", "seed", "step", "tokens", "train_loss", "val_loss", "grad_norm", "tokens_per_s"]

@@ -26,11 +26,8 @@ OUT="${OUT:-/tmp/eval_gpu_out}"
 W="${WORK:-.scratch/eval}"
 BUDGET="${BUDGET:-540}"  # seconds of work in this call; the rest packs the results
 RUNS=(mini-336x7-relu mini-336x7-silu)
-T0=$(date +%s)
 mkdir -p "$OUT" "$W/logs"
-exec > >(tee -a "$OUT/eval_gpu.log") 2>&1
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+source "$(dirname "$0")/call_clock.sh" "$OUT/eval_gpu.log"
 [[ -n "${SPARSING_GIT_REV:-}" ]] || echo "warning: SPARSING_GIT_REV is not set; the records will say 'unknown'"
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 stamp "${#RUNS[@]} runs, $GPUS GPU(s), budget $BUDGET s, work $W, results $OUT"

@@ -33,11 +33,8 @@ W="${WORK:-.scratch/sweep}"
 STAGE="${STAGE:-/tmp/stage}"
 PER_GPU="${PER_GPU:-2}"
 K_EVAL="${K_EVAL:-3}"
-T0=$(date +%s)
 mkdir -p "$OUT" "$W"
-exec > >(tee -a "$OUT/sweep_gpu.log") 2>&1
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+source "$(dirname "$0")/call_clock.sh" "$OUT/sweep_gpu.log"
 
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 PROFILE="${PROFILE:-$( ((GPUS > 0)) && echo full || echo smoke)}"

@@ -21,11 +21,8 @@ PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import sparsing_lib from the checkout
 OUT="${OUT:-/tmp/trainer_v2_out}"
 W="${WORK:-.scratch/v2}"
-T0=$(date +%s)
 mkdir -p "$OUT" "$W/bench"
-exec > >(tee -a "$OUT/plan.log") 2>&1
-left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+source "$(dirname "$0")/call_clock.sh" "$OUT/plan.log"
 
 if [[ "$PROFILE" == full ]]; then
   BUDGET="${BUDGET:-530}"  # seconds of the 9-minute call for the three parts; the rest packs the results

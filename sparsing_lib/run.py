@@ -137,8 +137,17 @@ def probe_config(profile: str) -> ProbeConfig:
     return ProbeConfig()
 
 
+def _plain(run: str) -> str | None:
+    """The seed-0, whole-split name of ``run`` (None for a pilot or a name outside the grammar)."""
+    try:
+        return run_name(*parse_run(run))
+    except ValueError:
+        return None
+
+
 def select(grid: str, slice_: str | None) -> list[str]:
-    """Runs of ``grid`` picked by ``slice_``: None/'all', 'a:b' (Python slice) or comma-separated names."""
+    """Runs of ``grid`` picked by ``slice_``: None/'all', 'a:b' (Python slice) or comma-separated names; a name
+    may be another seed or split of a grid run (``runs.GRAMMAR``; the DDP benchmark trains ``<run>-s1``)."""
     runs = GRIDS[check_choice("grid", grid, GRIDS)]
     if not slice_ or slice_ == "all":
         return runs
@@ -146,7 +155,7 @@ def select(grid: str, slice_: str | None) -> list[str]:
         a, b = (int(x) if x else None for x in slice_.split(":"))
         return runs[a:b]
     picked = slice_.split(",")
-    unknown = [r for r in picked if r not in runs]
+    unknown = [r for r in picked if r not in runs and _plain(r) not in runs]
     if unknown:
         raise ValueError(f"runs {unknown} are not in grid {grid!r}: {', '.join(runs)}")
     return picked

@@ -52,6 +52,10 @@ def test_grids_and_slices():
     assert runner.select("scales", None) == runner.GRIDS["scales"] and len(runner.GRIDS["scales"]) == 10
     with pytest.raises(ValueError, match="not in grid"):
         runner.select("proof", "mini-336x7-relu")
+    variants = ["mini-192x4-silu-s1", "mini-160x3-relu-f8"]
+    assert runner.select("proof", ",".join(variants)) == variants
+    with pytest.raises(ValueError, match="not in grid"):
+        runner.select("proof", "mini-336x7-relu-s1")  # another seed of a run the grid does not hold
     with pytest.raises(ValueError, match="grid="):
         runner.select("nope", None)
     with pytest.raises(ValueError, match="does not follow the run-name grammar"):
