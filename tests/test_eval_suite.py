@@ -69,14 +69,30 @@ def test_write_and_read_back(result, tmp_path):
         assert back.items[k].dtype == np.float32 and np.array_equal(back.items[k], np.asarray(v, dtype=np.float32))
 
 
-def test_items_file_stores_zero_one_scores_as_booleans(tmp_path):
+def test_items_file_packs_zero_one_scores_into_bits_and_reads_back_exactly(tmp_path):
+    items = {
+        "a|dense|acc": [1.0, 0.0, 1.0],
+        "b|dense|f1": [0.5, 1.0, 0.0],
+        "c|dense|acc": [0.0] * 9,  # nine bits: the packed bytes run past a byte boundary
+        "d|dense|acc": [],
+    }
     scores = pd.DataFrame([{c: 0 for c in results.COLUMNS}])
-    res = results.SuiteResult(scores, {"a|dense|acc": [1.0, 0.0, 1.0], "b|dense|f1": [0.5, 1.0, 0.0]}, {})
-    results.write(tmp_path, res)
+    results.write(tmp_path, results.SuiteResult(scores, items, {}))
     raw = np.load(tmp_path / "eval_items.npz")
-    assert raw["a|dense|acc"].dtype == bool and raw["b|dense|f1"].dtype == np.float32
+    assert sorted(raw.files) == ["binary", "bits", "floats", "keys", "sizes"]
+    assert raw["binary"].tolist() == [True, False, True, True] and raw["sizes"].tolist() == [3, 3, 9, 0]
+    # 3 + 9 bits in two bytes: 1,0,1 then nine zeros; the one non-binary key's three floats
+    assert raw["bits"].tolist() == [0b10100000, 0] and raw["floats"].tolist() == [0.5, 1.0, 0.0]
     back = results.read(tmp_path).items
-    assert back["a|dense|acc"].tolist() == [1.0, 0.0, 1.0] and back["b|dense|f1"].tolist() == [0.5, 1.0, 0.0]
+    assert {k: v.tolist() for k, v in back.items()} == items
+    assert all(v.dtype == np.float32 for v in back.values())
+
+
+def test_items_file_of_the_earlier_layout_still_reads(tmp_path):
+    scores = pd.DataFrame([{c: 0 for c in results.COLUMNS}])
+    results.write(tmp_path, results.SuiteResult(scores, {}, {}))
+    np.savez_compressed(tmp_path / "eval_items.npz", **{"a|dense|acc": np.array([1.0, 0.0], np.float32)})
+    assert results.read(tmp_path).items["a|dense|acc"].tolist() == [1.0, 0.0]
 
 
 def test_settings_names_and_ppl_thresholds(tiny):

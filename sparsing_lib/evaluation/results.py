@@ -15,10 +15,13 @@ them through this module, so the format changes in one place.
     items             items scored; ``truncated``: prompts cut from the left to fit the context
     activation_ratio  mean fraction of active FFN neurons over the tokens the task ran (NaN if not measured)
     chance, shots     the first metric's random-guess level, and the number of in-context examples
-``eval_items.npz``: per-item scores, key ``"<task>|<setting>|<metric>"``, items in the same order for every
-setting of a task, so that differences between settings can be bootstrapped in pairs. Stored as booleans where
-every score is 0 or 1 (accuracies, pass@1: a tenth of the float32 file, which matters for the size of a sweep's
-run folders) and float32 otherwise (F1); ``read`` returns float32 either way.
+``eval_items.npz``: per-item scores, key ``"<task>|<setting>|<metric>"`` (``item_key``), items in the same order
+for every setting of a task, so that differences between settings can be bootstrapped in pairs. Packed into four
+arrays, because a sweep commits one such file per run and a zip entry per key cost more than the scores: ``keys``
+(the keys, sorted), ``sizes`` (items per key), ``bits`` (``np.packbits`` of the concatenated scores of the keys
+whose scores are all 0 or 1: accuracies, pass@1) and ``floats`` (float32, the other keys' scores, e.g. F1), with
+``binary`` saying which key is which. ``read`` returns a dict of float32 arrays either way, and still reads the
+earlier layout of one array per key.
 ``eval.json`` (optional): provenance and the thresholds each setting used.
 """
 
@@ -70,10 +73,35 @@ def interval(text: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _compact(scores) -> np.ndarray:
-    """Per-item scores as booleans when all are 0 or 1 (exactly representable), else float32."""
-    a = np.asarray(scores, dtype=np.float32)
-    return a.astype(bool) if np.isin(a, (0.0, 1.0)).all() else a
+def pack_items(items: dict) -> dict[str, np.ndarray]:
+    """The four arrays ``eval_items.npz`` holds for ``items`` (key -> per-item scores); see the module docstring."""
+    keys = sorted(items)
+    arrays = [np.asarray(items[k], dtype=np.float32).ravel() for k in keys]
+    binary = np.array([bool(np.isin(a, (0.0, 1.0)).all()) for a in arrays], dtype=bool)
+    ones = [a for a, b in zip(arrays, binary) if b]
+    rest = [a for a, b in zip(arrays, binary) if not b]
+    return {
+        "keys": np.array(keys, dtype=str),
+        "sizes": np.array([len(a) for a in arrays], dtype=np.int64),
+        "binary": binary,
+        "bits": np.packbits(np.concatenate(ones).astype(bool)) if ones else np.zeros(0, np.uint8),
+        "floats": np.concatenate(rest) if rest else np.zeros(0, np.float32),
+    }
+
+
+def unpack_items(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``pack_items`` undone: key -> float32 per-item scores. A file of the earlier layout (one array per key)
+    is returned as it is, in float32."""
+    if "keys" not in arrays:
+        return {k: v.astype(np.float32) for k, v in arrays.items()}
+    sizes, binary = arrays["sizes"], arrays["binary"].astype(bool)
+    bits = np.unpackbits(arrays["bits"], count=int(sizes[binary].sum())).astype(np.float32)
+    bit_parts = np.split(bits, np.cumsum(sizes[binary])[:-1]) if binary.any() else []
+    float_parts = (
+        np.split(arrays["floats"].astype(np.float32), np.cumsum(sizes[~binary])[:-1]) if (~binary).any() else []
+    )
+    ones, rest = iter(bit_parts), iter(float_parts)
+    return {str(k): next(ones) if b else next(rest) for k, b in zip(arrays["keys"], binary)}
 
 
 def write(folder: Path | str, result: SuiteResult) -> None:
@@ -84,7 +112,7 @@ def write(folder: Path | str, result: SuiteResult) -> None:
     if missing:
         raise ValueError(f"scores lack the columns {sorted(missing)} of the eval.csv format")
     write_csv(folder / "eval.csv", result.scores[list(COLUMNS)].to_dict("records"))
-    write_npz(folder / "eval_items.npz", **{k: _compact(v) for k, v in result.items.items()})
+    write_npz(folder / "eval_items.npz", **pack_items(result.items))
     write_json(folder / "eval.json", result.meta)
 
 
@@ -98,7 +126,6 @@ def read(folder: Path | str) -> SuiteResult:
     missing = set(COLUMNS) - set(scores.columns)
     if missing:
         raise ValueError(f"{path} lacks the columns {sorted(missing)}: written by an older format")
-    items = load_arrays(folder, "eval_items") if (folder / "eval_items.npz").exists() else {}
-    items = {k: v.astype(np.float32) for k, v in items.items()}
+    items = unpack_items(load_arrays(folder, "eval_items")) if (folder / "eval_items.npz").exists() else {}
     meta = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").exists() else {}
     return SuiteResult(scores, items, meta)
