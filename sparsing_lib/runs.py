@@ -197,7 +197,18 @@ def load_runs(folder: Path, variants: bool = False, unstable: bool = False) -> d
     compare one run per model and activation, and a variant beside its plain twin would count twice. Runs that
     break the stability rule only with ``unstable=True`` (see ``run_folders``). A folder whose name is not a run
     name (a pilot, say) is loaded as before."""
-    return {d.name: load_run(d) for d in run_folders(folder, variants, unstable=unstable)}
+    every = {d.name: load_run(d) for d in run_folders(folder, variants=True, unstable=True)}  # each read once
+    return select_runs(every, variants, unstable)
+
+
+def select_runs(runs: dict[str, dict], variants: bool = False, unstable: bool = False) -> dict[str, dict]:
+    """Of runs already loaded (by name), those a chapter sees: the choice ``load_runs`` and ``run_folders`` make,
+    for a caller that holds every run (the training-dynamics chapter lists them all) without reading them again."""
+    return {
+        n: r
+        for n, r in runs.items()
+        if (variants or not _is_variant(n)) and (unstable or not run_stability(r).excluded)
+    }
 
 
 def run_folders(

@@ -16,7 +16,7 @@ them through this module, so the format changes in one place.
     activation_ratio  mean fraction of active FFN neurons over the tokens the task ran (NaN if not measured)
     chance, shots     the first metric's random-guess level, and the number of in-context examples
 ``eval_items.npz``: per-item scores, key ``"<task>|<setting>|<metric>"`` (``item_key``), items in the same order
-for every setting of a task, so that differences between settings can be bootstrapped in pairs. Packed into four
+for every setting of a task, so that differences between settings can be bootstrapped in pairs. Packed into five
 arrays, because a sweep commits one such file per run and a zip entry per key cost more than the scores: ``keys``
 (the keys, sorted), ``sizes`` (items per key), ``bits`` (``np.packbits`` of the concatenated scores of the keys
 whose scores are all 0 or 1: accuracies, pass@1) and ``floats`` (float32, the other keys' scores, e.g. F1), with
@@ -74,7 +74,7 @@ def interval(text: str) -> tuple[float, float]:
 
 
 def pack_items(items: dict) -> dict[str, np.ndarray]:
-    """The four arrays ``eval_items.npz`` holds for ``items`` (key -> per-item scores); see the module docstring."""
+    """The five arrays ``eval_items.npz`` holds for ``items`` (key -> per-item scores); see the module docstring."""
     keys = sorted(items)
     arrays = [np.asarray(items[k], dtype=np.float32).ravel() for k in keys]
     binary = np.array([bool(np.isin(a, (0.0, 1.0)).all()) for a in arrays], dtype=bool)

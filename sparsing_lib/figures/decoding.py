@@ -21,7 +21,7 @@ from ..decode import bench
 from ..decode.reference import ffn_bytes, union_ratio
 from ..paths import DATA
 from ..profiles import by_profile
-from ..runs import load_run, run_folders
+from ..runs import load_runs
 
 # App. L: the 2.4B ReLU model on an A800 with 104 CPU cores, 100 C4 prompts of 5 tokens
 PAPER = {"powerinfer": 41.79, "llamacpp": 10.23}
@@ -56,9 +56,8 @@ def runs_table() -> pd.DataFrame:
     reads the up rows of its non-zero neurons and the down rows of the kept ones (at the zero threshold the
     two are equal: lossless), a SiLU model reads all of W_up at its CETT cut."""
     rows = []
-    for folder in (f for f in run_folders(DATA / "runs") if f.name.startswith("mini-")):
-        run = load_run(folder)
-        if "sparsity" not in run:
+    for name, run in load_runs(DATA / "runs").items():
+        if not name.startswith("mini-") or "sparsity" not in run:
             continue
         sp = run["sparsity"].iloc[-1]
         act = run["config"]["activation"]
@@ -66,7 +65,7 @@ def runs_table() -> pd.DataFrame:
         ratio = float(sp["activation_ratio"])
         rows.append(
             {
-                "run": folder.name,
+                "run": name,
                 "activation": act,
                 "non-zero ratio": nonzero,
                 "CETT-PPL-1% ratio": ratio,

@@ -27,7 +27,7 @@ from ..convergence import SERIES, run_settling
 from ..models import MINI, get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
-from ..runs import load_runs, parse_run, run_folders
+from ..runs import load_runs, parse_run, select_runs
 from ..stability import STABLE_RISE, run_stability, verdict_sentence
 from ..train_config import recorded_config
 from .methods_corpus import by_domain, manifest, public_domain_share
@@ -115,9 +115,9 @@ def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int 
 
 def _collect(folder: Path, n_boot: int, seed: int, settle_frac: float = 0.1) -> dict:
     """``all_runs``: every run folder, variants and unstable runs too, for the runs table (none is dropped
-    silently); ``runs``: the ones the analyses use (``runs.run_folders``' default choice)."""
+    silently); ``runs``: the ones the analyses use (``runs.select_runs``' default choice)."""
     every = load_runs(folder, variants=True, unstable=True)
-    runs = {d.name: every[d.name] for d in run_folders(folder)}
+    runs = select_runs(every)
     return {
         "all_runs": every,
         "runs": runs,
