@@ -97,5 +97,5 @@ if trained; then
 fi
 
 packed=(runs logs); [[ -d "$W/ckpt/logs" ]] && packed+=(ckpt/logs)  # training logs, without the checkpoints
-tar -czf "$OUT/runs.tar.gz" -C "$W" "${packed[@]}"
+tar -czf "$OUT/runs.tar.gz" --exclude=.parts -C "$W" "${packed[@]}"  # stored suite parts stay with the checkpoints
 stamp "finished; $OUT holds: $(ls "$OUT" | tr '\n' ' ')"

@@ -13,7 +13,8 @@ time however many runs its slice holds:
   seconds does not start (compilation alone takes about 40 s) and is left for the next call.
 * ``eval``: the runs of the slice that finished training and lack a part of their evaluation (``pending``),
   each with ``suite.evaluate_runs``. A worker with under ``--min-seconds`` left does not start; one still running
-  at the deadline is stopped (SIGALRM), and as a part is written only when it ends, the next call redoes it.
+  at the deadline is stopped (SIGALRM); the suite keeps each finished task and setting (``evaluation.parts``), so
+  the next call goes on from the first unfinished one.
   The checkpoints it reads never leave the training machine, so this must run there while it is warm.
   MoE runs are not evaluated: the sparsity hooks (``capture.ADAPTERS``) do not reach GraniteMoe's experts.
   Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``): the figure compares methods

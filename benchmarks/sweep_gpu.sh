@@ -13,7 +13,8 @@
 #      probed) by one common deadline, and is resumed by the next call
 #   2. evaluate every finished run of the slice that lacks its evaluation (suite.evaluate_runs), K_EVAL (default 3)
 #      per GPU: every task dense and at CETT-PPL-1/5/10 %, and Fig. 3's sweeps for the plain scale runs; MoE runs
-#      are not evaluated. An evaluation needing under EVAL_MIN_S seconds left does not start.
+#      are not evaluated. An evaluation needing under EVAL_MIN_S seconds left does not start; one stopped at the
+#      deadline keeps each finished task and setting (evaluation.parts) and the next call goes on from there.
 # $OUT (2 files): runs.tar.gz (run folders without checkpoints, with every training and evaluation log) and
 # sweep_gpu.log.
 #
@@ -41,8 +42,8 @@ PROFILE="${PROFILE:-$( ((GPUS > 0)) && echo full || echo smoke)}"
 if [[ "$PROFILE" == full ]]; then
   BUDGET="${BUDGET:-540}"  # seconds of work in this call; the rest packs the results
   GRID=sweep; COMMON=(--profile full --corpus full); DEVICE=cuda; SMOKE=()
-  MARGIN="${MARGIN:-120}"  # the last log step, the state save, or the probes of a run that has just finished
-  EVAL_MIN_S="${EVAL_MIN_S:-300}"  # one run's suite took 360 s alone on a GPU (data/benchmarks/eval_speed_README.md)
+  MARGIN="${MARGIN:-200}"  # the probes of a run that has just finished: up to about 170 s at mini-512x10 (sweep_s1)
+  EVAL_MIN_S="${EVAL_MIN_S:-60}"  # a suite stopped at the deadline keeps its finished parts and resumes from them
   [[ -n "${SPARSING_GIT_REV:-}" ]] || echo "warning: SPARSING_GIT_REV is not set; the records will say 'unknown'"
   ((GPUS >= 1)) || { echo "PROFILE=full needs a GPU" >&2; exit 2; }
 elif [[ "$PROFILE" == smoke ]]; then
@@ -90,5 +91,5 @@ timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py eval --deadline "$DEADLIN
   --device "$DEVICE" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
 
 packed=(runs); [[ -d "$W/ckpt/logs" ]] && packed+=(ckpt/logs)  # every log, without the checkpoints
-[[ -d "$W/runs" ]] && tar -czf "$OUT/runs.tar.gz" -C "$W" "${packed[@]}"
+[[ -d "$W/runs" ]] && tar -czf "$OUT/runs.tar.gz" --exclude=.parts -C "$W" "${packed[@]}"  # stored suite parts stay: they fit only this machine's checkpoints
 stamp "finished; $OUT holds: $(ls "$OUT" | tr '\n' ' ')"

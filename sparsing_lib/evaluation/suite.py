@@ -31,6 +31,7 @@ from torch import nn
 from .. import metrics, models, paths
 from . import engine, execute, scoring, stats
 from .items import Choice, Cloze, Generate, Program, Task
+from .parts import FOLDER, Part, Parts
 from .results import SuiteResult, item_key, write
 
 DEFAULT_PS = (0.01, 0.05, 0.10)
@@ -153,9 +154,12 @@ def run_suite(
     progress: bool = False,
     max_tokens: int = engine.MAX_TOKENS,
     cache_tokens: int = engine.CACHE_TOKENS,
+    store: Parts | None = None,
 ) -> SuiteResult:
     """Every task under every setting: one row per (task, setting, metric) in ``results.COLUMNS``, per-item
-    scores under ``results.item_key``, and meta (thresholds, CETT values, seconds per task and setting)."""
+    scores under ``results.item_key``, and meta (thresholds, CETT values, seconds per task and setting).
+    With a ``store`` (``parts.Parts``) each finished part is saved as it ends and a part already there is
+    read back instead of scored again, so a suite stopped midway resumes."""
     from tqdm.auto import tqdm
 
     engine.eos_id(tokenizer)  # fail before any work on a tokenizer without end-of-text
@@ -166,25 +170,27 @@ def run_suite(
     info: dict[tuple[str, str], dict] = {}
     pending: list[tuple[str, int, str]] = []
     seconds: dict[str, float] = {}
+    resumed: list[str] = []  # parts read back from the store (their seconds are those of the earlier call)
     start = time.perf_counter()
     bar = tqdm(total=len(settings) * len(tasks), disable=not progress, desc="suite")
     for task in tasks:  # settings innermost: a task's tokens are encoded once (engine memoises them)
         for name, (method, value) in settings.items():
             bar.set_postfix_str(f"{task.name} | {name}")
-            t0 = time.perf_counter()
-            with metrics.sparsify(model, method, value) as sp:
-                scores, truncated, programs = score_task(model, tokenizer, task, **kw)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds[f"{task.name}|{name}"] = time.perf_counter() - t0
-            ratio = sp.activation_ratio if sp.neuron_counts is not None else math.nan
-            info[task.name, name] = dict(truncated=truncated, activation_ratio=ratio)
-            for metric, values in scores.items():
+            part = store.load(task.name, name) if store is not None else None
+            if part is not None:
+                resumed.append(f"{task.name}|{name}")
+            else:
+                part = _score_part(model, tokenizer, task, method, value, kw)
+                if store is not None:
+                    store.save(task.name, name, part)
+            seconds[f"{task.name}|{name}"] = part.seconds
+            info[task.name, name] = dict(truncated=part.truncated, activation_ratio=part.activation_ratio)
+            for metric, values in part.scores.items():
                 per_item[item_key(task.name, name, metric)] = values
-            if programs:
+            if part.programs:
                 key = item_key(task.name, name, "pass@1")
                 per_item[key] = np.full(len(task.items), np.nan)
-                pending += [(key, i, src) for i, src in programs]
+                pending += [(key, i, src) for i, src in part.programs]
             bar.update()
     bar.close()
     t0 = time.perf_counter()
@@ -227,8 +233,20 @@ def run_suite(
         host=_host(),
         context=engine.max_context(model, tokenizer),  # prompts longer than this were cut from the left
         items={t.name: len(t.items) for t in tasks},
+        resumed=resumed,
     )
     return SuiteResult(pd.DataFrame(rows), {k: v for k, v in per_item.items() if k in wanted}, meta)
+
+
+def _score_part(model: nn.Module, tokenizer, task: Task, method: str, value, kw: dict) -> Part:
+    """One task under one sparsification rule, timed to the end of its GPU work."""
+    t0 = time.perf_counter()
+    with metrics.sparsify(model, method, value) as sp:
+        scores, truncated, programs = score_task(model, tokenizer, task, **kw)
+    if kw["device"].type == "cuda":
+        torch.cuda.synchronize(kw["device"])
+    ratio = sp.activation_ratio if sp.neuron_counts is not None else math.nan
+    return Part(scores, truncated, ratio, time.perf_counter() - t0, programs)
 
 
 def _host() -> dict:
@@ -391,25 +409,26 @@ def _cli_run(args) -> SuiteResult:
     task_list = [registry.load(n, args.limit) for n in task_names]
     model, tokenizer = load_model(args.model, args.run, args.device)
     engine.eos_id(tokenizer)
-    calib = calibration(tokenizer, args.calib_tokens, engine.max_context(model, tokenizer))
+    # what an earlier, stopped call on this model finished, with the same settings and items asked for
+    salt = f"{args.settings}|sweeps={args.sweeps}|limit={args.limit}|calib={args.calib_tokens}"
+    store = Parts(Path(args.out) / FOLDER, model, salt)
     t0 = time.perf_counter()
-    chosen = settings(model, calib.to(args.device), ps, SWEEPS if args.sweeps else {})
+    saved = store.saved_settings()
+    if saved is None:
+        calib = calibration(tokenizer, args.calib_tokens, engine.max_context(model, tokenizer))
+        chosen = settings(model, calib.to(args.device), ps, SWEEPS if args.sweeps else {})
+        store.save_settings(chosen, chosen.cett)
+    else:
+        chosen = Settings(saved[0])
+        chosen.cett.update(saved[1])
     search_seconds = time.perf_counter() - t0
     main_settings = {k: chosen[k] for k in ["dense", *(ppl_name(p) for p in ps)]}
-    result = run_suite(model, tokenizer, task_list, main_settings, args.batch_size, args.device, True, args.max_tokens)
+    run = dict(batch_size=args.batch_size, device=args.device, progress=True, max_tokens=args.max_tokens, store=store)
+    result = run_suite(model, tokenizer, task_list, main_settings, **run)
     sweep_settings = {k: v for k, v in chosen.items() if k not in main_settings}
     if sweep_settings:  # Fig. 3's sweep points, on the tasks its panels average
         sweep_names = set(expand_tasks(args.sweep_tasks))
-        extra = run_suite(
-            model,
-            tokenizer,
-            [t for t in task_list if t.name in sweep_names],
-            sweep_settings,
-            args.batch_size,
-            args.device,
-            True,
-            args.max_tokens,
-        )
+        extra = run_suite(model, tokenizer, [t for t in task_list if t.name in sweep_names], sweep_settings, **run)
         result = SuiteResult(
             pd.concat([result.scores, extra.scores], ignore_index=True),
             {**result.items, **extra.items},
@@ -418,6 +437,7 @@ def _cli_run(args) -> SuiteResult:
     # the whole command's time, loading data and model and searching thresholds included (the speed target's)
     result.meta.update(search_seconds=search_seconds, wall_seconds=time.perf_counter() - start)
     write(args.out, result)
+    store.clear()
     return result
 
 
