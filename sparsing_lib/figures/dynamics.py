@@ -13,6 +13,7 @@ reported beside it, because it is larger.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -32,12 +33,12 @@ from ..stability import STABLE_RISE, run_stability, verdict_sentence
 from ..train_config import recorded_config
 from .methods_corpus import by_domain, manifest, public_domain_share
 
-SCALE_KINDS = (
-    "scale",
-    "smoke",
-)  # the runs Fig. 13 and Fig. 14 compare (width-depth and MoE runs have their own chapters)
+# the runs Fig. 13 and Fig. 14 compare: the scales and the larger scales, which train on fewer tokens per
+# parameter (run.LARGE_TOKENS_PER_PARAM); width-depth and MoE runs have their own chapters
+SCALE_KINDS = ("scale", "large", "smoke")
 KIND_LABEL = {
     "scale": "scale",
+    "large": "larger scale",
     "width_depth": "width-depth variant",
     "moe": "mixture of experts",
     "smoke": "smoke test",
@@ -209,6 +210,14 @@ def table3(res: dict | None = None) -> pd.DataFrame:
 STABILITY_LABEL = {"stable": "stable", "unstable": "unstable: left out of the analyses", "not judged": "not judged"}
 
 
+def _recipe_label(name: str, cfg: dict) -> str:
+    """ "current" when the run's recorded batch and warm-up are what ``run.train_config`` gives its model now,
+    else "earlier" (the runs trained before the paper's scale rules, ``recipe``, were adopted)."""
+    now = asdict(run.train_config(parse_run(name)[0], cfg.get("profile", "full")))
+    same = all(cfg.get("train", {}).get(k) == now[k] for k in ("batch_size", "warmup_frac", "warmup_tokens"))
+    return "current" if same else "earlier"
+
+
 def runs_table(res: dict) -> pd.DataFrame:
     """Every run folder found, finished or not, variants and unstable runs included: status, tokens, epochs,
     final validation loss, its largest rise after warm-up and the stability rule's verdict (so a run the
@@ -226,6 +235,7 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "tokens (M)": m["tokens"].iloc[-1] / 1e6,
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
                 "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
+                "recipe": _recipe_label(name, cfg),
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
                 "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
                 "final validation loss": m["val_loss"].dropna().iloc[-1],
@@ -442,6 +452,13 @@ def numbers(res: dict) -> dict[str, str]:
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
         "stable_rise": f"{STABLE_RISE}",
         "stability": verdict_sentence({n: run_stability(r) for n, r in res["all_runs"].items()}),
+        "current_recipe_runs": ", ".join(f"`{n}`" for n in table[table["recipe"] == "current"]["run"]) or "none",
+        "current_recipe_check": "; ".join(
+            f"`{row['run']}` {row['stability']} (largest rise {row['largest rise after warm-up (nats)']:.3f} nats, "
+            f"final validation loss {row['final validation loss']:.3f})"
+            for _, row in table[(table["recipe"] == "current")].iterrows()
+        )
+        or "no run of the current recipe has been trained yet",
     }
     gaps = {
         n: r["metrics"]["val_loss"].dropna().iloc[-1]

@@ -15,7 +15,7 @@ from ..checks import check_profile
 from ..models import get_spec
 from ..paths import H200_BF16_FLOPS, data_file
 from ..run import TOKENS_PER_PARAM
-from ..runs import load_run
+from ..runs import load_run, parse_run
 from ..style import word_list
 
 # What each file measured. v1's step compiled the model alone (the cross-entropy ran eagerly on fp32 logits);
@@ -68,6 +68,17 @@ def load_benchmarks() -> pd.DataFrame:
     return bench
 
 
+def _large_runs() -> list[dict]:
+    """The finished runs of the larger scales (kind "large"): their MFU over the whole run and their batch."""
+    rows = []
+    for path in sorted(data_file("runs").iterdir()):
+        if path.is_dir() and path.name.startswith("mini-") and get_spec(parse_run(path.name)[0]).kind == "large":
+            r = load_run(path)
+            if r["env"].get("status") == "done":
+                rows.append(dict(run=path.name, mfu=r["env"]["mfu"], batch=r["config"]["train"]["batch_size"]))
+    return rows
+
+
 def load_trainer_v2() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The trainer-v2 measurements: every ``mfu_v*_*.csv`` row (``benchmarks/mfu.py``: compile mode, batch,
     optimizer, attention and loss per model, one process per GPU; ``round`` is the file's v4 or v5; MFU
@@ -94,6 +105,7 @@ def results(profile: str = "replay") -> dict:
         "bench": load_benchmarks(),
         "plan": pd.read_csv(data_file("benchmarks", "throughput_plan.csv")),
         "largest": load_run(data_file("runs", "mini-336x7-relu"))["env"],
+        "large_runs": _large_runs(),
         "search_gemm_tflops": _search_gemm_tflops(),
     }
 
@@ -332,6 +344,8 @@ def _trainer_v2_numbers(res: dict) -> dict[str, str]:
     one, two, seed = d.loc[(1, 0)], d.loc[(2, 0)], d.loc[(1, 1)]
     return {
         "v2_mfu_verdict": mfu_verdict(m),
+        "v2_run_mfu": word_list([f"`{r['run']}` {r['mfu']:.1%} at {r['batch']} sequences" for r in res["large_runs"]])
+        or "no run of the larger scales is in the data yet",
         "v2_target": f"{MFU_TARGET:.0%}",
         "v2_graphs": " at mini-256x5 and ".join(graphs) + " at mini-448x8",
         "v2_batch": pts("mini-256x5:reduce-overhead:64", "mini-256x5:reduce-overhead:256"),
