@@ -114,14 +114,14 @@ def token_agreement(x: np.ndarray, y: np.ndarray, block: int, n_boot: int, seed:
 
 
 def _read(runs: dict[str, dict], folder: Path) -> dict[str, dict]:
-    """Last-checkpoint frequencies and ratios of every dense run of a single kind (the scales, or the smoke
-    grid), ordered by non-embedding parameters."""
+    """Last-checkpoint frequencies and ratios of the scale family's dense runs (the scales and the larger
+    scales; else the smoke grid's single kind), ordered by non-embedding parameters."""
     dense = {n: r for n, r in runs.items() if (folder / n / "neuron_frequency.npz").exists()}
     kinds = {r["config"]["model"]["kind"] for r in dense.values()}
-    kind = "scale" if "scale" in kinds else next(iter(kinds), None)
+    family = {"scale", "large"} if "scale" in kinds else {next(iter(kinds), None)}
     out = {}
     for name, r in sorted(dense.items(), key=lambda kv: kv[1]["config"]["model"]["non_embedding_params"]):
-        if r["config"]["model"]["kind"] != kind:
+        if r["config"]["model"]["kind"] not in family:
             continue
         nf, vr = load_arrays(folder / name, "neuron_frequency"), load_arrays(folder / name, "vocab_ratios")
         out[name] = dict(
