@@ -16,9 +16,10 @@ time however many runs its slice holds:
   at the deadline is stopped (SIGALRM); the suite keeps each finished task and setting (``evaluation.parts``), so
   the next call goes on from the first unfinished one.
   The checkpoints it reads never leave the training machine, so this must run there while it is warm.
-  MoE runs are not evaluated: the sparsity hooks (``capture.ADAPTERS``) do not reach GraniteMoe's experts.
-  Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``): the figure compares methods
-  per scale and activation, and extra seeds, shares of the split and width-depth shapes add nothing to it.
+  MoE runs are evaluated like dense ones (the hooks reach their experts' neurons through
+  ``capture.ExpertNeurons``). Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``):
+  the figure compares methods per scale and activation, and extra seeds, shares of the split, width-depth shapes
+  and MoE variants add nothing to it.
   ``--smoke``: the same steps on CPU with the suite's synthetic tasks (``suite.smoke_tasks``) and thresholds
   calibrated on the corpus that ``SPARSING_CORPUS`` names (the smoke script points it at the committed slice).
 """
@@ -48,14 +49,11 @@ def status(folder: Path, run: str) -> str | None:
     return json.loads(env.read_text()).get("status") if env.exists() else None
 
 
-def evaluable(run: str) -> bool:
-    """Whether the suite can evaluate ``run``: a dense model (the sparsity hooks do not reach MoE experts)."""
-    return get_spec(parse_run(run)[0]).n_experts == 0
-
-
 def wants_fig3(run: str) -> bool:
-    """Whether ``run`` gets Fig. 3's sweeps: a plain (seed 0, whole split) run of a dense scale."""
-    return evaluable(run) and not run_variant(run).is_variant and get_spec(parse_run(run)[0]).kind != "width_depth"
+    """Whether ``run`` gets Fig. 3's sweeps: a plain (seed 0, whole split) run of a dense scale (not a width-depth
+    shape, not an MoE variant)."""
+    spec = get_spec(parse_run(run)[0])
+    return not run_variant(run).is_variant and spec.kind not in ("width_depth", "moe")
 
 
 def parts(folder: Path, run: str) -> list[Path]:
@@ -65,24 +63,18 @@ def parts(folder: Path, run: str) -> list[Path]:
 
 
 def pending(folder: Path, runs: list[str]) -> list[str]:
-    """The runs that finished training (``done``: a diverged run is not scored), can be evaluated and lack a
-    part of their evaluation, in slice order."""
+    """The runs that finished training (``done``: a diverged run is not scored) and lack a part of their
+    evaluation, in slice order."""
     return [
-        r
-        for r in runs
-        if evaluable(r)
-        and status(folder, r) == "done"
-        and not all((p / "eval.json").exists() for p in parts(folder, r))
+        r for r in runs if status(folder, r) == "done" and not all((p / "eval.json").exists() for p in parts(folder, r))
     ]
 
 
 def state(folder: Path, run: str) -> str:
-    """Where ``run`` stands: its training status until it is done, then evaluated / to evaluate / MoE."""
+    """Where ``run`` stands: its training status until it is done, then evaluated / to evaluate."""
     st = status(folder, run)
     if st != "done":
         return f"training: {st or 'not started'}"
-    if not evaluable(run):
-        return "trained (MoE: not evaluated)"
     return "trained, to evaluate" if pending(folder, [run]) else "trained and evaluated"
 
 

@@ -12,8 +12,8 @@
 #   1. train the slice's unfinished runs, PER_GPU (default 2) per GPU, probes included; every run pauses (or is
 #      probed) by one common deadline, and is resumed by the next call
 #   2. evaluate every finished run of the slice that lacks its evaluation (suite.evaluate_runs), K_EVAL (default 3)
-#      per GPU: every task dense and at CETT-PPL-1/5/10 %, and Fig. 3's sweeps for the plain scale runs; MoE runs
-#      are not evaluated. An evaluation needing under EVAL_MIN_S seconds left does not start; one stopped at the
+#      per GPU: every task dense and at CETT-PPL-1/5/10 % (MoE runs included), and Fig. 3's sweeps for the plain
+#      dense scale runs. An evaluation needing under EVAL_MIN_S seconds left does not start; one stopped at the
 #      deadline keeps each finished task and setting (evaluation.parts) and the next call goes on from there.
 # $OUT (2 files): runs.tar.gz (run folders without checkpoints, with every training and evaluation log) and
 # sweep_gpu.log.

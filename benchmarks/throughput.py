@@ -266,9 +266,9 @@ def sweep_plan(
 ) -> pd.DataFrame:
     """GRIDS["sweep"] priced in GPU-minutes under the current recipe (``run.train_config``), in ``SWEEP_ORDER``:
     training = tokens / rate + ``overhead_s`` (compilation, validation, checkpoints, probes) + ``startup_s``;
-    evaluation (dense runs only, ``sweep_gpu.evaluable``) = ``eval_s`` plus ``fig3_s`` where Fig. 3's sweeps run
+    evaluation (every run, MoE included) = ``eval_s`` plus ``fig3_s`` where Fig. 3's sweeps run
     (``sweep_gpu.wants_fig3``), divided by ``k_eval``, the speed-up assumed from several evaluations per GPU."""
-    from benchmarks.sweep_gpu import evaluable, wants_fig3
+    from benchmarks.sweep_gpu import wants_fig3
 
     rows = []
     for run in GRIDS["sweep"]:
@@ -277,7 +277,7 @@ def sweep_plan(
         tokens = cfg.steps * cfg.tokens_per_step
         rate, basis = rates[model]
         train_s = tokens / rate + overhead_s + startup_s
-        ev = (eval_s + (fig3_s if wants_fig3(run) else 0.0)) / k_eval if evaluable(run) else 0.0
+        ev = (eval_s + (fig3_s if wants_fig3(run) else 0.0)) / k_eval
         rows.append(
             dict(
                 run=run,
@@ -335,7 +335,7 @@ def print_sweep_plan(args: argparse.Namespace) -> None:
     )
     print(
         f"per run: training = tokens / rate + {args.overhead_s:.1f} s overhead + {args.startup_s:.0f} s start-up; "
-        f"evaluation (dense runs) = ({args.eval_s:.0f} s + {args.fig3_s:.0f} s for Fig. 3's sweeps on the plain "
+        f"evaluation (every run) = ({args.eval_s:.0f} s + {args.fig3_s:.0f} s for Fig. 3's sweeps on the plain "
         f"scale runs) / {args.k_eval:g}, the speed-up assumed from several evaluations per GPU (not measured)\n"
         "rates: measured at batch 64; the recipe's batch differs at every scale (the column batch), so the "
         "rates of the small scales (batch < 64) are likely optimistic; MoE rates are from the v3 step "

@@ -2,7 +2,9 @@
 
 A neuron's activation ``a_i`` is the i-th input of the FFN's down projection; for gated FFNs
 ``a = σ(gate x) ⊙ up x`` and the gate activation ``s = σ(gate x)`` is read from the activation module;
-for non-gated FFNs ``s = a``. No modeling code is modified: everything goes through forward hooks.
+for non-gated FFNs ``s = a``. No modeling code is modified: everything goes through forward hooks, except
+for mixtures of experts whose experts are fused into one module (GraniteMoe), which ``ExpertNeurons``
+opens up first: there a layer's neurons are those of all its experts side by side (see ``ExpertNeurons``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,86 @@ ADAPTERS: dict[str, tuple[str, str | None]] = {
     "gpt2": ("mlp.c_proj", None),
     "gpt_neox": ("mlp.dense_4h_to_h", None),
     "opt": ("fc2", None),
+    "granitemoe": ("block_sparse_moe.experts.neurons.down", "block_sparse_moe.experts.neurons.act"),
 }
+# model_type -> suffix of its fused expert modules, which ``ffn_layers`` opens up with ``ExpertNeurons``
+EXPERT_BLOCKS: dict[str, str] = {"granitemoe": "block_sparse_moe.experts"}
+
+
+class ExpertsDown(nn.Module):
+    """The down projections of a fused expert module side by side, a linear map ``a -> W a`` with
+    ``W = [D_0 | D_1 | … | D_{E-1}]`` of shape [d_model, E·d_expert]: the hook point of ``a``. It holds no
+    parameter: ``weight`` is read from the expert module at every call, so it follows the module's dtype,
+    device and parametrizations (the minis' autocast one)."""
+
+    def __init__(self, experts: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "experts", experts)  # not a registered child: the expert module owns this one
+
+    @property
+    def weight(self) -> torch.Tensor:
+        w = self.experts.down_proj  # [E, d_model, d_expert]
+        return w.permute(1, 0, 2).reshape(w.shape[1], -1)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return F.linear(a, self.weight)
+
+
+class ExpertNeurons(nn.Module):
+    """A fused expert module (transformers 5.x GraniteMoe: ``gate_up_proj`` [E, 2·d_expert, d_model] and
+    ``down_proj`` [E, d_model, d_expert] as 3-D parameters, computed by grouped matrix products) rewritten as
+    one wide FFN whose neurons the hooks can reach.
+
+    Why a rewrite: the fused module never calls a down-projection module (no ``nn.Linear`` to hook) and its
+    activation module sees only the tokens routed to each expert, in an order that depends on the experts
+    implementation; the input of the down projection, which CETT edits, is not visible to any hook.
+
+    The rewrite computes every expert on every token and keeps the routed ones, which is the same function
+    (``tests/test_capture_moe.py`` checks it against transformers' forward in float64) at E/k times the
+    routed FFN's cost (a dense FFN as wide as all experts together; nothing for the minis, never used in
+    training). For token t, expert e with routing weight w_te (0 when e is not among the token's top-k) and
+    neuron i of that expert:
+
+    * ``s[t, e·d + i] = σ(G_e x_t)_i`` if e is routed, else 0 (the gate activation, without routing weight);
+    * ``a[t, e·d + i] = w_te · σ(G_e x_t)_i · (U_e x_t)_i`` if e is routed, else 0;
+    * output ``y_t = W a_t`` with ``W = [D_0 | … | D_{E-1}]`` (``ExpertsDown``).
+
+    The routing weight belongs in ``a`` so that ``y = W a`` holds with a fixed W: then ``|a_i|·‖W[:, i]‖`` is
+    neuron i's real contribution to the layer's output, CETT keeps its meaning, and zeroing ``a_i`` is
+    zeroing the neuron's input to its expert's down projection. Neurons of non-routed experts are inactive,
+    as in the paper's Fig. 12 and ``probes.probe_moe_checkpoints``: with SiLU every routed neuron is active,
+    so the dense activation ratio is k/E, the probes' reading; with ReLU it is lower by the share of routed
+    neurons that the ReLU silences."""
+
+    def __init__(self, experts: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "experts", experts)
+        self.act = nn.Identity()  # hook point of s
+        self.down = ExpertsDown(experts)
+
+    def forward(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
+        e = self.experts
+        t, n, d = hidden_states.shape[0], e.num_experts, e.intermediate_dim
+        gate, up = F.linear(hidden_states, e.gate_up_proj.flatten(0, 1)).view(t, n, 2, d).unbind(2)
+        routed = torch.zeros(t, n, 1, dtype=torch.bool, device=gate.device)
+        routed.scatter_(1, top_k_index[..., None], True)
+        weight = torch.zeros(t, n, 1, dtype=top_k_weights.dtype, device=gate.device)
+        weight.scatter_(1, top_k_index[..., None], top_k_weights[..., None])
+        s = self.act(torch.where(routed, e.act_fn(gate), 0).view(t, n * d))
+        a = torch.where(routed, s.view(t, n, d) * up * weight, 0)  # where, not a product: 0·inf would be NaN
+        return self.down(a.view(t, n * d)).to(hidden_states.dtype)
+
+
+def open_experts(model: nn.Module, suffix: str) -> None:
+    """Give every fused expert module of ``model`` named ``*suffix`` an ``ExpertNeurons`` child ``neurons``
+    and route its forward through it, once (later calls change nothing). The state dict is unchanged."""
+    for name, module in list(model.named_modules()):
+        opened = isinstance(getattr(module, "neurons", None), ExpertNeurons)
+        if (name == suffix or name.endswith("." + suffix)) and not opened:
+            module.neurons = ExpertNeurons(module)
+            module.forward = module.neurons.__call__
 
 
 @dataclass
@@ -37,7 +118,7 @@ class FFN:
     def weight(self) -> torch.Tensor:
         """Down-projection matrix as [d_model, d_ff] (W_down[:, i] is neuron i's output direction)."""
         w = self.down.weight
-        return w if isinstance(self.down, nn.Linear) else w.t()  # GPT-2 Conv1D stores [d_ff, d_model]
+        return w if isinstance(self.down, (nn.Linear, ExpertsDown)) else w.t()  # GPT-2 Conv1D: [d_ff, d_model]
 
     def column_norms(self) -> torch.Tensor:
         """‖W_down[:, i]‖₂ for every neuron i, in float32."""
@@ -45,7 +126,8 @@ class FFN:
 
 
 def ffn_layers(model: nn.Module) -> list[FFN]:
-    """The model's FFN blocks in layer order, found through the adapter table."""
+    """The model's FFN blocks in layer order, found through the adapter table. A model with fused experts
+    (``EXPERT_BLOCKS``) is opened up first (``open_experts``): from then on its experts run as ``ExpertNeurons``."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ADAPTERS:
         raise ValueError(
@@ -53,6 +135,8 @@ def ffn_layers(model: nn.Module) -> list[FFN]:
             "To add a family, put its down-projection module suffix and gate-activation suffix "
             "(None if not gated) into sparsing_lib.capture.ADAPTERS."
         )
+    if model_type in EXPERT_BLOCKS:
+        open_experts(model, EXPERT_BLOCKS[model_type])
     down_suffix, act_suffix = ADAPTERS[model_type]
     modules = dict(model.named_modules())
     downs = [n for n in modules if n.endswith("." + down_suffix) or n == down_suffix]

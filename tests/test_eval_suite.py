@@ -117,15 +117,28 @@ def test_smoke_writes_a_complete_result(tmp_path):
     assert (tmp_path / "eval.csv").exists()
 
 
-def _run_folder(folder, seed: int):
-    """A toy run folder (config.json, metrics.csv) with its checkpoint step_000010.pt; returns the model."""
+def test_run_suite_on_a_tiny_moe_scores_every_task_dense_and_at_the_three_ppl_settings():
+    model, tok, calib = suite.smoke_model(moe=True)
+    res = suite.run_suite(model, tok, suite.smoke_tasks(), suite.settings(model, calib), batch_size=16)
+    names = ["dense", "cett-ppl-1%", "cett-ppl-5%", "cett-ppl-10%"]
+    assert set(res.scores.setting) == set(names)
+    assert len(res.scores) == 4 * sum(len(t.metrics) for t in suite.smoke_tasks())
+    assert "granitemoe" in res.meta["model"] and res.meta["model"].endswith("dff128")  # 8 experts x 16 neurons
+    ratio = res.scores[res.scores.task == "LAMBADA-synthetic"].set_index("setting")["activation_ratio"]
+    assert 0 < ratio["dense"] < 2 / 8  # 2 of 8 experts routed, and ReLU silences some of their neurons
+    assert list(ratio[names]) == sorted(ratio[names], reverse=True) and ratio["cett-ppl-10%"] < ratio["dense"]
+
+
+def _run_folder(folder, seed: int, name: str = "tiny-32x2"):
+    """A toy run folder (config.json, metrics.csv) of model ``name`` with its checkpoint step_000010.pt; returns
+    the model."""
     import torch
 
-    from sparsing_lib.models import TINY, build_model
+    from sparsing_lib.models import build_model, get_spec
 
-    model = build_model(TINY, "relu", 12288, seed=seed).eval()
+    model = build_model(get_spec(name), "relu", 12288, seed=seed).eval()
     torch.save(model.state_dict(), folder / "step_000010.pt")
-    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
+    config = {"model": {"name": name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
     return model
@@ -141,6 +154,18 @@ def test_load_model_rebuilds_a_run_checkpoint(tmp_path):
     assert got.config.max_position_embeddings == 64 and tok.eos_token == "<|endoftext|>"
     with pytest.raises(ValueError, match="pass --run"):
         suite.load_model(str(tmp_path / "step_000010.pt"))
+
+
+def test_load_model_rebuilds_a_moe_run_checkpoint(tmp_path):
+    import torch
+
+    model = _run_folder(tmp_path, seed=3, name="moe-192x4-e16")
+    got, _ = suite.load_model(str(tmp_path / "step_000010.pt"), str(tmp_path))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    want = model(input_ids=ids).logits
+    with metrics.sparsify(got, "dense") as stats:  # the hooks open the experts up: the same function
+        torch.testing.assert_close(got(input_ids=ids).logits, want, rtol=1e-5, atol=1e-5)
+    assert stats.layer_ratios[0] <= 4 / 16  # four of sixteen experts routed
 
 
 def test_an_exported_checkpoint_loads_back_as_a_model_folder(tmp_path):

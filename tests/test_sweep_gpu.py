@@ -28,10 +28,9 @@ def test_fig3_sweeps_only_for_the_plain_dense_scale_runs():
     assert sweep_gpu.wants_fig3("mini-160x3-relu") and sweep_gpu.wants_fig3("mini-512x10-silu")
     for run in ("mini-192x4-relu-s1", "mini-160x3-silu-f8", "wd-96x16-relu", "moe-192x4-e16-relu"):
         assert not sweep_gpu.wants_fig3(run), run
-    assert not sweep_gpu.evaluable("moe-192x4-e30-relu") and sweep_gpu.evaluable("wd-96x16-relu")
 
 
-def test_pending_runs_are_the_trained_dense_ones_with_a_part_missing(tmp_path):
+def test_pending_runs_are_the_trained_ones_with_a_part_missing_moe_included(tmp_path):
     _folder(tmp_path, "mini-160x3-relu", "done", (".", "eval_fig3"))  # both parts written
     _folder(tmp_path, "mini-160x3-silu", "done", (".",))  # the sweeps missing
     _folder(tmp_path, "mini-192x4-relu-s1", "done", (".",))  # a variant: no sweeps wanted, so evaluated
@@ -39,13 +38,15 @@ def test_pending_runs_are_the_trained_dense_ones_with_a_part_missing(tmp_path):
     _folder(tmp_path, "mini-256x5-relu", "paused")
     _folder(tmp_path, "mini-256x5-silu", "diverged")
     _folder(tmp_path, "moe-192x4-e16-relu", "done")
+    _folder(tmp_path, "moe-192x4-e30-relu", "done", (".",))  # an MoE run: no sweeps wanted, so evaluated
     runs = sorted(p.name for p in tmp_path.iterdir()) + ["mini-320x6-relu"]  # the last has no folder yet
-    assert sweep_gpu.pending(tmp_path, runs) == ["mini-160x3-silu", "mini-192x4-silu-s1"]
+    assert sweep_gpu.pending(tmp_path, runs) == ["mini-160x3-silu", "mini-192x4-silu-s1", "moe-192x4-e16-relu"]
     states = {r: sweep_gpu.state(tmp_path, r) for r in runs}
     assert states["mini-160x3-relu"] == "trained and evaluated" == states["mini-192x4-relu-s1"]
     assert states["mini-160x3-silu"] == "trained, to evaluate"
     assert states["mini-256x5-relu"] == "training: paused" and states["mini-320x6-relu"] == "training: not started"
-    assert states["moe-192x4-e16-relu"] == "trained (MoE: not evaluated)"
+    assert states["moe-192x4-e16-relu"] == "trained, to evaluate"
+    assert states["moe-192x4-e30-relu"] == "trained and evaluated"
 
 
 def test_a_worker_past_its_deadline_starts_nothing(tmp_path, capsys):

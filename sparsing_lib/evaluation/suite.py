@@ -5,6 +5,8 @@ calibration tokens (Table 1), and the Fig. 3 sweeps (Top-k, FAT-ε and CETT at s
 threshold for ReLU models). Each task runs inside its own ``sparsify`` block, so its ``activation_ratio`` is
 that of the tokens the task itself ran. Generated programs from all settings are executed together at the
 end, in parallel and once per distinct program (sparse settings often repeat the dense completion).
+A mixture of experts (the MoE minis, GraniteMoe) is scored the same way: a token's neurons are those of all
+its layer's experts, the non-routed experts' counting as inactive (``capture.ExpertNeurons``).
 
 CLI (one model, any tasks of ``evaluation.tasks``)::
 
@@ -298,13 +300,21 @@ def smoke_tasks() -> list[Task]:
     ]
 
 
-def smoke_model(seed: int = 0) -> tuple[nn.Module, object, torch.Tensor]:
-    """(tiny random ReLU Llama, our tokenizer, calibration ids sampled from the model itself: random text
-    would leave its perplexity blind to sparsity)."""
+# a mixture of experts for the smoke runs: two layers of 8 experts of 16 neurons (128, as tiny_llama), 2 routed
+SMOKE_MOE = models.ModelSpec("tiny-moe-32x2-e8", 32, 2, kind="smoke", head_dim=16, n_experts=8, top_k=2)
+
+
+def smoke_model(seed: int = 0, moe: bool = False) -> tuple[nn.Module, object, torch.Tensor]:
+    """(tiny random ReLU Llama, or with ``moe`` a tiny random ReLU GraniteMoe built as the MoE minis are
+    (``SMOKE_MOE``); our tokenizer; calibration ids sampled from the model itself: random text would leave its
+    perplexity blind to sparsity)."""
     from ..corpus import load_tokenizer
 
     tokenizer = load_tokenizer()
-    model = models.tiny_llama(len(tokenizer), seed, hidden_act="relu")
+    if moe:
+        model = models.build_model(SMOKE_MOE, "relu", len(tokenizer), seed).eval()
+    else:
+        model = models.tiny_llama(len(tokenizer), seed, hidden_act="relu")
     start = torch.randint(0, len(tokenizer), (8, 1), generator=torch.Generator().manual_seed(seed))
     calib = model.generate(
         start,
