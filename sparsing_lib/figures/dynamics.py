@@ -452,9 +452,9 @@ def numbers(res: dict) -> dict[str, str]:
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
         "stable_rise": f"{STABLE_RISE}",
         "stability": verdict_sentence({n: run_stability(r) for n, r in res["all_runs"].items()}),
-        "current_recipe_runs": ", ".join(f"`{n}`" for n in table[table["recipe"] == "current"]["run"]) or "none",
+        "current_recipe_runs": ", ".join(n for n in table[table["recipe"] == "current"]["run"]) or "none",
         "current_recipe_check": "; ".join(
-            f"`{row['run']}` {row['stability']} (largest rise {row['largest rise after warm-up (nats)']:.3f} nats, "
+            f"{row['run']} {row['stability']} (largest rise {row['largest rise after warm-up (nats)']:.3f} nats, "
             f"final validation loss {row['final validation loss']:.3f})"
             for _, row in table[(table["recipe"] == "current")].iterrows()
         )

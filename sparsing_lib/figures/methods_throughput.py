@@ -344,7 +344,7 @@ def _trainer_v2_numbers(res: dict) -> dict[str, str]:
     one, two, seed = d.loc[(1, 0)], d.loc[(2, 0)], d.loc[(1, 1)]
     return {
         "v2_mfu_verdict": mfu_verdict(m),
-        "v2_run_mfu": word_list([f"`{r['run']}` {r['mfu']:.1%} at {r['batch']} sequences" for r in res["large_runs"]])
+        "v2_run_mfu": word_list([f"{r['run']} {r['mfu']:.1%} at {r['batch']} sequences" for r in res["large_runs"]])
         or "no run of the larger scales is in the data yet",
         "v2_target": f"{MFU_TARGET:.0%}",
         "v2_graphs": " at mini-256x5 and ".join(graphs) + " at mini-448x8",
