@@ -29,9 +29,10 @@ neuron's output direction is one contiguous row).
    that the last program converts to the output; its module says why it exists and what its batch-1 options
    (a persistent grid, eager down rows, eviction hints) are for.
 
-Grid sizes and loop trip counts depend only on the shapes, never on the data (blocks past the candidate
-count are skipped inside), so a call can be captured in a CUDA graph. In the two-launch variants batch 1
-uses element-wise products and reductions, batches 2-16 are padded to 16 for ``tl.dot``.
+Grid sizes and loop trip counts depend only on the shapes (and, for a persistent grid, the GPU's SM count),
+never on the data (blocks past the candidate count are skipped inside), so a call can be captured in a CUDA
+graph. In the two-launch variants batch 1 uses element-wise products and reductions, batches 2-16 are padded to
+16 for ``tl.dot``.
 """
 
 from __future__ import annotations
