@@ -126,7 +126,7 @@ def test_kernels_under_interpreter():
     test = Path(__file__).with_name("test_decode_kernels.py")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], env=env,
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0 and "26 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "43 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -149,14 +149,20 @@ def test_kernels_match_dense_layer_on_gpu(act, batch):
 
 
 @gpu
-@pytest.mark.parametrize("act,batch", [("relu", 1), ("silu", 1), ("relu", 4)])
-def test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph(act, batch):
+@pytest.mark.parametrize(
+    "act,batch,form",
+    [("relu", 1, "one"), ("silu", 1, "one"), ("relu", 4, "one"), ("relu", 1, "eager"), ("relu", 1, "per_sm"),
+     ("silu", 1, "per_sm")],
+)  # fmt: skip
+def test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph(act, batch, form):
     """No launch zeroes the one-launch variant's accumulator: each call must leave it (and its ticket) clean,
-    or the next call, eager or replayed from a graph, would add onto the last output."""
+    or the next call, eager or replayed from a graph, would add onto the last output. ``form``: the first
+    one-launch configuration of the benchmark, or its first with eager down rows or with a persistent grid
+    (whose ticket counts programs that walk several blocks, on all the GPU's SMs)."""
     from sparsing_lib.decode import bench
     from sparsing_lib.decode import kernels as K
 
-    cfg = next(c for c in bench.configs(batch) if c.variant == "one")
+    cfg = next(c for c in bench.configs(batch) if c.variant == "one" and (form == "one" or getattr(c, form)))
     wg, wu, wd = _weights(2304, 5760, seed=batch, dtype=torch.bfloat16, device="cuda")
     wdt = wd.T.contiguous()
     x, res = torch.randn(2, batch, 2304, device="cuda", dtype=torch.bfloat16)
@@ -293,15 +299,30 @@ def test_clearing_check_reads_the_ttgir_by_hand():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_one_launch_grid_by_hand():
+    from sparsing_lib.decode import kernels as K
+
+    one = dict(variant="one")
+    assert K._one_grid(5760, K.Config(block_n=8, **one), 132) == (720, 1)  # a program per block
+    assert K._one_grid(5760, K.Config(block_n=2, per_sm=4, **one), 132) == (480, 6)  # 2880 blocks, 528 slots
+    assert K._one_grid(5760, K.Config(block_n=8, per_sm=2, **one), 132) == (240, 3)  # 720 blocks, 264 slots
+    assert K._one_grid(1920, K.Config(block_n=2, per_sm=4, **one), 132) == (480, 2)
+    assert K._one_grid(200, K.Config(block_n=2, per_sm=4, **one), 2) == (8, 13)  # the last 4 programs: 12 blocks
+    assert K._one_grid(96, K.Config(block_n=8, per_sm=4, **one), 132) == (12, 1)  # fewer blocks than slots
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
 @pytest.mark.parametrize("batch", [1, 4, 16])
 def test_one_launch_configs_compile_for_hopper_without_spills_or_races(batch):
-    """Every configuration of the one-launch variant that the benchmark tries, at the 2.4B shape, compiles
-    for sm_90 and spills nothing (a stack frame is where ptxas spills), and its last program reads each output
-    tile of the accumulator in all warps before clearing it (``_clears_after_reading``: the race that failed
-    ``test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph[relu-4]`` on an H200, which the
-    interpreter cannot show: it runs a program's operations one whole tensor at a time). At batch 1 each must
-    also issue every gate load of its block (9 chunks of d, 16 bytes each, per weight row a thread holds)
-    before its first barrier: that is what keeps the block in flight."""
+    """Every configuration of the one-launch variant that the benchmark tries, at the 2.4B shape (on the
+    H200's 132 SMs), compiles for sm_90 and spills nothing (a stack frame is where ptxas spills), and its last
+    program reads each output tile of the accumulator in all warps before clearing it (``_clears_after_reading``:
+    the race that failed ``test_one_launch_variant_on_gpu_matches_reference_and_replays_in_a_graph[relu-4]`` on
+    an H200, which the interpreter cannot show: it runs a program's operations one whole tensor at a time). At
+    batch 1 each must also issue the 16-byte loads of its block's gate rows (of two blocks for the persistent
+    grid, which requests the next block's rows before it uses this block's) before its first barrier: that is
+    what keeps them in flight; and a persistent grid's ``per_sm`` programs must fit on an SM's 65,536 registers
+    together (else some would start late, with all their blocks)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("the interpreter does not compile")
     import triton
@@ -313,7 +334,8 @@ def test_one_launch_configs_compile_for_hopper_without_spills_or_races(batch):
 
     fn = K._one_kernel
     for cfg in [c for c in bench.configs(batch) if c.variant == "one"]:
-        consts = dict(D=2304, F=5760, ACT=0, HAS_RES=True, **K._one_constants(batch, 2304, cfg))
+        _, steps = K._one_grid(5760, cfg, 132)
+        consts = dict(D=2304, F=5760, ACT=0, HAS_RES=True, **K._one_constants(batch, 2304, cfg, steps))
         sig = {n: "constexpr" if n in consts else POINTERS[n] for n in fn.arg_names}
         attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(sig.values()) if t.startswith("*")}
         src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()}, attrs)
@@ -321,8 +343,16 @@ def test_one_launch_configs_compile_for_hopper_without_spills_or_races(batch):
         sass, usage = _sass(kernel.asm["cubin"])
         assert "LOCAL:0" in usage and "STACK:0" in usage, (cfg, usage)
         assert _clears_after_reading(kernel.asm["ttgir"]), cfg
-        assert int(re.search(r"REG:(\d+)", usage).group(1)) <= 128, (cfg, usage)
+        regs = int(re.search(r"REG:(\d+)", usage).group(1))
+        assert regs <= 128, (cfg, usage)
         if batch == 1:
-            rows_per_thread = max(1, cfg.block_n // cfg.warps_gate)  # a warp per row of 256 columns
-            before_barrier = sass[: sass.index("BAR.SYNC")]
-            assert before_barrier.count("LDG.E.128") >= rows_per_thread * 2304 // 256, cfg
+            blocks = 2 if steps > 1 else 1
+            per_thread = -(-cfg.block_n * 2304 * 2 // (16 * 32 * cfg.warps_gate))  # 16-byte loads of a block
+            loads = re.findall(r"LDG\.E(?:\.EF)?\.128", sass[: sass.index("BAR.SYNC")])  # EF: evict-first
+            assert len(loads) >= blocks * per_thread, (cfg, len(loads))
+            if cfg.per_sm:
+                assert -(-regs // 8) * 8 * 32 * cfg.warps_gate * cfg.per_sm <= 65536, (cfg, regs)
+                # Each trip requests a block's gate rows and waits at a barrier before any product: ptxas, whose
+                # scheduler delays loads used only later, must not sink them below the other block's work.
+                ahead = [s for s in sass.split("BAR.SYNC") if "FFMA" not in s and s.count("LDG.E") >= per_thread]
+                assert len(ahead) >= 2 and "FFMA" not in sass[: sass.index("BAR.SYNC")], cfg

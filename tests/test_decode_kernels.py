@@ -44,6 +44,17 @@ from sparsing_lib.decode import kernels as K  # noqa: E402
         ("silu", 3, 0.3, K.Config(block_n=4, block_k=64, block_d=128, variant="one")),  # padded to 4 tokens
         ("silu", 16, 0.2, K.Config(block_n=32, block_k=16, block_d=64, variant="one")),
         ("relu", 1, 0.0, K.default_config(1)),  # what SparseFFN runs for one token
+        # Batch-1 forms of the one-launch variant (kernels' Config, one_launch module doc); on CPU tensors the
+        # persistent grid takes 2 SMs, so at 2 neurons per block 8 programs walk 13 blocks each, the last ones
+        # past d_ff (masked), and at 4 neurons and one program per SM 2 programs walk 25 (an odd count).
+        ("relu", 1, 0.0, K.Config(block_n=8, block_k=32, block_d=128, stream=True, variant="one")),
+        ("silu", 1, 0.3, K.Config(block_n=4, block_k=32, block_d=128, stream=True, variant="one")),
+        ("relu", 1, 0.15, K.Config(block_n=4, block_d=128, eager=True, variant="one")),  # the cut drops candidates
+        ("silu", 1, 0.3, K.Config(block_n=2, block_d=128, eager=True, stream=True, variant="one")),
+        ("relu", 1, 0.0, K.Config(block_n=2, block_d=128, per_sm=4, variant="one")),
+        ("silu", 1, 0.3, K.Config(block_n=2, block_d=32, per_sm=4, variant="one")),  # output in three tiles
+        ("relu", 1, 0.15, K.Config(block_n=4, block_d=128, per_sm=1, eager=True, variant="one")),
+        ("silu", 1, 0.3, K.Config(block_n=2, block_d=128, per_sm=4, eager=True, variant="one")),
     ],
 )
 def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold, cfg):
@@ -65,11 +76,13 @@ def test_kernels_match_float64_reference_under_interpreter(act, batch, threshold
 
 
 ONE = K.Config(block_n=8, block_k=32, block_d=64, variant="one")
+PERSISTENT = K.Config(block_n=2, block_d=64, per_sm=4, variant="one")
+EAGER = K.Config(block_n=4, block_d=64, eager=True, variant="one")
 
 
-@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("batch,cfg", [(1, ONE), (4, ONE), (1, PERSISTENT), (1, EAGER)])
 @pytest.mark.parametrize("ratio", [0.065, 0.3, 1.0])
-def test_one_launch_variant_at_chosen_activation_ratios(batch, ratio):
+def test_one_launch_variant_at_chosen_activation_ratios(batch, cfg, ratio):
     """Exactly ``ratio`` of the neurons active for each token (the benchmark's controlled layer), with the
     residual add: the output equals the float64 gather path plus the residual, call after call."""
     d, f = 48, 200
@@ -79,18 +92,40 @@ def test_one_launch_variant_at_chosen_activation_ratios(batch, ratio):
     res = torch.randn(batch, d, generator=torch.Generator().manual_seed(1))
     ws = K.Workspace(d, f, x.device)
     for _ in range(2):
-        y = K.sparse_ffn(layer["x"], layer["wg"], layer["wu"], layer["wdt"], layer["cut"], "relu", ws, ONE, res)
+        y = K.sparse_ffn(layer["x"], layer["wg"], layer["wu"], layer["wdt"], layer["cut"], "relu", ws, cfg, res)
         assert ((y.double() - res.double() - layer["ref"]).norm() / layer["ref"].norm()).item() < 1e-5
         assert not ws.counters.any() and not ws.acc.any()
 
 
-@pytest.mark.parametrize("batch", [1, 4])
+def test_batch_1_options_refuse_more_tokens():
+    wg, wu, wdt = (torch.randn(16, 8) for _ in range(3))
+    ws = K.Workspace(8, 16, torch.device("cpu"))
+    for cfg in (PERSISTENT, EAGER, K.Config(block_n=8, stream=True, variant="one")):
+        with pytest.raises(ValueError, match="for one token, got 2"):
+            K.sparse_ffn(torch.randn(2, 8), wg, wu, wdt, cuts(0.0, wdt.T), "relu", ws, cfg)
+
+
 @pytest.mark.parametrize(
-    "cfg",
+    "batch,cfg",
     [
-        ONE,
-        K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, programs=3),
-        K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=16, variant="split", programs=2, groups=3),
+        (1, ONE),
+        (4, ONE),
+        (1, PERSISTENT),
+        (1, EAGER),
+        (1, K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, programs=3)),
+        (4, K.Config(block_n=16, block_k=32, block_a=16, block_k2=32, block_d=32, programs=3)),
+        (
+            1,
+            K.Config(
+                block_n=16, block_k=32, block_a=16, block_k2=32, block_d=16, variant="split", programs=2, groups=3
+            ),
+        ),
+        (
+            4,
+            K.Config(
+                block_n=16, block_k=32, block_a=16, block_k2=32, block_d=16, variant="split", programs=2, groups=3
+            ),
+        ),
     ],
 )
 def test_no_active_neuron_leaves_the_residual_alone(batch, cfg):

@@ -92,11 +92,17 @@ def controlled_layer(x: torch.Tensor, d_ff: int, ratio: float, act: str, dtype: 
 
 def configs(batch: int) -> list:
     """Kernel configurations tried for ``batch`` (block sizes, split of d, warps). Batch 1 keeps the fastest
-    configuration of each two-launch variant in the first H200 run (the others lost by 1.4× or more) and adds
-    the one-launch variant with 4, 8 or 16 neurons per program (at the 2.4B shape 72, 128 and 128 registers,
-    no spills: seven, four and two programs per SM, each with its whole block of gate rows in flight). Larger
-    batches add the one-launch variant to the first run's five: for 2 to 4 tokens, two configurations of its
-    element-wise path (128 registers, no spills), above 4 one of its padded ``tl.dot`` path."""
+    configuration of each two-launch variant in the first H200 run (the others lost by 1.4× or more) and the
+    one-launch variant with 4, 8 or 16 neurons per program (at the 2.4B shape 72, 128 and 128 registers, no
+    spills: seven, four and two programs per SM, each with its whole block of gate rows in flight); since the
+    second run it adds five one-launch forms aimed at its gap to the copy bandwidth (``one_launch`` module doc;
+    registers at the 2.4B shape, no spills): the 8-neuron form with evict-first weight loads (the same kernel
+    otherwise, so its time against that form's measures the hint); eager down rows with 4 and with 2 neurons per
+    block (104 and 64 registers: four and eight programs per SM); and the persistent grid of 2-neuron blocks,
+    four programs per SM with two blocks' gate rows in flight each, without and with eager down rows (about 120
+    registers: four fit). Larger batches add the one-launch variant to the first run's five: for 2 to 4 tokens,
+    two configurations of its element-wise path (128 registers, no spills), above 4 one of its padded ``tl.dot``
+    path."""
     from .kernels import Config  # needs Triton: imported on a GPU only
 
     small = dict(block_k=256, block_k2=256, block_d=256)  # batch 1: 256 divides both model widths
@@ -109,6 +115,11 @@ def configs(batch: int) -> list:
             Config(block_n=8, block_d=4096, **one),
             Config(block_n=4, block_d=4096, **one),
             Config(block_n=16, block_d=2048, warps_gate=8, **one),
+            Config(block_n=8, block_d=4096, stream=True, **one),
+            Config(block_n=4, block_d=4096, eager=True, **one),
+            Config(block_n=2, block_d=4096, eager=True, **one),
+            Config(block_n=2, block_d=4096, per_sm=4, **one),
+            Config(block_n=2, block_d=4096, per_sm=4, eager=True, **one),
         ]
     return [
         Config(block_n=16, split=2, programs=264, **padded),

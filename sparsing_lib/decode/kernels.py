@@ -24,37 +24,29 @@ neuron's output direction is one contiguous row).
    In the last launch, the last program of each ``d`` chunk to finish (a ticket counter per chunk) writes
    that chunk of the output in the activation's dtype, and the last chunk resets the counters.
 
-3. ``one`` (``_one_kernel``, a single launch, no candidate list): each program takes ``BLOCK_N`` neurons
-   through the gate, the activation, then, only if the block has a candidate, their up rows (masked loads of
-   the other rows fetch nothing), the cut, and their kept rows of ``W_downᵀ``, whose sum it adds into a float32
-   accumulator (relaxed atomics, one per output element per block with a kept neuron). At batch 1 the loops
-   over ``d`` are unrolled and the input is loaded in the weight tile's layout, so every load of a block is
-   issued before the first is used; 2 to 4 tokens run through the same code one token after the other,
-   more through the padded ``tl.dot`` products. The last program to take a ticket writes the output (with
-   the residual) and zeroes the accumulator for the next call, each tile only after all its warps have read it.
+3. ``one`` (``one_launch._one_kernel``, a single launch, no candidate list): each program takes blocks of
+   neurons through gate, up (only if the block has a candidate) and down, adding into a float32 accumulator
+   that the last program converts to the output; its module says why it exists and what its batch-1 options
+   (a persistent grid, eager down rows, eviction hints) are for.
 
-Why the third: in the first H200 measurement (2.4B shape, batch 1) the two-launch variants lost time in two
-places. Their loops over ``d`` wait for each chunk's load before issuing the next (a layout conversion of the
-input through shared memory puts barriers between chunks), so a program has one small tile in flight and the
-gate streams well below the bandwidth of a cuBLAS GEMV; and the second launch is a chain of dependent waits
-(count, indices, up rows chunk by chunk, down rows chunk by chunk, tickets): the layer's time grows by about
-10 µs whenever its persistent loop needs a second step. The ``one`` variant keeps a whole block in flight per
-program with several programs per SM, and the up and down reads of some blocks overlap the gate reads of
-others instead of following all of them.
-
-Grid sizes and loop trip counts depend only on the shapes, never on the data (blocks past the candidate
-count are skipped inside), so a call can be captured in a CUDA graph. In the two-launch variants batch 1
-uses element-wise products and reductions, batches 2-16 are padded to 16 for ``tl.dot``.
+Grid sizes and loop trip counts depend only on the shapes (and, for a persistent grid, the GPU's SM count),
+never on the data (blocks past the candidate count are skipped inside), so a call can be captured in a CUDA
+graph. In the two-launch variants batch 1 uses element-wise products and reductions, batches 2-16 are padded to
+16 for ``tl.dot``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+
+from .gemv import _activate, _rows_dot_x
+from .one_launch import _one_kernel
 
 MAX_BATCH = 16
 MAX_CHUNKS = 256  # d-chunks of the output (each with its own ticket): d / block_d or the split
@@ -63,9 +55,11 @@ MAX_CHUNKS = 256  # d-chunks of the output (each with its own ticket): d / block
 @dataclass(frozen=True)
 class Config:
     """Block sizes and warps of the kernels (``block_a`` ≥ 16 when the batch is above 1). The ``one`` variant
-    reads only ``block_n`` (neurons per program), ``block_k`` (d-chunk of the gate and up products),
+    reads only ``block_n`` (neurons per block), ``block_k`` (d-chunk of the gate and up products),
     ``block_d`` (d-chunk of the down rows and the output, capped at d rounded up to a power of two: one chunk,
-    so that all of a block's down loads are in flight together) and ``warps_gate``."""
+    so that all of a block's down loads are in flight together), ``warps_gate`` and, at batch 1 only, its
+    options ``per_sm``, ``eager`` and ``stream`` (``one_launch`` module doc); its whole-row forms (``per_sm`` or
+    ``eager``) ignore ``block_k``."""
 
     block_n: int = 16
     block_k: int = 512
@@ -80,6 +74,9 @@ class Config:
     groups: int = 32  # split variant: candidate groups of the down launch (each adds its sum once)
     block_a2: int = 16  # split variant: candidate rows per step of the down launch
     pad_batch: bool = False  # batch 1 through the padded tl.dot path (block_a, block_a2 >= 16)
+    per_sm: int = 0  # one variant: 0, a program per block; else a persistent grid, ≤ per_sm programs per SM
+    eager: bool = False  # one variant: down rows of the candidates requested with their up rows
+    stream: bool = False  # one variant: evict-first hints on the weight loads
 
 
 def default_config(batch: int) -> Config:
@@ -94,42 +91,6 @@ def default_config(batch: int) -> Config:
     if batch == 1:
         return Config(block_n=8, block_k=256, block_d=4096, variant="one")
     return Config(block_a=16, block_k2=128, block_d=128, block_k=128)
-
-
-@triton.jit
-def _activate(g, ACT: tl.constexpr):
-    """The gate activation of every variant: ReLU (ACT 0) or SiLU (ACT 1), on the float32 gate product."""
-    if ACT == 0:
-        s = tl.maximum(g, 0.0)
-    else:
-        s = g * tl.sigmoid(g)
-    return s
-
-
-@triton.jit
-def _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
-    """[BLOCK_R, BP]: the given rows of a [·, D] matrix times the batch's inputs, in float32. Batch 1 keeps
-    a [BLOCK_R, BLOCK_K] partial sum and reduces it once after the loop (no shuffles per step)."""
-    bs = tl.arange(0, BP)
-    bmask = bs < B
-    if BP == 1:
-        part = tl.zeros([BLOCK_R, BLOCK_K], tl.float32)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            km = ks < D
-            w = tl.load(w_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
-            xv = tl.load(x_ptr + ks[None, :], mask=km[None, :], other=0.0)
-            part += w.to(tl.float32) * xv.to(tl.float32)
-        acc = tl.sum(part, axis=1)[:, None]
-    else:
-        acc = tl.zeros([BLOCK_R, BP], tl.float32)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            km = ks < D
-            w = tl.load(w_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km[None, :], other=0.0)
-            xv = tl.load(x_ptr + bs[:, None] * D + ks[None, :], mask=bmask[:, None] & km[None, :], other=0.0)
-            acc += tl.dot(w, tl.trans(xv.to(w.dtype)))
-    return acc
 
 
 @triton.jit
@@ -287,112 +248,37 @@ def _down_kernel(
     _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr, B, D, BP, BLOCK_D, BLOCK_D, HAS_RES)
 
 
-@triton.jit
-def _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
-    """[BLOCK_R]: the given rows of a [·, D] matrix times the single input, in float32, with the loop over d
-    unrolled so that every chunk's load can be issued before the first is used: the program keeps its whole
-    block of rows in flight (one memory latency, not one per chunk). The input is loaded through pointers
-    shaped like the weight tile so that both get the same register layout: a [1, BLOCK_K] load would need a
-    layout conversion through shared memory, whose barriers would serialise the chunks again."""
-    part = tl.zeros([BLOCK_R, BLOCK_K], tl.float32)
-    for k0 in tl.static_range(0, D, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        km = ks[None, :] < D
-        w = tl.load(w_ptr + rows[:, None] * D + ks[None, :], mask=rmask[:, None] & km, other=0.0)
-        xv = tl.load(x_ptr + 0 * rows[:, None] + ks[None, :], mask=km, other=0.0)
-        part += w.to(tl.float32) * xv.to(tl.float32)
-    return tl.sum(part, axis=1)
-
-
-@triton.jit
-def _rows_times_x(w_ptr, rows, rmask, x_ptr, B, D: tl.constexpr, BP: tl.constexpr, BLOCK_R: tl.constexpr,
-                  BLOCK_K: tl.constexpr):  # fmt: skip
-    """[BLOCK_R, BP]: up to 4 tokens through the unrolled element-wise loop, one token after the other (the
-    first token's loads bring the rows from HBM, the others' find them in L1 or L2; unrolling over tokens too
-    would hoist every token's loads and double the registers), more through the padded ``tl.dot``."""
-    if BP == 1:
-        return _rows_dot_x_all(w_ptr, rows, rmask, x_ptr, D, BLOCK_R, BLOCK_K)[:, None]
-    if BP > 4:
-        return _rows_dot_x(w_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_R, BLOCK_K)
-    bs = tl.arange(0, BP)
-    acc = tl.zeros([BLOCK_R, BP], tl.float32)
-    for b in range(BP):  # a loop, not unrolled: one token's loads in registers at a time
-        if b < B:
-            g = _rows_dot_x_all(w_ptr, rows, rmask, x_ptr + b * D, D, BLOCK_R, BLOCK_K)
-            acc = tl.where(bs[None, :] == b, g[:, None], acc)
-    return acc
-
-
-@triton.jit
-def _one_kernel(
-    x_ptr, wg_ptr, wu_ptr, wd_ptr, cut_ptr, ticket_ptr, acc_ptr, y_ptr, res_ptr,
-    B, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_F: tl.constexpr, HAS_RES: tl.constexpr,
-):  # fmt: skip
-    """One-launch variant: each program takes ``BLOCK_N`` neurons through gate, up and down and adds their
-    output into the float32 accumulator; the last program to finish writes the output and clears the
-    accumulator for the next call, in [BP, BLOCK_F] tiles."""
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    rmask = rows < F
-    bs = tl.arange(0, BP)
-    bmask = bs < B
-    s = _activate(_rows_times_x(wg_ptr, rows, rmask, x_ptr, B, D, BP, BLOCK_N, BLOCK_K), ACT)
-    s = tl.where(rmask[:, None] & bmask[None, :], s, 0.0)
-    cand = tl.max((s != 0.0).to(tl.int32), axis=1) > 0  # the union over the batch
-    wrote = False
-    if tl.max(cand.to(tl.int32), axis=0) > 0:  # most blocks have no candidate at low activation ratios
-        a = s * _rows_times_x(wu_ptr, rows, cand, x_ptr, B, D, BP, BLOCK_N, BLOCK_K)  # candidate rows only
-        c = tl.load(cut_ptr + rows, mask=cand, other=0.0)
-        a = tl.where((a != 0.0) & (tl.abs(a) >= c[:, None]), a, 0.0)
-        kept = tl.max((a != 0.0).to(tl.int32), axis=1) > 0
-        if tl.max(kept.to(tl.int32), axis=0) > 0:
-            for d0 in tl.static_range(0, D, BLOCK_D):  # one chunk when BLOCK_D ≥ d: every load in flight at once
-                ds = d0 + tl.arange(0, BLOCK_D)
-                wd = tl.load(wd_ptr + rows[:, None] * D + ds[None, :], mask=kept[:, None] & (ds[None, :] < D),
-                             other=0.0)  # fmt: skip
-                if BP > 4:
-                    tl.atomic_add(acc_ptr + bs[:, None] * D + ds[None, :], tl.dot(tl.trans(a.to(wd.dtype)), wd),
-                                  mask=bmask[:, None] & (ds[None, :] < D), sem="relaxed")  # fmt: skip
-                elif BP == 1:
-                    part = tl.sum(a * wd.to(tl.float32), axis=0)[None, :]
-                    tl.atomic_add(acc_ptr + ds[None, :], part, mask=ds[None, :] < D, sem="relaxed")
-                else:
-                    for b in range(BP):
-                        ab = tl.sum(tl.where(bs[None, :] == b, a, 0.0), axis=1)  # column b of a
-                        part = tl.sum(ab[:, None] * wd.to(tl.float32), axis=0)
-                        tl.atomic_add(acc_ptr + b * D + ds, part, mask=(ds < D) & (b < B), sem="relaxed")
-            wrote = True
-    tl.debug_barrier()  # every thread's output atomics precede the program's ticket
-    if wrote:  # release: this program's additions are visible to whoever takes the last ticket
-        ticket = tl.atomic_add(ticket_ptr, 1, sem="acq_rel")
-    else:  # nothing to release (no fence), but the last ticket must still acquire everyone's additions
-        ticket = tl.atomic_add(ticket_ptr, 1, sem="acquire")
-    if ticket == tl.num_programs(0) - 1:
-        for d0 in tl.static_range(0, D, BLOCK_F):
-            ds = d0 + tl.arange(0, BLOCK_F)
-            m = bmask[:, None] & (ds[None, :] < D)
-            off = bs[:, None] * D + ds[None, :]
-            v = tl.load(acc_ptr + off, mask=m, other=0.0, cache_modifier=".cg")
-            if HAS_RES:  # the decoder's residual add, fused
-                v += tl.load(res_ptr + off, mask=m, other=0.0).to(tl.float32)
-            tl.store(y_ptr + off, v.to(y_ptr.dtype.element_ty), mask=m)
-            # Every warp has read this tile before any warp clears it: the compiler gives the zero store its own
-            # register layout (four floats per thread, warps over rows and columns, where the load has one warp
-            # per row), so without the barrier a warp that runs ahead zeroes elements another warp has yet to read.
-            tl.debug_barrier()
-            tl.store(acc_ptr + off, tl.zeros([BP, BLOCK_F], tl.float32), mask=m)
-        tl.store(ticket_ptr, 0)
-
-
-def _one_constants(batch: int, d: int, cfg: Config) -> dict:
-    """The one-launch kernel's block constants for ``batch`` tokens of width ``d``: up to 4 tokens padded to
-    a power of two for the element-wise path, more to 16 for ``tl.dot``; the down chunk capped at d rounded
-    up to a power of two; the output tiles of the last program kept at ``block_d`` elements in all."""
+def _one_constants(batch: int, d: int, cfg: Config, steps: int = 1) -> dict:
+    """The one-launch kernel's block constants for ``batch`` tokens of width ``d``, ``steps`` blocks per program:
+    up to 4 tokens padded to a power of two for the element-wise path, more to 16 for ``tl.dot``; the down chunk
+    capped at d rounded up to a power of two; the output tiles of the last program kept at ``block_d`` elements
+    in all; whole rows (``ROWS``, the persistent and eager forms) padded to ``DP`` columns."""
     bp = triton.next_power_of_2(batch) if batch <= 4 else MAX_BATCH
     block_d = min(cfg.block_d, triton.next_power_of_2(d))
     return dict(BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_D=block_d,
-                BLOCK_F=block_d // bp if bp <= 4 else block_d)  # fmt: skip
+                BLOCK_F=block_d // bp if bp <= 4 else block_d, ROWS=bool(cfg.per_sm or cfg.eager), STEPS=steps,
+                DP=triton.next_power_of_2(d), EAGER=cfg.eager,
+                EVICT="evict_first" if cfg.stream else "")  # fmt: skip
+
+
+@functools.lru_cache
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a GPU, asked once per device (a host-side property: no synchronisation, so
+    a call inside a CUDA-graph capture is fine). Under Triton's interpreter (CPU tensors) a stand-in of 2, so
+    that the tests' small layers give persistent programs several blocks each."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+
+
+def _one_grid(d_ff: int, cfg: Config, sms: int) -> tuple[int, int]:
+    """(programs, blocks per program) of the one-launch kernel on a GPU of ``sms`` SMs. One program per block of
+    ``block_n`` neurons; with ``per_sm``, the fewest steps that at most ``per_sm`` programs per SM need, and then
+    the fewest programs that cover the blocks in that many steps, so that every program walks the same number
+    of blocks, give or take one (2.4B shape, 2-neuron blocks, 132 SMs × 4: 480 programs of 6 blocks each)."""
+    blocks = triton.cdiv(d_ff, cfg.block_n)
+    if not cfg.per_sm:
+        return blocks, 1
+    steps = triton.cdiv(blocks, cfg.per_sm * sms)
+    return triton.cdiv(blocks, steps), steps
 
 
 class Workspace:
@@ -436,10 +322,13 @@ def sparse_ffn(
     y = torch.empty_like(x)
     res = y if residual is None else residual.contiguous()  # y: a placeholder the kernels never read
     if cfg.variant == "one":
-        _one_kernel[(triton.cdiv(d_ff, cfg.block_n),)](
+        if b > 1 and (cfg.per_sm or cfg.eager or cfg.stream):
+            raise ValueError(f"{cfg}: the one-launch options per_sm, eager and stream are for one token, got {b}")
+        programs, steps = _one_grid(d_ff, cfg, _sm_count(x.device))
+        _one_kernel[(programs,)](
             x, w_gate, w_up, w_down_t, cut, ws.counters[-1:], ws.acc, y, res, b, d, d_ff,
             ACT=0 if act == "relu" else 1, HAS_RES=residual is not None, num_warps=cfg.warps_gate,
-            **_one_constants(b, d, cfg),
+            **_one_constants(b, d, cfg, steps),
         )  # fmt: skip
         return y
     bp = 1 if b == 1 and not cfg.pad_batch else MAX_BATCH
