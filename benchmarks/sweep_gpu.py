@@ -17,7 +17,9 @@ time however many runs its slice holds:
   The checkpoints it reads never leave the training machine, so this must run there while it is warm.
   MoE runs are not evaluated: the sparsity hooks (``capture.ADAPTERS``) do not reach GraniteMoe's experts.
   Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``): the figure compares methods
-  per scale and activation, and extra seeds, shares of the split and width-depth shapes add nothing to it.
+  per scale and activation, and extra seeds, shares of the split, width-depth shapes and the recipe-validation run
+  add nothing to it. The evaluation reads a run's last checkpoint: for the recipe-validation run, its weights
+  after the decay phase, as the paper scores its models.
   ``--smoke``: the same steps on CPU with the suite's synthetic tasks (``suite.smoke_tasks``) and thresholds
   calibrated on the corpus that ``SPARSING_CORPUS`` names (the smoke script points it at the committed slice).
 """
@@ -53,8 +55,10 @@ def evaluable(run: str) -> bool:
 
 
 def wants_fig3(run: str) -> bool:
-    """Whether ``run`` gets Fig. 3's sweeps: a plain (seed 0, whole split) run of a dense scale."""
-    return evaluable(run) and not run_variant(run).is_variant and get_spec(parse_run(run)[0]).kind != "width_depth"
+    """Whether ``run`` gets Fig. 3's sweeps: a plain (seed 0, whole split) run of a dense scale (not a width-depth
+    shape, nor the recipe-validation run, whose evaluation after its decay is for §6)."""
+    kind = get_spec(parse_run(run)[0]).kind
+    return evaluable(run) and not run_variant(run).is_variant and kind not in ("width_depth", "recipe")
 
 
 def parts(folder: Path, run: str) -> list[Path]:

@@ -38,6 +38,8 @@ SCALE_KINDS = (
 )  # the runs Fig. 13 and Fig. 14 compare (width-depth and MoE runs have their own chapters)
 KIND_LABEL = {
     "scale": "scale",
+    "large": "larger scale",
+    "recipe": "recipe validation",
     "width_depth": "width-depth variant",
     "moe": "mixture of experts",
     "smoke": "smoke test",
