@@ -92,18 +92,30 @@ def design(run: str) -> dict:
     spec = get_spec(parse_run(run)[0])
     cfg = runner.train_config(spec.name, "full")
     n = spec.non_embedding_params
-    return dict(model=spec.name, width=spec.d_model, depth=spec.n_layers, params=n, ratio=spec.width_depth) | dict(
-        tokens_per_param=cfg.steps * cfg.tokens_per_step / n, decay_frac=cfg.decay_frac
-    )
+    return {
+        "model": spec.name,
+        "width": spec.d_model,
+        "depth": spec.n_layers,
+        "params": n,
+        "ratio": spec.width_depth,
+        "tokens_per_param": cfg.steps * cfg.tokens_per_step / n,
+        "decay_frac": cfg.decay_frac,
+    }
 
 
 def _recorded(r: dict) -> dict:
     """``design``'s fields from a run's own config.json."""
     m, n = r["config"]["model"], r["config"]["model"]["non_embedding_params"]
     cfg = recorded_config(r["config"]["train"])
-    return dict(
-        model=m["name"], width=m["d_model"], depth=m["n_layers"], params=n, ratio=m["d_model"] / m["n_layers"]
-    ) | dict(tokens_per_param=cfg.steps * cfg.tokens_per_step / n, decay_frac=cfg.decay_frac)
+    return {
+        "model": m["name"],
+        "width": m["d_model"],
+        "depth": m["n_layers"],
+        "params": n,
+        "ratio": m["d_model"] / m["n_layers"],
+        "tokens_per_param": cfg.steps * cfg.tokens_per_step / n,
+        "decay_frac": cfg.decay_frac,
+    }
 
 
 def _fit(stable: pd.DataFrame, n_boot: int, seed: int) -> tuple[laws.FitResult | None, str]:
@@ -122,14 +134,22 @@ def _twin(twin: dict, tokens, values, params: int, noise: float) -> dict:
     the twin's last, with a 95 % interval from both runs' checkpoint noise (``checkpoint_noise``)."""
     s, n_t = twin["sparsity"], twin["config"]["model"]["non_embedding_params"]
     t_t, a_t = s["tokens"].to_numpy(float), s["activation_ratio"].to_numpy(float)
+    tokens, values = np.asarray(tokens, float), np.asarray(values, float)
     end = t_t[-1] / n_t
-    j = int(np.argmin(np.abs(np.asarray(tokens, float) / params - end)))
+    j = int(np.argmin(np.abs(tokens / params - end)))
     part = a_t[start_index(t_t, n_t, START_RATIO) :]
     sigma_t = checkpoint_noise(part if len(part) >= 4 else a_t)
     diff, half = float(values[j] - a_t[-1]), float(Z95 * np.hypot(noise, sigma_t))
-    return dict(tokens=t_t, values=a_t, end=end, at=float(tokens[j] / params), ours=float(values[j])) | dict(
-        last=float(a_t[-1]), diff=diff, lo=diff - half, hi=diff + half
-    )
+    return {
+        "tokens": t_t,
+        "values": a_t,
+        "end": end,
+        "at": float(tokens[j] / params),
+        "last": float(a_t[-1]),
+        "diff": diff,
+        "lo": diff - half,
+        "hi": diff + half,
+    }
 
 
 def validation(
@@ -154,27 +174,42 @@ def validation(
     fit, status = _fit(stable[stable["fitted"]], n_boot, seed)
     plo, phi = fit.ci.get("A0_profile", (np.nan, np.nan)) if fit is not None else (np.nan, np.nan)
     trend = trends({name: r | {"sparsity": stable}}, start_ratio).iloc[0].to_dict()
-    loss = r["metrics"].dropna(subset=["val_loss"]).set_index("step")["val_loss"]
-    out = dict(present=True, run=name, **_recorded(r), start_ratio=start_ratio, n_boot=n_boot)
-    out |= dict(stable=stable, after=after, fit=fit, status=status, trend=trend)
-    out |= dict(identifiable=bool(fit is not None and fit.ok and 0 < plo and phi < 1), stability=run_stability(r))
-    out["stable_end_tokens"] = cfg.stable_end * cfg.tokens_per_step
-    out["decay"] = None
+    decay = None
     if len(after):
+        loss = r["metrics"].dropna(subset=["val_loss"]).set_index("step")["val_loss"]
         a_s, a_d = float(stable["activation_ratio"].iloc[-1]), float(after["activation_ratio"].iloc[-1])
         half = Z95 * np.sqrt(2) * trend["noise"]
-        out["decay"] = dict(ratio=a_d, change=a_d - a_s, lo=a_d - a_s - half, hi=a_d - a_s + half) | dict(
-            ppl_ratio=float(after["ppl_ratio"].iloc[-1]) if "ppl_ratio" in after else np.nan,
-            loss_before=float(loss.get(cfg.stable_end, np.nan)),
-            loss_after=float(loss.get(int(after["step"].iloc[-1]), np.nan)),
-        )
+        decay = {
+            "ratio": a_d,
+            "change": a_d - a_s,
+            "lo": a_d - a_s - half,
+            "hi": a_d - a_s + half,
+            "ppl_ratio": float(after["ppl_ratio"].iloc[-1]) if "ppl_ratio" in after else np.nan,
+            "loss_before": float(loss.get(cfg.stable_end, np.nan)),
+            "loss_after": float(loss.get(int(after["step"].iloc[-1]), np.nan)),
+        }
     other = runs.get(twin) if twin else None
     usable = other is not None and "sparsity" in other and not run_stability(other).excluded
-    out["twin"] = twin
-    out["twin_result"] = (
-        _twin(other, stable["tokens"], stable["activation_ratio"], n, trend["noise"]) if usable else None
-    )
-    return out
+    return {
+        "present": True,
+        "run": name,
+        "twin": twin,
+        **_recorded(r),
+        "start_ratio": start_ratio,
+        "n_boot": n_boot,
+        "stable": stable,
+        "after": after,
+        "stable_end_tokens": cfg.stable_end * cfg.tokens_per_step,
+        "fit": fit,
+        "status": status,
+        "identifiable": bool(fit is not None and fit.ok and 0 < plo and phi < 1),
+        "trend": trend,
+        "decay": decay,
+        "stability": run_stability(r),
+        "twin_result": _twin(other, stable["tokens"], stable["activation_ratio"], n, trend["noise"])
+        if usable
+        else None,
+    }
 
 
 # ----------------------------------------------------------------------------- figure
