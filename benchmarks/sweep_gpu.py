@@ -18,8 +18,9 @@ time however many runs its slice holds:
   The checkpoints it reads never leave the training machine, so this must run there while it is warm.
   MoE runs are evaluated like dense ones (the hooks reach their experts' neurons through
   ``capture.ExpertNeurons``). Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``):
-  the figure compares methods per scale and activation, and extra seeds, shares of the split, width-depth shapes
-  and MoE variants add nothing to it.
+  the figure compares methods per scale and activation, and extra seeds, shares of the split, width-depth shapes,
+  MoE variants and the recipe-validation run add nothing to it. The evaluation reads a run's last checkpoint: for
+  the recipe-validation run, its weights after the decay phase, as the paper scores its models.
   ``--smoke``: the same steps on CPU with the suite's synthetic tasks (``suite.smoke_tasks``) and thresholds
   calibrated on the corpus that ``SPARSING_CORPUS`` names (the smoke script points it at the committed slice).
 """
@@ -51,9 +52,9 @@ def status(folder: Path, run: str) -> str | None:
 
 def wants_fig3(run: str) -> bool:
     """Whether ``run`` gets Fig. 3's sweeps: a plain (seed 0, whole split) run of a dense scale (not a width-depth
-    shape, not an MoE variant)."""
+    shape, an MoE variant, nor the recipe-validation run, whose evaluation after its decay is for §6)."""
     spec = get_spec(parse_run(run)[0])
-    return not run_variant(run).is_variant and spec.kind not in ("width_depth", "moe")
+    return not run_variant(run).is_variant and spec.kind not in ("width_depth", "moe", "recipe")
 
 
 def parts(folder: Path, run: str) -> list[Path]:

@@ -4,6 +4,8 @@
 #
 #   SPARSING_GIT_REV=<rev> bash benchmarks/sweep_gpu.sh <slice>     # slice: as run.py's --slice (0:10, or names)
 #   PER_GPU=1 K_EVAL=2 SPARSING_GIT_REV=<rev> bash benchmarks/sweep_gpu.sh mini-512x10-relu,mini-512x10-silu
+#   PER_GPU=1 MARGIN=200 SPARSING_GIT_REV=<rev> bash benchmarks/sweep_gpu.sh recipe-448x13-relu   # Fig. 11's run:
+#     about 20 minutes of training over three calls, 3 of probes, 7 of evaluation (data/benchmarks/throughput_README.md)
 #   PROFILE=smoke bash benchmarks/sweep_gpu.sh all                 # CPU: the same steps on the smoke grid
 #
 # The first call carries .corpus and .evaldata; they are copied to $STAGE (/tmp/stage), because a later call that

@@ -225,12 +225,13 @@ def plan(bench: pd.DataFrame, vocab: int, solo: list[dict], packed: list[list[di
 
 
 # The order in which the sessions train the sweep: what the chapters most need first (the scale laws, the largest
-# scales first), then the seeds, the repetition runs, the width-depth shapes and the MoE variants.
-SWEEP_ORDER = ("large", "scale", "seed", "repetition", "width_depth", "moe")
+# scales first), then the seeds, the repetition runs, the width-depth shapes, the MoE variants and last the
+# recipe-validation run (Fig. 11), whose shape rests on the width-depth runs.
+SWEEP_ORDER = ("large", "scale", "seed", "repetition", "width_depth", "moe", "recipe")
 
 
 def sweep_group(run: str) -> str:
-    """The group of a sweep run for ``SWEEP_ORDER``: large, scale, seed, repetition, width_depth or moe."""
+    """The group of a sweep run for ``SWEEP_ORDER``: large, scale, seed, repetition, width_depth, moe or recipe."""
     variant, kind = run_variant(run), get_spec(parse_run(run)[0]).kind
     return "repetition" if variant.split > 1 else "seed" if variant.seed else kind
 

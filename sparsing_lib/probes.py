@@ -2,8 +2,9 @@
 the expert-count probes of an MoE run.
 
 They run once training is done, on the ``step_XXXXXX.pt`` weights that ``train.train`` saved over the
-stable phase, and write their results into the run folder through ``runs`` (sparsity.csv, pareto.csv and,
-for a dense run, cett.json, neuron_frequency.npz and vocab_ratios.npz; the format is documented in ``runs``).
+stable phase (and, after a decay phase, at the run's last step), and write their results into the run folder
+through ``runs`` (sparsity.csv, pareto.csv and, for a dense run, cett.json, neuron_frequency.npz and
+vocab_ratios.npz; the format is documented in ``runs``).
 The per-token probes run on the GPU when the model is there: a hook reads each token's active share of FFN
 neurons and adds it to its vocabulary id's sum with one scatter-add per batch.
 """
@@ -148,11 +149,14 @@ def probe_checkpoints(
     device: torch.device | str = "cpu",
     progress: bool = True,
     train_ids: np.ndarray | None = None,
+    stable_end: int | None = None,
 ) -> pd.DataFrame:
     """Measure every checkpoint in ``ckpt_dir``; write sparsity.csv, pareto.csv and two .npz files to ``out_dir``.
 
-    CETT-PPL-p%: one CETT value is searched jointly over the last ``cfg.joint_last`` checkpoints with
-    ``metrics.cett_ppl`` and applied to every checkpoint through ``metrics.cett_thresholds``.
+    CETT-PPL-p%: one CETT value is searched jointly over the last ``cfg.joint_last`` checkpoints up to step
+    ``stable_end`` (the end of the stable phase; None: all) with ``metrics.cett_ppl`` and applied to every
+    checkpoint through ``metrics.cett_thresholds``, so that the weights after a decay phase are measured with the
+    stable phase's threshold and do not move the one the stable-phase curve is read with.
     Also per checkpoint: the dense (zero-threshold) reading and per-layer ratios. At ``cfg.kept_checkpoints``
     of them (``runs.kept_checkpoints``: first, middle, last) also the per-domain, per-layer neuron activation
     frequencies and the per-vocabulary activation ratios over ``cfg.vocab_tokens`` probe tokens
@@ -170,7 +174,8 @@ def probe_checkpoints(
     kept = {ckpts[i][0] for i in kept_checkpoints(len(ckpts), cfg.kept_checkpoints)}
 
     max_tokens = cfg.batch_size * seq_len  # few, large forward passes: the minis are launch-bound
-    last = [load_checkpoint(build, p, device) for _, p in ckpts[-cfg.joint_last :]]
+    joint = [(s, p) for s, p in ckpts if stable_end is None or s <= stable_end][-cfg.joint_last :]
+    last = [load_checkpoint(build, p, device) for _, p in joint]
     search = metrics.cett_ppl(last, ids, p=cfg.p, max_tokens=max_tokens)
     cett = float(search.cett)
     del last
@@ -222,7 +227,7 @@ def probe_checkpoints(
         dict(
             cett=cett,
             p=cfg.p,
-            joint_steps=[s for s, _ in ckpts[-cfg.joint_last :]],
+            joint_steps=[s for s, _ in joint],
             joint_mean_ppl_ratio=float(search.mean_ppl_ratio),
             probe=asdict(cfg),
         ),

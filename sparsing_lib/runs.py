@@ -16,7 +16,8 @@ Format 2 (``"format": 2`` in config.json; ``FORMAT``), file by file:
   ``seed`` and ``train_fraction`` (1/k) the run's name gives.
 * ``metrics.csv``: losses along training. ``env.json``: hardware, revision, status (written when the run stops).
 * after the end-of-run probes (``probes``): ``sparsity.csv`` (one row per probed checkpoint: CETT-PPL-1%
-  ``activation_ratio``, ``zero_ratio``, ``layer_i`` / ``zero_layer_i``, ``ppl``, ``dense_ppl``, ``loss``),
+  ``activation_ratio``, ``zero_ratio``, ``layer_i`` / ``zero_layer_i``, ``ppl``, ``dense_ppl``, ``loss``; a run
+  with a decay phase has one row after it, its last step, beyond ``TrainConfig.stable_end``),
   ``pareto.csv`` (the last checkpoints' Top-k / FAT-eps / CETT sweeps) and ``cett.json``.
 * ``neuron_frequency.npz`` (dense runs): ``steps`` int64 [k], ``domains`` str [d], ``frequency`` float16
   [k, d, layer, neuron], the share of a domain's probe tokens on which each FFN neuron is active under the

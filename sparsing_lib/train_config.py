@@ -58,11 +58,19 @@ class TrainConfig:
         return round(self.decay_frac * self.steps)
 
     @property
+    def stable_end(self) -> int:
+        """The last step of the stable phase (``steps`` when there is no decay phase)."""
+        return self.steps - self.decay_steps
+
+    @property
     def checkpoint_steps(self) -> list[int]:
-        """Steps after which weights are saved: evenly over the stable phase, the last at its end."""
-        first, last = self.warmup_steps, self.steps - self.decay_steps
+        """Steps after which weights are saved: evenly over the stable phase, the last at its end, and after a
+        decay phase also the run's last step. The paper measures sparsity on stable-phase checkpoints and scores
+        benchmarks after the decay: the stable ones carry the laws, the last one is what the evaluation reads."""
+        first, last = self.warmup_steps, self.stable_end
         n = min(self.n_checkpoints, last - first + 1)
-        return sorted({int(round(s)) for s in np.linspace(first, last, n)} - {0})
+        stable = {int(round(s)) for s in np.linspace(first, last, n)} - {0}
+        return sorted(stable | ({self.steps} if self.decay_steps else set()))
 
 
 def recorded_config(train: dict) -> TrainConfig:

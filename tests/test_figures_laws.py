@@ -107,6 +107,7 @@ def replayed(curves):
         "runs": {},
         "mini": mini_laws.results("replay"),
         "token_axis": "log",
+        "ours": sparser_model.recipe_run("replay"),
     }
 
 

@@ -65,7 +65,8 @@ def test_grids_and_slices():
 def test_the_sweep_grid_is_exactly_the_issues_runs():
     # counted by hand: 5 scales x 2 activations = 10, 2 larger scales x 2 = 4, seeds 1 and 2 of mini-192x4 and
     # mini-320x6 x 2 activations = 8 (seed 0 is the scale run), mini-160x3 on 1/8 and 1/32 of the split x 2 = 4,
-    # 6 width-depth variants (ReLU; their reference mini-192x4-relu is a scale run), 3 MoE (ReLU): 35
+    # 6 width-depth variants (ReLU; their reference mini-192x4-relu is a scale run), 3 MoE (ReLU), and the
+    # recipe-validation run (ReLU, last): 36
     scales = [f"mini-{s}-{a}" for s in ("160x3", "192x4", "256x5", "320x6", "336x7") for a in ("relu", "silu")]
     large = ["mini-448x8-relu", "mini-448x8-silu", "mini-512x10-relu", "mini-512x10-silu"]
     seeds = [f"mini-{s}-{a}-s{k}" for s in ("192x4", "320x6") for k in (1, 2) for a in ("relu", "silu")]
@@ -73,14 +74,15 @@ def test_the_sweep_grid_is_exactly_the_issues_runs():
     wd = [f"wd-{s}-relu" for s in ("96x16", "128x9", "160x6", "224x3", "272x2", "384x1")]
     moe = ["moe-192x4-e16-relu", "moe-192x4-e30-relu", "moe-192x4-e60-relu"]
     sweep = runner.GRIDS["sweep"]
-    assert len(sweep) == len(set(sweep)) == 35
-    assert sweep == scales + large + seeds + repetition + wd + moe  # grouped in the issue's order
+    assert len(sweep) == len(set(sweep)) == 36
+    assert sweep == scales + large + seeds + repetition + wd + moe + ["recipe-448x13-relu"]  # the issue's order
     assert set(runner.GRIDS["width_depth"]) <= set(sweep) and "mini-192x4-relu" in scales
     assert runner.select("sweep", ",".join(sweep)) == sweep and runner.select("sweep", "10:14") == large
     for name in sweep:  # every name gives a recipe: tokens per parameter as the issue asks, seed from the name
         spec, act, cfg, variant = runner.recipe(name, "full")
         per_param = cfg.steps * cfg.tokens_per_step / spec.non_embedding_params
-        assert per_param >= {"scale": 100, "large": 30, "width_depth": 50, "moe": 100}[spec.kind], name
+        assert per_param >= {"scale": 100, "large": 30, "width_depth": 50, "moe": 100, "recipe": 40}[spec.kind], name
+        assert cfg.decay_frac == (0.1 if spec.kind == "recipe" else 0.0), name
         assert cfg.seed == variant.seed == runs.run_variant(name).seed
         twin = runner.recipe(runs.run_name(spec.name, act), "full")[2]
         assert cfg.tokens == twin.tokens  # a variant trains as long as its seed-0, whole-split twin
@@ -104,6 +106,8 @@ def test_width_depth_variants_get_half_the_data_moe_the_full_recipe():
             assert 50 <= per_param < 51
         elif spec.kind == "large":  # LARGE_TOKENS_PER_PARAM: 3.0B tokens at 100 for mini-512x10, 0.90B at 30
             assert 30 <= per_param < 31 and runner.LARGE_TOKENS_PER_PARAM == 30
+        elif spec.kind == "recipe":  # more data than its twin mini-512x10, within the ~1.35B tokens allowed
+            assert 40 <= per_param < 41 and cfg.steps * cfg.tokens_per_step < 1.35e9
         else:
             assert per_param >= 100
 
@@ -167,8 +171,7 @@ def test_an_moe_run_trains_and_probes_its_expert_counts(tiny, tmp_path):
     assert list(run["pareto"]["value"]) == list(range(1, 9)) and "cett" not in run
 
 
-def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "probe_checkpoints", lambda *a, **k: None)
+def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny, tmp_path):
     rec = runner.run_one(
         "tiny-32x2-relu",
         tmp_path / "runs",
@@ -185,6 +188,11 @@ def test_a_recipe_run_decays_the_learning_rate_after_its_stable_checkpoints(tiny
     assert run["config"]["train"]["decay_frac"] == 0.2
     lr = run["metrics"].set_index("step")["lr"]
     assert lr[20] == lr.max() and lr[30] < 0.2 * lr.max()  # steps 25-30 are the decay phase
+    # 30 steps, warm-up 1, decay 6: four stable checkpoints over steps 1-24 (1, 8.67, 16.33, 24) and the last step
+    saved = sorted(int(p.stem.split("_")[1]) for p in (tmp_path / "ck" / "tiny-32x2-relu").glob("step_*.pt"))
+    assert saved == [1, 9, 16, 24, 30] and run["sparsity"]["step"].tolist() == saved
+    assert run["cett"]["joint_steps"] == [16, 24]  # the CETT search stays in the stable phase (joint_last 2)
+    assert run["metrics"].dropna(subset=["val_loss"])["step"].tolist() == saved
 
 
 def test_seed_and_split_come_from_the_name_and_are_recorded(tiny, tmp_path, monkeypatch):

@@ -26,7 +26,13 @@ def _folder(runs: Path, run: str, status: str | None, parts: tuple[str, ...] = (
 
 def test_fig3_sweeps_only_for_the_plain_dense_scale_runs():
     assert sweep_gpu.wants_fig3("mini-160x3-relu") and sweep_gpu.wants_fig3("mini-512x10-silu")
-    for run in ("mini-192x4-relu-s1", "mini-160x3-silu-f8", "wd-96x16-relu", "moe-192x4-e16-relu"):
+    for run in (
+        "mini-192x4-relu-s1",
+        "mini-160x3-silu-f8",
+        "wd-96x16-relu",
+        "moe-192x4-e16-relu",
+        "recipe-448x13-relu",
+    ):
         assert not sweep_gpu.wants_fig3(run), run
 
 

@@ -91,3 +91,4 @@ def test_sweep_sessions_keep_the_order_and_never_split_a_run():
     assert list(sessions(table, 48.0)["session"]) == [1, 1, 2, 3, 3]  # 30+15 | 10 (10+40 > 48) | 40+5
     assert sweep_group("mini-512x10-relu") == "large" and sweep_group("mini-192x4-silu-s2") == "seed"
     assert sweep_group("mini-160x3-relu-f8") == "repetition" and sweep_group("wd-96x16-relu") == "width_depth"
+    assert sweep_group("recipe-448x13-relu") == "recipe"

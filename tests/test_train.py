@@ -17,11 +17,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from toy import TINY_MOE, VOCAB, corpus, small_cfg  # noqa: E402
 
 
-def test_derived_steps_warmup_and_checkpoints_in_stable_phase():
+def test_derived_steps_warmup_and_checkpoints_in_stable_phase_plus_the_last_step_after_a_decay():
     cfg = TrainConfig(tokens=10_000 * 64 * 1024, decay_frac=0.1)
-    assert cfg.steps == 10_000 and cfg.warmup_steps == 100 and cfg.decay_steps == 1000
+    assert cfg.steps == 10_000 and cfg.warmup_steps == 100 and cfg.decay_steps == 1000 and cfg.stable_end == 9000
     ck = cfg.checkpoint_steps
-    assert len(ck) == 30 and ck[0] == 100 and ck[-1] == 9000
+    assert len(ck) == 31 and ck[0] == 100 and ck[-2] == 9000 and ck[-1] == 10_000  # 30 stable, then the decayed one
+    plain = TrainConfig(tokens=10_000 * 64 * 1024)
+    assert plain.stable_end == 10_000 and len(plain.checkpoint_steps) == 30 and plain.checkpoint_steps[-1] == 10_000
 
 
 def test_wsd_schedule_and_mup_groups():

@@ -39,6 +39,7 @@ SCALE_KINDS = ("scale", "large", "smoke")
 KIND_LABEL = {
     "scale": "scale",
     "large": "larger scale",
+    "recipe": "recipe validation",
     "width_depth": "width-depth variant",
     "moe": "mixture of experts",
     "smoke": "smoke test",
