@@ -70,3 +70,46 @@ def test_settings_come_back_as_saved(tmp_path):
     assert method == "cett" and value == pytest.approx(list(chosen["cett-ppl-5%"][1]), abs=0)
     store.clear()
     assert not tmp_path.exists()
+
+
+def test_the_cli_resumes_a_stopped_suite_with_the_thresholds_it_searched_once(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from sparsing_lib.evaluation import results
+    from sparsing_lib.evaluation import tasks as registry
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(build_model(TINY, "relu", 12288, seed=3).state_dict(), run / "step_000010.pt")
+    config = {"model": {"name": TINY.name}, "activation": "relu", "vocab_size": 12288, "train": {"seq_len": 64}}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.csv").write_text("step,train_loss\n10,5.0\n")
+    tasks = {t.name: t for t in suite.smoke_tasks()}
+    monkeypatch.setattr(registry, "load", lambda name, limit=None: tasks[name])
+    monkeypatch.setattr(suite, "expand_tasks", lambda spec: list(tasks))
+    searched = []
+    calib = torch.randint(0, 12288, (4, 64), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(suite, "calibration", lambda *a: searched.append(1) or calib)
+    real, scored = suite._score_part, []
+
+    def stop_at_third(*args):
+        if len(scored) == 2:
+            raise KeyboardInterrupt  # the call's deadline
+        scored.append(1)
+        return real(*args)
+
+    out = tmp_path / "eval"
+    argv = ["--model", str(run / "step_000010.pt"), "--run", str(run), "--tasks", "all", "--out", str(out),
+            "--device", "cpu", "--settings", "dense,cett-ppl-5%", "--batch-size", "16"]  # fmt: skip
+    monkeypatch.setattr(suite, "_score_part", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        suite.main(argv)
+    assert (out / parts.FOLDER).is_dir() and not (out / "eval.csv").exists()
+    monkeypatch.setattr(suite, "_score_part", real)
+    assert suite.main(argv) == 0
+    got = results.read(out)
+    assert len(searched) == 1  # the second call scored with the thresholds the first one searched
+    assert len(got.meta["resumed"]) == 2 and len(got.scores) == 2 * sum(len(t.metrics) for t in tasks.values())
+    assert not (out / parts.FOLDER).exists()  # cleared once the suite is written
