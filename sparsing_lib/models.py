@@ -131,6 +131,9 @@ def _recipe() -> list[ModelSpec]:
 
 MINI: dict[str, ModelSpec] = {s.name: s for s in _scales() + _large() + _width_depth() + _moe() + _recipe()}
 TINY = ModelSpec("tiny-32x2", 32, 2, kind="smoke", head_dim=16)  # CPU smoke tests only
+# the kinds whose runs form the scale family that the scale laws and figures compare: the scales and the larger
+# scales (which train on fewer tokens per parameter, run.LARGE_TOKENS_PER_PARAM, a confound the chapters name)
+SCALE_FAMILY = ("scale", "large")
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -25,7 +25,7 @@ from scipy.optimize import curve_fit
 from .. import paper, recipe, run, style
 from ..checks import check_choice, check_range
 from ..convergence import SERIES, run_settling
-from ..models import MINI, get_spec
+from ..models import MINI, SCALE_FAMILY, get_spec
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..runs import load_runs, parse_run, select_runs
@@ -33,9 +33,9 @@ from ..stability import STABLE_RISE, run_stability, verdict_sentence
 from ..train_config import recorded_config
 from .methods_corpus import by_domain, manifest, public_domain_share
 
-# the runs Fig. 13 and Fig. 14 compare: the scales and the larger scales, which train on fewer tokens per
-# parameter (run.LARGE_TOKENS_PER_PARAM); width-depth and MoE runs have their own chapters
-SCALE_KINDS = ("scale", "large", "smoke")
+# the runs Fig. 13 and Fig. 14 compare: the scale family (and the smoke grid's toy runs); width-depth and MoE
+# runs have their own chapters
+SCALE_KINDS = (*SCALE_FAMILY, "smoke")
 KIND_LABEL = {
     "scale": "scale",
     "large": "larger scale",
@@ -416,7 +416,7 @@ def _limit_overlap(ok: pd.DataFrame) -> pd.Series:
 
 def _recipe_batch_range() -> str:
     """The batches the paper's rule gives the family's scales (the two larger ones included), in sequences."""
-    sizes = [run.train_config(s.name, "full").batch_size for s in MINI.values() if s.kind in ("scale", "large")]
+    sizes = [run.train_config(s.name, "full").batch_size for s in MINI.values() if s.kind in SCALE_FAMILY]
     return f"{min(sizes)} to {max(sizes)}"
 
 

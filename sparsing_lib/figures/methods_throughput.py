@@ -15,7 +15,7 @@ from ..checks import check_profile
 from ..models import get_spec
 from ..paths import H200_BF16_FLOPS, data_file
 from ..run import TOKENS_PER_PARAM
-from ..runs import load_run, parse_run
+from ..runs import load_run, load_runs, parse_run
 from ..style import word_list
 
 # What each file measured. v1's step compiled the model alone (the cross-entropy ran eagerly on fp32 logits);
@@ -70,13 +70,11 @@ def load_benchmarks() -> pd.DataFrame:
 
 def _large_runs() -> list[dict]:
     """The finished runs of the larger scales (kind "large"): their MFU over the whole run and their batch."""
-    rows = []
-    for path in sorted(data_file("runs").iterdir()):
-        if path.is_dir() and path.name.startswith("mini-") and get_spec(parse_run(path.name)[0]).kind == "large":
-            r = load_run(path)
-            if r["env"].get("status") == "done":
-                rows.append(dict(run=path.name, mfu=r["env"]["mfu"], batch=r["config"]["train"]["batch_size"]))
-    return rows
+    return [
+        dict(run=name, mfu=r["env"]["mfu"], batch=r["config"]["train"]["batch_size"])
+        for name, r in load_runs(data_file("runs"), variants=True, unstable=True).items()
+        if get_spec(parse_run(name)[0]).kind == "large" and r["env"].get("status") == "done"
+    ]
 
 
 def load_trainer_v2() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -43,7 +43,7 @@ def mini_runs(profile: str) -> dict[str, dict]:
         folder = DATA / "runs"
     runs = load_runs(folder)
     kinds = {name: models.get_spec(parse_run(name)[0]).kind for name in runs}
-    return {n: r for n, r in runs.items() if kinds[n] in ("scale", "large", "smoke") and "sparsity" in r}
+    return {n: r for n, r in runs.items() if kinds[n] in (*models.SCALE_FAMILY, "smoke") and "sparsity" in r}
 
 
 def start_index(tokens, params: float, ratio: float) -> int:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .. import run, style
 from ..checks import check_choice, check_range
+from ..models import SCALE_FAMILY
 from ..paths import DATA, ROOT, data_file
 from ..profiles import by_profile
 from ..runs import load_arrays, load_runs
@@ -118,7 +119,7 @@ def _read(runs: dict[str, dict], folder: Path) -> dict[str, dict]:
     scales; else the smoke grid's single kind), ordered by non-embedding parameters."""
     dense = {n: r for n, r in runs.items() if (folder / n / "neuron_frequency.npz").exists()}
     kinds = {r["config"]["model"]["kind"] for r in dense.values()}
-    family = {"scale", "large"} if "scale" in kinds else {next(iter(kinds), None)}
+    family = set(SCALE_FAMILY) if "scale" in kinds else {next(iter(kinds), None)}
     out = {}
     for name, r in sorted(dense.items(), key=lambda kv: kv[1]["config"]["model"]["non_embedding_params"]):
         if r["config"]["model"]["kind"] not in family:
