@@ -84,6 +84,25 @@ def test_limit_losses_one_row_per_scale_run_with_its_limit():
     assert lim.loc["mini-160x3-relu", "n_points"] == 18  # the points at 5M and 15.3M come before 10% of 200M
 
 
+def test_a_limit_on_the_fits_bound_is_left_empty():
+    """A loss still falling as a straight line in log D has no finite limit the data determine: the power law
+    fits it only with E pushed to its lower bound 0, which must not be read as a limit of 0 nats."""
+    tokens = np.linspace(10e6, 300e6, 25)
+    falling = 4.0 - 0.1 * np.log(tokens / 1e6)
+    fit = dynamics.fit_limit_loss(tokens, falling, n_boot=10)
+    assert fit["status"] == "on a bound" and fit["limit"] < dynamics.BOUND_TOL
+    assert dynamics.fit_limit_loss(tokens, 3.0 + 2.0 * (tokens / 1e6) ** -0.5, n_boot=10)["status"] == "determined"
+    runs = _fake_runs()
+    runs["mini-160x3-silu"]["metrics"]["val_loss"] = 4.0 - 0.1 * np.log(
+        runs["mini-160x3-silu"]["metrics"]["tokens"] / 1e6
+    )
+    lim = dynamics.limit_losses(runs, n_boot=10).set_index("run")
+    assert lim.loc["mini-160x3-silu", "status"] == "on a bound"
+    assert lim.loc["mini-160x3-silu", ["limit", "lo", "hi"]].isna().all()
+    assert lim.loc["mini-160x3-relu", "status"] == "determined" and np.isfinite(lim.loc["mini-160x3-relu", "limit"])
+    dynamics.fig14(_fake_res() | {"limits": lim.reset_index()})  # draws with an empty limit
+
+
 def test_runs_table_counts_epochs_checkpoints_and_hardware():
     table = dynamics.runs_table(_fake_res()).set_index("run")
     row = table.loc["mini-160x3-relu"]

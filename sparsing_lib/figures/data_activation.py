@@ -302,12 +302,19 @@ def _released_numbers(res: dict) -> dict[str, str]:
     return out
 
 
+def _param_range(params: pd.Series) -> str:
+    """The span of non-embedding parameters of the runs the chapter fits (the larger scales included), in millions."""
+    return f"{params.min() / 1e6:.1f}M–{params.max() / 1e6:.1f}M"
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the §5.1 chapter quotes, formatted as text."""
     r = size_ratios(res["table3"])
     out = {
         "size_ratio": f"{r.ratio.min():.0f}–{r.ratio.max():.0f}",
-        "mini_params": f"{r['mini parameters'].min() / 1e6:.1f}M–{r['mini parameters'].max() / 1e6:.1f}M",
+        "mini_params": _param_range(
+            res["mini"]["trends"].params if len(res["mini"]["trends"]) else r["mini parameters"]
+        ),
         "paper_url": "https://arxiv.org/abs/2411.02335",
         "data_repo": paper.REPO,
     }

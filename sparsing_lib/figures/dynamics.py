@@ -62,6 +62,9 @@ def _power_law(d: np.ndarray, limit: float, b: float, beta: float) -> np.ndarray
     return limit + b * d ** (-beta)
 
 
+BOUND_TOL = 1e-3  # nats: a limit this close to 0 or to the lowest loss sits on the fit's bound (losses are ~3 nats)
+
+
 def _fit(d: np.ndarray, loss: np.ndarray) -> np.ndarray:
     lo = float(loss.min())
     p0 = [lo - 0.2, (loss[0] - lo + 0.2) * d[0] ** 0.5, 0.5]
@@ -72,7 +75,10 @@ def _fit(d: np.ndarray, loss: np.ndarray) -> np.ndarray:
 def fit_limit_loss(tokens: np.ndarray, loss: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict:
     """Fit ``loss = E + B·D^-β`` (D in millions of tokens) and return the limit ``E`` with a 95% percentile
     bootstrap interval over the points (``n_boot`` resamples; 0 gives no interval). The limit is bounded
-    above by the lowest observed loss: a limit above a measured loss would mean the loss rises again."""
+    above by the lowest observed loss: a limit above a measured loss would mean the loss rises again.
+    ``status`` says whether the data determine it: "on a bound" (the optimiser stopped at 0 or at the lowest
+    loss, so the form, not the data, set the limit), "interval reaches 0" (no interval, or one that the data
+    do not bound from below) or "determined"."""
     d, y = np.asarray(tokens, float) / 1e6, np.asarray(loss, float)
     limit, b, beta = _fit(d, y)
     boots, rng = [], np.random.default_rng(seed)
@@ -85,7 +91,14 @@ def fit_limit_loss(tokens: np.ndarray, loss: np.ndarray, n_boot: int = 200, seed
         except RuntimeError:  # a resample the optimiser cannot fit is left out, and counted
             continue
     lo_hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    if limit <= BOUND_TOL or limit >= y.min() - BOUND_TOL:
+        status = "on a bound"
+    elif not np.isfinite(lo_hi[0]) or lo_hi[0] <= BOUND_TOL:
+        status = "interval reaches 0"
+    else:
+        status = "determined"
     return dict(
+        status=status,
         limit=float(limit),
         lo=float(lo_hi[0]),
         hi=float(lo_hi[1]),
@@ -97,7 +110,9 @@ def fit_limit_loss(tokens: np.ndarray, loss: np.ndarray, n_boot: int = 200, seed
 
 
 def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
-    """One limit-loss fit per scale run, on its validation losses from ``fit_from`` of its tokens on."""
+    """One limit-loss fit per scale run, on its validation losses from ``fit_from`` of its tokens on. A fit
+    on a bound (``fit_limit_loss``'s status) has no limit: its limit and interval are left empty, so no
+    figure, overlap or range reads a number the form rather than the data chose."""
     check_range("fit_from", fit_from, 0.0, 0.8)
     rows = []
     for name, r in runs.items():
@@ -109,9 +124,12 @@ def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int 
         base = dict(run=name, model=spec.name, activation=r["config"]["activation"], params=spec.non_embedding_params)
         base["last_loss"] = float(m["val_loss"].iloc[-1])
         try:
-            rows.append(base | fit_limit_loss(m["tokens"].to_numpy(), m["val_loss"].to_numpy(), n_boot, seed))
+            fit = fit_limit_loss(m["tokens"].to_numpy(), m["val_loss"].to_numpy(), n_boot, seed)
         except (RuntimeError, ValueError, TypeError):  # too few points (smoke runs) or no convergence
-            rows.append(base | dict(limit=np.nan, lo=np.nan, hi=np.nan, n_points=len(m), n_boot=0))
+            fit = dict(status="not fitted", limit=np.nan, lo=np.nan, hi=np.nan, n_points=len(m), n_boot=0)
+        if fit["status"] == "on a bound":
+            fit |= dict(limit=np.nan, lo=np.nan, hi=np.nan)
+        rows.append(base | fit)
     return pd.DataFrame(rows)
 
 
@@ -258,6 +276,7 @@ def limits_table(res: dict) -> pd.DataFrame:
             "non-embedding parameters (M)": lim["params"] / 1e6,
             "last validation loss": lim["last_loss"],
             "limit loss E": lim["limit"],
+            "fit": lim["status"],
             "95% interval": [f"{a:.3f}–{b:.3f}" if np.isfinite(a) else None for a, b in zip(lim["lo"], lim["hi"])],
             "exponent β": lim.get("beta"),
             f"E, fit from {FIT_FROM_LATE:.0%} of the run": lim["run"].map(late).to_numpy(),
@@ -331,16 +350,8 @@ def fig14(res: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
     for k, (act, g) in enumerate(lim.groupby("activation", sort=True)):
         st, x = styles[act], g["params"].to_numpy() / 1e6 * (1 + 0.02 * (k - 0.5))
-        err = np.vstack([g["limit"] - g["lo"], g["hi"] - g["limit"]])
-        ax.errorbar(
-            x,
-            g["limit"],
-            yerr=np.where(np.isfinite(err), err, 0),
-            capsize=3,
-            ms=6,
-            label=f"{style.ACT_LABEL[act]}: limit E",
-            **st,
-        )
+        ax.plot(x, g["limit"], ls="-", ms=6, label=f"{style.ACT_LABEL[act]}: limit E", **st)
+        ax.vlines(x, g["lo"], g["hi"], color=st["color"], lw=1.2)  # a percentile interval need not hold E
         ax.plot(
             x,
             g["last_loss"],

@@ -107,14 +107,7 @@ def limit_loss(tokens, loss, n_boot: int = 100, seed: int = 0) -> dict:
         fit = fit_limit_loss(t[keep], y[keep], n_boot, seed)
     except (RuntimeError, ValueError, TypeError):  # no convergence
         return failed
-    e, lo = fit["limit"], fit["lo"]
-    if e <= 1e-6 or e >= y[keep].min() - 1e-6:
-        status = "on a bound"
-    elif not np.isfinite(lo) or lo <= 1e-6:
-        status = "interval reaches 0"
-    else:
-        status = "determined"
-    return dict(limit=e, limit_lo=lo, limit_hi=fit["hi"], limit_status=status)
+    return dict(limit=fit["limit"], limit_lo=fit["lo"], limit_hi=fit["hi"], limit_status=fit["status"])
 
 
 def tokens_per_param_cap(runs: dict[str, dict]) -> float | None:
