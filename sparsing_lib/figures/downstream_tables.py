@@ -28,8 +28,11 @@ def ci(x: float, lo: float, hi: float, signed: bool = False) -> str:
     """A fraction as points with its 95 % interval, ``45.0 [44.1, 45.9]`` (signed for a Δ); the bare number where
     there is no interval (no per-item scores), so that a cell never shows an interval it does not have."""
     f = "{:+.1f}" if signed else "{:.1f}"
-    body = f.format(100 * x)
-    return body if np.isnan(lo) else f"{body} [{f.format(100 * lo)}, {f.format(100 * hi)}]"
+
+    def pts(v: float) -> str:
+        return f.format(round(100 * v, 1) + 0.0)  # + 0.0: a value that rounds to zero prints as 0.0, never -0.0
+
+    return pts(x) if np.isnan(lo) else f"{pts(x)} [{pts(lo)}, {pts(hi)}]"
 
 
 def table1(res: dict) -> pd.DataFrame:

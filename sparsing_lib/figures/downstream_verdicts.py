@@ -243,7 +243,7 @@ def scale_verdict(res: dict) -> tuple[str, str]:
     missing = [style.ACT_LABEL.get(a, a) for a in acts if a not in set(tested["activation"])]
     untested = f"untested for {style.word_list(missing)} (fewer than two evaluated scales)" if missing else ""
     if tested.empty:
-        return "untested", f"fewer than two scales of the family have a downstream evaluation ({untested})"
+        return "untested", "fewer than two scales of the family have a downstream evaluation, for either activation"
     up = (tested["lo"] > 0) & ~(tested["seed_spread"] >= tested["diff"])
     n, good, bad = len(tested), int(up.sum()), int((tested["hi"] < 0).sum())
     if good == n:
@@ -297,7 +297,7 @@ def chance_margin(res: dict) -> str:
     say less than they would higher up."""
     fam, g = family(res), res["groups"]
     if fam.empty:
-        return "No run of the scale family has a downstream evaluation."
+        return "There is no score of ours to set against chance."
     parts = []
     for group in SCALE_GROUPS:
         d = g[g["run"].isin(fam["run"]) & (g["group"] == group) & (g["setting"] == "dense")]
@@ -305,7 +305,7 @@ def chance_margin(res: dict) -> str:
             above = 100 * (d["score"] - d["chance"])
             parts.append(f"{above.min():+.1f} to {above.max():+.1f} points on {GROUP_LABEL[group]} ({group}, chance "
                          f"{100 * d['chance'].mean():.1f} %)")  # fmt: skip
-    return f"The dense averages of these runs lie {' and '.join(parts)} from chance."
+    return f"These runs' dense averages are {' and '.join(parts).replace(' points on', ' points from chance on', 1)}."
 
 
 def paper_scale() -> str:
