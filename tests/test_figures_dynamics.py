@@ -205,7 +205,11 @@ def test_claim_16_branches():
 
 def test_claim_8_is_at_most_partly_holds_on_the_loss_side():
     (c8, _) = dynamics.claims(_settling_res())
-    assert c8["id"] == 8 and c8["verdict"] == "partly holds" and "downstream scores untested" in c8["note"]
+    assert (
+        c8["id"] == 8
+        and c8["verdict"] == "partly holds"
+        and "downstream scores: judged in the downstream chapter" in c8["note"]
+    )
     assert "overlap at 2 of 2 scales" in c8["note"] and "differ by 0.010–0.010 nats" in c8["note"]
     (c8, _) = dynamics.claims(_settling_res(relu_gap=0.2, overlap=False))
     assert c8["verdict"] == "does not hold"

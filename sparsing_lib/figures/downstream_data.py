@@ -207,6 +207,7 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
         size = {r: c["model"]["non_embedding_params"] for r, c in cfg.items()}
         context = {r: c["train"]["seq_len"] for r, c in cfg.items()}  # a run is evaluated at its training length
         out = analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size, context)
+        out["configs"] = cfg  # training tokens, batch and recipe: the confounds beside a comparison across runs
         sweeps = {
             r: evres.read(folder / r / "eval_fig3") for r in have if (folder / r / "eval_fig3" / "eval.csv").exists()
         }

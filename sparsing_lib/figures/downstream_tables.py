@@ -1,4 +1,5 @@
-"""The downstream tables (paper Tables 1, 4-6 and the tiny-task table): our runs' scores beside the paper's.
+"""The downstream tables (paper Tables 1, 4-6, the tiny-task table and the scale table of App. K): our runs' scores
+beside the paper's.
 
 Every cell is a score or a Δ in points with its 95 % interval, formatted from the analysis of
 ``downstream_data``; the paper's printed rows for its smallest models (0.1B) follow ours.
@@ -11,6 +12,7 @@ import pandas as pd
 
 from .. import paper, style
 from .downstream_data import CETT_PPL, GROUPS, TABLES, group_average
+from .downstream_scale import SCALE_GROUPS, family
 
 SETTING_LABEL = {"dense": "Dense", **{s: s.upper() for s in CETT_PPL}}
 PAPER_LOADERS = {4: paper.table4, 5: paper.table5, 6: paper.table6}
@@ -26,8 +28,11 @@ def ci(x: float, lo: float, hi: float, signed: bool = False) -> str:
     """A fraction as points with its 95 % interval, ``45.0 [44.1, 45.9]`` (signed for a Δ); the bare number where
     there is no interval (no per-item scores), so that a cell never shows an interval it does not have."""
     f = "{:+.1f}" if signed else "{:.1f}"
-    body = f.format(100 * x)
-    return body if np.isnan(lo) else f"{body} [{f.format(100 * lo)}, {f.format(100 * hi)}]"
+
+    def pts(v: float) -> str:
+        return f.format(round(100 * v, 1) + 0.0)  # + 0.0: a value that rounds to zero prints as 0.0, never -0.0
+
+    return pts(x) if np.isnan(lo) else f"{pts(x)} [{pts(lo)}, {pts(hi)}]"
 
 
 def table1(res: dict) -> pd.DataFrame:
@@ -104,3 +109,23 @@ def table6(res: dict) -> pd.DataFrame:
 def table_tiny(res: dict) -> pd.DataFrame:
     """The tasks our models can do above chance (BLiMP, ARC-Easy, OpenBookQA); the paper has no such table."""
     return task_table(res, "tiny")
+
+
+def table_scale(res: dict) -> pd.DataFrame:
+    """App. K across scales: per evaluated run of the scale family, its size, what it was trained on (tokens,
+    batch, recipe: the confounds of a comparison across scales) and its dense C.R. and R.C. averages with 95 %
+    intervals; then the paper's dense averages per scale (Tables 4 and 5, sizes from Table 3)."""
+    rows = [{"model": r["model"], "activation": style.ACT_LABEL[r["activation"]], "seed": r["seed"],
+             "non-embedding parameters (M)": r["params"] / 1e6, "training tokens (M)": r["tokens"] / 1e6,
+             "tokens per parameter": r["tokens per parameter"], "batch (sequences)": r["batch"], "recipe": r["recipe"],
+             **{f"{g} dense (%)": ci(r[g], r[f"{g} lo"], r[f"{g} hi"]) if np.isfinite(r[g]) else None
+                for g in SCALE_GROUPS}}
+            for r in family(res).to_dict("records")]  # fmt: skip
+    t3 = paper.table3().set_index("scale")["non_embedding_params"]
+    avg = {g: t[t["setting"] == "Dense"].set_index(["scale", "activation"])["Avg."]
+           for g, t in zip(SCALE_GROUPS, (paper.table4(), paper.table5()))}  # fmt: skip
+    for scale, act in avg["C.R."].index:
+        rows.append({"model": f"paper {scale}", "activation": style.ACT_LABEL[act],
+                     "non-embedding parameters (M)": t3[scale] / 1e6,
+                     **{f"{g} dense (%)": f"{avg[g][(scale, act)]:.1f}" for g in SCALE_GROUPS}})  # fmt: skip
+    return pd.DataFrame(rows)

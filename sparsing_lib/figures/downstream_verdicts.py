@@ -1,15 +1,20 @@
-"""The downstream chapter's verdicts: claims 1, 2, 3 (downstream half) and 10, and every sentence it quotes.
+"""The downstream chapter's verdicts: claims 1, 2, 3 (downstream half), 8 (downstream half), 9 and 10, and every
+sentence it quotes.
 
-Each verdict is computed from the intervals of ``downstream_data``'s analysis alone, so that the page's words
-follow the numbers whatever a new evaluation brings.
+Each verdict is computed from the intervals of ``downstream_data``'s analysis (and, for claims 8 and 9, the
+comparisons across runs of ``downstream_scale``) alone, so that the page's words follow the numbers whatever a
+new evaluation brings.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 
 from .. import paper, style
 from .downstream_data import CETT_PPL, METHODS, N_BOOT, TABLES, compare_methods, group_rows, truncation
+from .downstream_scale import SCALE_GROUPS, act_gaps, family, rises
 from .downstream_tables import SETTING_LABEL, ci, label
 
 MARGIN = 1.0  # points: a change smaller than this is what the paper calls negligible (its Table 1 Δ at p = 1 %)
@@ -91,8 +96,9 @@ def chance_summary(res: dict, group: str) -> str:
     )
 
 
-def _sizes(res: dict) -> str:
-    p = np.array([v for v in res["params"].values() if np.isfinite(v)])
+def _sizes(params: Iterable[float]) -> str:
+    """How our models' non-embedding parameters compare with the paper's 0.1B–1.2B models."""
+    p = np.array([v for v in params if np.isfinite(v)])
     if not len(p):
         return "of unknown size"
     t3 = paper.table3().set_index("scale")["non_embedding_params"]
@@ -129,16 +135,18 @@ def _no_overlap(res: dict) -> str:
 
 
 def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
-    """(verdict, note) for claims 1, 2, 3 (downstream half) and 10, from the intervals alone.
+    """(verdict, note) for claims 1, 2, 3 (downstream half), 8 (downstream half), 9 and 10, from the intervals alone.
 
     1: at CETT-PPL-1 % no run loses more than MARGIN points on C.R. or R.C. (interval above -MARGIN): holds when
        every run-group pair says so, does not hold when most lose more beyond their interval (hi < -MARGIN).
     2: at CETT-PPL-10 % C.R. stays within MARGIN and R.C. loses beyond its interval, run by run.
     3: no Top-k, FAT-ε or zero-threshold point beats CETT at equal sparsity beyond the intervals.
+    8: ReLU and SiLU dense C.R. and R.C. averages agree at each scale with both (``act_verdict``).
+    9: those averages rise from the smallest to the largest evaluated scale (``scale_verdict``).
     10: the dense complex-task average is within NEAR points of chance (its interval reaches that close)."""
     d, g, out = res["deltas"], res["groups"], {}
     if not res["runs"]:
-        return {i: ("untested", "no run has a downstream evaluation yet") for i in (1, 2, 3, 10)}
+        return {i: ("untested", "no run has a downstream evaluation yet") for i in (1, 2, 3, 8, 9, 10)}
     one = d[(d["setting"] == "cett-ppl-1%") & d["group"].isin(["C.R.", "R.C."]) & d["lo"].notna()]
     small, large = int((one["lo"] >= -MARGIN / 100).sum()), int((one["hi"] < -MARGIN / 100).sum())
     out[1] = (
@@ -176,10 +184,13 @@ def claim_verdicts(res: dict) -> dict[int, tuple[str, str]]:
     out[10] = (
         _verdict(near, len(cx) - near, len(cx)),
         f"the dense complex-task average is within {100 * NEAR:.0f} points of chance in {near} of {len(cx)} runs, "
-        f"on models {_sizes(res)}"
+        f"on models {_sizes(res['params'].values())}"
         if len(cx)
         else "the complex tasks were not evaluated",
     )
+    out[8], (v9, n9) = act_verdict(res), scale_verdict(res)
+    confounds = scale_confounds(res).removeprefix("The scales differ in more than size: ")
+    out[9] = (v9, n9 if v9 == "untested" else f"{n9}; confounds: {confounds[:-1]}")
     missing = _missing_complex(res)
     if missing and len(cx):  # an average over part of Table 6's benchmarks supports the claim only in part
         out[10] = ("partly holds" if out[10][0] == "holds" else out[10][0], f"{out[10][1]}; {missing}")
@@ -196,10 +207,128 @@ def _missing_complex(res: dict) -> str:
     return f"{n - len(missing)} of the {n} benchmarks (not evaluated: {', '.join(missing)})"
 
 
+def scale_confounds(res: dict) -> str:
+    """What differs between the evaluated scales besides size, one clause per scale: the recipe, the tokens per
+    parameter and the batch its config.json records; then the seeds and how much smaller the models are."""
+    fam = family(res)
+    if fam.empty:
+        return "No run of the scale family has a downstream evaluation."
+    clauses = []
+    for model, d in fam[fam["seed"] == 0].groupby("model", sort=False):
+        r = d.iloc[0]
+        trained = "training recipe not recorded"
+        if np.isfinite(r["tokens"]):
+            trained = f"{r['recipe']} recipe, {r['tokens per parameter']:.0f} tokens per parameter, a batch of "
+            trained += f"{int(r['batch'])} sequences"
+        clauses.append(f"{model} ({r['params'] / 1e6:.1f}M: {trained})")
+    spread = rises(res)["seed_spread"].notna().any()
+    seeds = "several seeds at some scales (their range is given above)" if spread else "one seed each"
+    return f"The scales differ in more than size: {style.word_list(clauses)}; {seeds}; models {_sizes(fam['params'])}."
+
+
+def _rise_word(diff: float, lo: float, hi: float, spread: float) -> str:
+    if lo > 0 and not spread >= diff:
+        return "a rise beyond its interval" + (" and the seed range" if np.isfinite(spread) else "")
+    return "a rise within the seed range" if lo > 0 else "a fall beyond its interval" if hi < 0 else "within noise"
+
+
+def scale_verdict(res: dict) -> tuple[str, str]:
+    """Claim 9 from the dense C.R. and R.C. averages of the seed-0 scale runs, per activation: holds when every
+    average rises from the smallest to the largest evaluated scale beyond its paired interval (and beyond the
+    seed range where seeds were evaluated) and no step between neighbouring scales falls beyond its interval;
+    does not hold when none rises or most fall; untested for an activation with fewer than two scales."""
+    r = rises(res)
+    tested = r[r["scales"] >= 2]
+    acts = sorted(set(r["activation"]) | {"relu", "silu"})
+    missing = [style.ACT_LABEL.get(a, a) for a in acts if a not in set(tested["activation"])]
+    untested = f"untested for {style.word_list(missing)} (fewer than two evaluated scales)" if missing else ""
+    if tested.empty:
+        return "untested", "fewer than two scales of the family have a downstream evaluation, for either activation"
+    up = (tested["lo"] > 0) & ~(tested["seed_spread"] >= tested["diff"])
+    n, good, bad = len(tested), int(up.sum()), int((tested["hi"] < 0).sum())
+    if good == n:
+        verdict = "holds" if tested["falls"].sum() == 0 else "partly holds"
+    else:
+        verdict = "does not hold" if good == 0 or 2 * bad > n else "partly holds"
+    fam = family(res).set_index("run")
+    parts = []
+    for x in tested.itertuples():
+        a, b = fam.loc[x.smallest], fam.loc[x.largest]
+        g = x.group
+        falls = f", {x.falls} step{'s' if x.falls > 1 else ''} between neighbours falling" if x.falls else ""
+        parts.append(
+            f"{style.ACT_LABEL.get(x.activation, x.activation)} {g} {ci(a[g], a[f'{g} lo'], a[f'{g} hi'])} to "
+            f"{ci(b[g], b[f'{g} lo'], b[f'{g} hi'])}, Δ {ci(x.diff, x.lo, x.hi, signed=True)} points "
+            f"({_rise_word(x.diff, x.lo, x.hi, x.seed_spread)}{falls})"
+        )
+    counts = tested.groupby("activation")["scales"].max()
+    lo, hi = counts.min(), counts.max()
+    scales = f"{lo}–{hi} scales" if lo < hi else f"{hi} scales"
+    if hi == 2:
+        ends = fam.loc[[tested["smallest"].iloc[0], tested["largest"].iloc[0]], "model"]
+        scales = f"only two scales, {style.word_list(ends)}"
+    note = f"dense averages from the smallest to the largest evaluated scale ({scales}): {'; '.join(parts)}"
+    return verdict, note + (f"; {untested}" if untested else "")
+
+
+def act_verdict(res: dict) -> tuple[str, str]:
+    """Claim 8's downstream half: at every evaluated scale with both activations, the ReLU minus SiLU dense C.R.
+    and R.C. averages. Comparable when the paired interval lies within ±MARGIN points or covers 0; apart when it
+    lies wholly beyond ±MARGIN; holds when all are comparable, does not hold when most are apart."""
+    gp, m = act_gaps(res), MARGIN / 100
+    if gp.empty:
+        return "untested", "no evaluated scale has both a ReLU and a SiLU run"
+    inside = (gp["lo"] >= -m) & (gp["hi"] <= m)
+    noise = (gp["lo"] <= 0) & (gp["hi"] >= 0)
+    apart = (gp["lo"] > m) | (gp["hi"] < -m)
+    within, beyond = f"within ±{MARGIN:.0f} point", f"beyond ±{MARGIN:.0f} point"
+    reach = f"beyond noise, its interval reaching past ±{MARGIN:.0f} point"
+    words = np.where(inside, within, np.where(noise, "within noise", np.where(apart, beyond, reach)))
+    parts = [f"{x.model} {x.group} {ci(x.diff, x.lo, x.hi, signed=True)} ({w})"
+             for x, w in zip(gp.itertuples(), words)]  # fmt: skip
+    k = gp["model"].nunique()
+    note = (f"ReLU minus SiLU dense average (points) at the {k} evaluated scale{'s' if k > 1 else ''} with both "
+            f"activations: {'; '.join(parts)}")  # fmt: skip
+    return _verdict(int((inside | noise).sum()), int(apart.sum()), len(gp)), note
+
+
+def chance_margin(res: dict) -> str:
+    """How far the family's dense averages lie above chance, per group: comparable or flat scores near chance
+    say less than they would higher up."""
+    fam, g = family(res), res["groups"]
+    if fam.empty:
+        return "There is no score of ours to set against chance."
+    parts = []
+    for group in SCALE_GROUPS:
+        d = g[g["run"].isin(fam["run"]) & (g["group"] == group) & (g["setting"] == "dense")]
+        if len(d):
+            above = 100 * (d["score"] - d["chance"])
+            parts.append(f"{above.min():+.1f} to {above.max():+.1f} points on {GROUP_LABEL[group]} ({group}, chance "
+                         f"{100 * d['chance'].mean():.1f} %)")  # fmt: skip
+    return f"These runs' dense averages are {' and '.join(parts).replace(' points on', ' points from chance on', 1)}."
+
+
+def paper_scale() -> str:
+    """The paper's App. K dense averages at its smallest and largest scale, and the range of its ReLU minus SiLU
+    differences, from the committed Tables 4 and 5."""
+    parts, gaps = [], []
+    for group, table in (("C.R.", paper.table4()), ("R.C.", paper.table5())):
+        d = table[table["setting"] == "Dense"].pivot(index="scale", columns="activation", values="Avg.")
+        ends = [f"{d.loc['0.1B', a]:.1f} to {d.loc['1.2B', a]:.1f} ({style.ACT_LABEL[a]})" for a in ("relu", "silu")]
+        parts.append(f"{group} from {' and '.join(ends)}")
+        gap = d["relu"] - d["silu"]
+        gaps.append(f"{gap.min():+.1f} to {gap.max():+.1f} points ({group})")
+    return (
+        f"In the paper's Tables 4 and 5 the dense averages rise from 0.1B to 1.2B, {'; '.join(parts)}; its ReLU "
+        f"minus SiLU differences are {' and '.join(gaps)}."
+    )
+
+
 def claims(res: dict) -> list[dict]:
-    """Claims 1, 2, 3 (its downstream half; the perplexity half is the measuring chapter's) and 10, from our runs."""
-    return [dict(id=i, verdict=v, basis="our runs", note=f"downstream half: {n}" if i == 3 else n)
-            for i, (v, n) in claim_verdicts(res).items()]  # fmt: skip
+    """Claims 1, 2, 3 and 8 (their downstream halves; the perplexity half of 3 is the measuring chapter's, the loss
+    half of 8 the dynamics chapter's), 9 and 10, from our runs."""
+    return [dict(id=i, verdict=v, basis="our runs", note=f"downstream half: {n}" if i in (3, 8) else n)
+            for i, (v, n) in sorted(claim_verdicts(res).items())]  # fmt: skip
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -216,6 +345,14 @@ def numbers(res: dict) -> dict[str, str]:
         "table6_truncation": truncation_summary(res, "complex"),
     }
     verdicts = claim_verdicts(res)
+    out |= {
+        "scale_verdict": f"claim 9 {verdicts[9][0]}; claim 8 (downstream half) {verdicts[8][0]}",
+        "scale_rise": _upper_first(scale_verdict(res)[1]) + ".",  # without the confounds, glued on their own
+        "scale_gap": _upper_first(verdicts[8][1]) + ".",
+        "scale_confounds": scale_confounds(res),
+        "scale_chance": chance_margin(res),
+        "scale_paper": paper_scale(),
+    }
     if not res["runs"]:
         out |= dict.fromkeys(("status", "fig3_text", "table1_text", "tiny_text"), no_data(res)) | {"fig3_scope": ""}
         keys = [f"{k}_verdict" for k in ("fig3", "table1", "table4", "table5", "table6", "tiny")]
@@ -224,7 +361,7 @@ def numbers(res: dict) -> dict[str, str]:
     skipped = f"; {k} run{' has' if k == 1 else 's have'} none yet" if k else ""
     out["status"] = (
         f"{n} run{' has' if n == 1 else 's have'} a downstream evaluation ({', '.join(map(label, res['runs']))}), "
-        f"models {_sizes(res)}{skipped}."
+        f"models {_sizes(res['params'].values())}{skipped}."
     )
     c = compare_methods(res)
     out["fig3_verdict"] = f"{verdicts[3][0]} ({verdicts[3][1]})"

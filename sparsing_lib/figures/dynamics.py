@@ -229,7 +229,7 @@ def table3(res: dict | None = None) -> pd.DataFrame:
 STABILITY_LABEL = {"stable": "stable", "unstable": "unstable: left out of the analyses", "not judged": "not judged"}
 
 
-def _recipe_label(name: str, cfg: dict) -> str:
+def recipe_label(name: str, cfg: dict) -> str:
     """ "current" when the run's recorded batch and warm-up are what ``run.train_config`` gives its model now,
     else "earlier" (the runs trained before the paper's scale rules, ``recipe``, were adopted)."""
     now = asdict(run.train_config(parse_run(name)[0], cfg.get("profile", "full")))
@@ -254,7 +254,7 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "tokens (M)": m["tokens"].iloc[-1] / 1e6,
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
                 "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
-                "recipe": _recipe_label(name, cfg),
+                "recipe": recipe_label(name, cfg),
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
                 "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
                 "final validation loss": m["val_loss"].dropna().iloc[-1],
@@ -585,7 +585,7 @@ def claims(res: dict) -> list[dict]:
         note8 = (
             f"final validation losses of ReLU and SiLU differ by {gap.min():.3f}–{gap.max():.3f} nats; their "
             f"limit-loss intervals overlap at {int(overlap.sum())} of {len(overlap)} scales (checkpoint bootstrap); "
-            "downstream scores untested"
+            "downstream scores: judged in the downstream chapter"
         )
     else:
         v8, note8 = "untested", "no scale has both a ReLU and a SiLU limit-loss fit"
