@@ -10,8 +10,11 @@ captured in a CUDA graph and replayed over a rotating set of layers whose weight
 the weights stream from HBM; per-layer time = median replay / layers. Every kernel configuration is first
 checked against the float64 reference (a failing or crashing one is skipped, and logged); the fastest
 correct one is reported. The limit is dense bytes over sparse bytes (gate + candidate up rows + kept
-down rows, measured on the generated pattern). Writes decode_ffn.csv, decode_ffn.log and
-decode_summary.csv under --out.
+down rows, measured on the generated pattern). For ReLU at batch 1, after the winner is chosen, the same
+harness times where its time goes (``bench.diagnose``: cuBLAS's gate product alone, the winning one-launch
+configuration stopped after its gate, a device copy of the sparse bytes), extra columns of decode_ffn.csv and
+a "where the time goes" line in the log. Writes decode_ffn.csv, decode_ffn.log and decode_summary.csv under
+--out.
 """
 
 from __future__ import annotations

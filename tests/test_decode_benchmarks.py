@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from sparsing_lib.decode import bench
 from sparsing_lib.decode.bench import SUMMARY_COLUMNS, checked_error
 from sparsing_lib.paths import ROOT
 
@@ -24,6 +25,8 @@ def test_decode_benchmarks_smoke_write_raw_logs_and_summary(tmp_path):
     assert len(ffn) == 12 and (ffn["dense_rel_err"] < 1e-5).all() and (ffn["sparse_rel_err"] < 1e-5).all()
     relu1 = ffn[(ffn["activation"] == "relu") & (ffn["batch"] == 1)]
     assert (relu1["limit"] > 2).all() and (relu1["kept"] - relu1["activation_ratio"]).abs().max() < 0.01
+    assert (relu1["gate_cublas_us"] > 0).all() and (relu1["copy_sparse_us"] > 0).all()  # the diagnosis: batch 1,
+    assert ffn.loc[ffn.index.difference(relu1.index), "gate_cublas_us"].isna().all()  # ReLU only
     model = _script("decode_model").main(["--smoke", "--out", str(tmp_path), "--steps", "1"])
     assert len(model) == 4 and (model["check_rel_err"] < 1e-6).all()
     summary = pd.read_csv(tmp_path / "decode_summary.csv")
@@ -38,3 +41,24 @@ def test_checked_error_takes_the_worst_of_several_calls():
     assert checked_error(lambda: next(outputs), ref) == pytest.approx(0.1)
     outputs = iter([ref, torch.tensor([float("nan"), 4.0]), ref])
     assert math.isnan(checked_error(lambda: next(outputs), ref))
+
+
+def test_diagnosis_line_by_hand():
+    row = dict(sparse_us=16.0, gate_only_us=12.0, gate_cublas_us=11.5, gate_limit_us=9.6, copy_sparse_us=11.25,
+               copy_limit_sparse_us=10.83)  # fmt: skip
+    line = bench.diagnosis_line(row)
+    assert "its gate pass alone 12.00 us (75 %), so up and down add 4.00 us" in line
+    assert "cuBLAS gate GEMV 11.50 us (W_gate at copy bandwidth 9.60)" in line
+    assert "copy of the sparse bytes 11.25 us (at the 2 GiB copy's bandwidth 10.83)" in line
+
+
+def test_diagnosis_on_the_cpu_times_cublas_and_the_copy_and_skips_the_kernel():
+    """On the CPU (no kernels) the gate pass is NaN, never a number from another path; W_gate's bytes at a copy
+    bandwidth of 1e9 B/s: 64 × 160 × 4 bytes (float32) take 40.96 µs."""
+    x = torch.randn(1, 64, dtype=torch.float64)
+    layers = [bench.controlled_layer(x, 160, 0.1, "relu", torch.float32, seed=s) for s in range(2)]
+    logged = []
+    out = bench.diagnose(layers, "reference", 4000.0, 1e9, 2, False, logged.append)
+    assert out["gate_limit_us"] == pytest.approx(40.96)
+    assert math.isnan(out["gate_only_us"]) and not logged
+    assert out["gate_cublas_us"] > 0 and out["copy_sparse_us"] > 0
