@@ -9,9 +9,11 @@ embeddings) written with few plain torch ops (residual adds fused into cuBLAS pr
 position encoding, which reads no weights and costs a fused engine almost nothing); the dense and sparse
 engines differ only in the FFN call (cuBLAS with the residual add in the down product, or the Triton
 kernels with it in their last step), and each whole step, argmax included, is one CUDA graph.
-Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and
-mini-336x7 at its true size, both with random weights whose activations follow mini-336x7-relu's measured
-per-layer ratios (last checkpoint; stretched over 40 layers by depth). Random weights have no such pattern
+Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and our largest
+probed ReLU run's model at its true size (``bench.largest_run``: the scale-family run with the most
+non-embedding parameters that has a sparsity.csv; its shape read from its config.json), both with random weights
+whose activations follow that run's measured per-layer ratios (last checkpoint; stretched over 40 layers by
+depth). The run is named in the log and in the ``run`` column. Random weights have no such pattern
 by themselves: coordinate 0 of the residual stream is held constant (embedding column, and zero rows in the
 attention-output and down projections), so that the gate's column 0 acts as a per-layer bias, calibrated on
 64 tokens to make the wanted fraction of gates positive. Patterns: ``active = CETT ratios`` (the layer's
@@ -32,20 +34,23 @@ import torch
 import torch.nn.functional as F
 
 from sparsing_lib.decode import bench, gather_ffn
+from sparsing_lib.runs import parse_run
 
-MODELS = {  # name -> (d, layers, d_ff, heads, vocab)
-    "2.4B": (2304, 40, 5760, 36, 32000),
-    "mini-336x7": (336, 7, 840, 7, 12288),
-    "smoke": (64, 3, 160, 4, 128),
-}
-RUN = "mini-336x7-relu"
+PAPER_2B4 = (2304, 40, 5760, 36, 32000)  # (d, layers, d_ff, heads, vocab): the paper's 2.4B shape, our vocabulary
+SMOKE = (64, 3, 160, 4, 128)
+
+
+def models(run: str, cuda: bool) -> dict[str, tuple[int, int, int, int, int]]:
+    """Model name -> (d, layers, d_ff, heads, vocab) of the models decoded: on a GPU the 2.4B shape and ``run``'s
+    own model at its true size (from its config.json), on the CPU a toy model."""
+    return {"2.4B": PAPER_2B4, parse_run(run)[0]: bench.run_model(run)} if cuda else {"smoke": SMOKE}
 
 
 class Engine:
     """Random-weight decoder with a static cache; ``step()`` decodes one token per batch row in place."""
 
-    def __init__(self, name: str, batch: int, device: str, dtype, max_len: int = 512, seed: int = 0):
-        d, n, f, h, v = MODELS[name]
+    def __init__(self, shape: tuple, batch: int, device: str, dtype, max_len: int = 512, seed: int = 0):
+        d, n, f, h, v = shape
         self.d, self.n, self.f, self.h, self.hd, self.batch = d, n, f, h, d // h, batch
         g = torch.Generator(device).manual_seed(seed)
         rnd = lambda *s: torch.randn(*s, generator=g, device=device, dtype=torch.float32) / s[-1] ** 0.5  # noqa: E731
@@ -124,10 +129,10 @@ class Engine:
         return attn + ffn + self.emb.numel() * per
 
 
-def patterns(name: str) -> dict[str, tuple[list[float], list[float]]]:
-    """Pattern name -> per-layer (non-zero fraction, kept fraction) from the ReLU run's last checkpoint."""
-    r = bench.run_ratios(RUN)
-    n = MODELS[name][1]
+def patterns(run: str, n: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Pattern name -> per-layer (non-zero fraction, kept fraction) of ``n`` layers from the ReLU run's last
+    checkpoint."""
+    r = bench.run_ratios(run)
     layers, nonzero = bench.stretch(r["layers"], n), bench.stretch(r["nonzero"], n)
     return {"active = CETT ratios": (layers, layers), "CETT cut on ReLU": (nonzero, layers)}
 
@@ -145,8 +150,8 @@ def first_of(eng: Engine, steps: int) -> torch.Tensor:
 def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     dtype = torch.bfloat16 if args.cuda else torch.float32
     dev = "cuda" if args.cuda else "cpu"
-    eng = Engine(name, batch, dev, dtype)
-    nonzero, kept = patterns(name)[pattern]
+    eng = Engine(args.models[name], batch, dev, dtype)
+    nonzero, kept = patterns(args.run, eng.n)[pattern]
     eng.calibrate(nonzero, kept)
     eng.cast()
     # activity actually reached, on a few eager steps: union over the batch of candidates and kept neurons
@@ -186,7 +191,8 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
         times[mode] = bench.time_us(eng.step, args.steps, args.cuda)
         eng.reset()
     dense_b, sparse_b = eng.weight_bytes([1] * eng.n, [1] * eng.n), eng.weight_bytes(cand, kept_union)
-    row = dict(level="model", model=name, shape=f"{name} model", pattern=pattern, activation="relu", batch=batch)
+    row = dict(level="model", model=name, shape=f"{name} model", pattern=pattern, activation="relu", batch=batch,
+               run=args.run)  # fmt: skip
     row.update(activation_ratio=sum(ratio) / len(ratio), candidate_union=sum(cand) / eng.n,
                kept_union=sum(kept_union) / eng.n, check_rel_err=err)  # fmt: skip
     row.update(dense_us=times["dense"]["median_us"], sparse_us=times["sparse"]["median_us"])
@@ -205,7 +211,7 @@ def tune(args, log) -> dict:
     from sparsing_lib.decode import kernels as K
 
     best = {}
-    ratio = bench.run_ratios(RUN)["mean"]
+    ratio = bench.run_ratios(args.run)["mean"]
     for batch in args.batches:
         x = torch.randn(batch, 2304, dtype=torch.float64, device="cuda")
         layers = [bench.controlled_layer(x, 5760, ratio, "relu", torch.bfloat16, seed=s) for s in range(2)]
@@ -246,10 +252,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         )
     )
     args.copy_bw = bench.copy_bandwidth(args.cuda)
+    args.run = bench.largest_run("relu")
+    args.models = models(args.run, args.cuda)
+    log(f"# activation ratios of {args.run}; models (d, layers, d_ff, heads, vocabulary): {args.models}")
     args.config = tune(args, log) if args.cuda else {}
     rows = []
-    for name in ("2.4B", "mini-336x7") if args.cuda else ("smoke",):
-        for pattern in patterns(name):
+    for name in args.models:
+        for pattern in patterns(args.run, args.models[name][1]):
             for batch in args.batches:
                 log(f"{name} {pattern} batch {batch}")
                 try:

@@ -1,6 +1,7 @@
 """The decode benchmarks' logic, in their CPU smoke mode (reference path, toy sizes; about a minute)."""
 
 import importlib.util
+import json
 import math
 
 import pandas as pd
@@ -62,3 +63,45 @@ def test_diagnosis_on_the_cpu_times_cublas_and_the_copy_and_skips_the_kernel():
     assert out["gate_limit_us"] == pytest.approx(40.96)
     assert math.isnan(out["gate_only_us"]) and not logged
     assert out["gate_cublas_us"] > 0 and out["copy_sparse_us"] > 0
+
+
+def _fake_run(folder, name, kind, params, probed=True, layers=(0.1, 0.3)):
+    run = folder / name
+    run.mkdir(parents=True)
+    model = dict(name=name.rsplit("-", 1)[0], d_model=32, n_layers=len(layers), d_ff=80, n_heads=4, kind=kind,
+                 non_embedding_params=params)  # fmt: skip
+    (run / "config.json").write_text(json.dumps(dict(activation=name.split("-")[-1], model=model, vocab_size=96)))
+    (run / "metrics.csv").write_text("step,train_loss\n0,3.0\n")
+    if probed:
+        cols = {"step": [1, 2], "activation_ratio": [0.5, sum(layers) / len(layers)], "zero_ratio": [0.6, 0.4]}
+        cols |= {f"layer_{i}": [0.5, r] for i, r in enumerate(layers)}
+        cols |= {f"zero_layer_{i}": [0.6, r + 0.1] for i, r in enumerate(layers)}
+        pd.DataFrame(cols).to_csv(run / "sparsity.csv", index=False)
+
+
+def test_largest_run_is_the_largest_probed_run_of_the_scale_family(tmp_path):
+    _fake_run(tmp_path, "mini-160x3-relu", "scale", 900)
+    _fake_run(tmp_path, "mini-336x7-relu", "scale", 9000, layers=(0.2, 0.1, 0.05))
+    _fake_run(tmp_path, "mini-512x10-relu", "large", 30000, probed=False)  # not probed: no ratios to replicate
+    _fake_run(tmp_path, "wd-96x16-relu", "width_depth", 99000)  # not the scale family
+    _fake_run(tmp_path, "mini-336x7-relu-s1", "scale", 99000)  # a seed variant: load_runs leaves it out
+    _fake_run(tmp_path, "mini-448x8-silu", "large", 18000)
+    _fake_run(tmp_path, "mini-160x3-silu", "scale", 900)
+    assert bench.largest_run("relu", tmp_path) == "mini-336x7-relu"
+    assert bench.largest_run("silu", tmp_path) == "mini-448x8-silu"
+    with pytest.raises(ValueError, match="no probed gelu run of the scale family"):
+        bench.largest_run("gelu", tmp_path)
+    assert bench.run_model("mini-336x7-relu", tmp_path) == (32, 3, 80, 4, 96)
+    r = bench.run_ratios("mini-336x7-relu", tmp_path)  # the last checkpoint's row
+    assert r["layers"] == [0.2, 0.1, 0.05] and r["nonzero"] == pytest.approx([0.3, 0.2, 0.15])
+    assert r["mean"] == pytest.approx(0.35 / 3)
+
+
+def test_model_benchmark_decodes_the_largest_relu_run_at_its_true_size():
+    run = bench.largest_run("relu")
+    cfg = json.loads((ROOT / "data" / "runs" / run / "config.json").read_text())
+    m = cfg["model"]
+    shapes = _script("decode_model").models(run, cuda=True)
+    assert list(shapes) == ["2.4B", m["name"]]
+    assert shapes[m["name"]] == (m["d_model"], m["n_layers"], m["d_ff"], m["n_heads"], cfg["vocab_size"])
+    assert _script("decode_model").models(run, cuda=False) == {"smoke": (64, 3, 160, 4, 128)}

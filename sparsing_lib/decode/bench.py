@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..models import SCALE_FAMILY
 from ..paths import data_file, git_revision
-from ..runs import load_run
+from ..runs import load_run, load_runs
 from .reference import ACTS, cuts, dense_ffn, ffn_bytes, gather_ffn
 
 SHAPES = {"2.4B": (2304, 5760), "0.1B": (768, 1920), "smoke": (64, 160)}  # shape -> (d, d_ff)
@@ -32,10 +33,37 @@ TOLERANCE = 2e-2  # relative L2 error of a bf16 layer against float64: bf16 oper
 CHECK_CALLS = 3  # calls of each configuration checked before it is timed (``checked_error``)
 
 
-def run_ratios(run: str) -> dict:
+def largest_run(activation: str, folder: Path | None = None) -> str:
+    """The name of our largest probed run of ``activation``: of the scale family's runs (``models.SCALE_FAMILY``
+    kinds in config.json's ``model``; ``runs.load_runs`` leaves variants and unstable runs out) that have a
+    sparsity.csv, the one with the most non-embedding parameters. The decode benchmarks replicate its measured
+    ratios, and the model benchmark decodes it at its true size, so the choice follows the committed runs as
+    larger ones are trained. ``folder``: the runs folder (default ``data/runs``)."""
+    runs = load_runs(Path(folder) if folder is not None else data_file("runs"))
+    probed = {
+        name: run["config"]["model"]["non_embedding_params"]
+        for name, run in runs.items()
+        if "sparsity" in run
+        and run["config"]["activation"] == activation
+        and run["config"]["model"]["kind"] in SCALE_FAMILY
+    }
+    if not probed:
+        raise ValueError(f"no probed {activation} run of the scale family {SCALE_FAMILY} under {folder or 'data/runs'}")
+    return max(probed, key=probed.get)
+
+
+def run_model(run: str, folder: Path | None = None) -> tuple[int, int, int, int, int]:
+    """(d, layers, d_ff, heads, vocabulary) of a run, read from its config.json: the shape the model benchmark
+    builds to decode that run at its true size."""
+    config = load_run(Path(folder or data_file("runs")) / run)["config"]
+    m = config["model"]
+    return m["d_model"], m["n_layers"], m["d_ff"], m["n_heads"], config["vocab_size"]
+
+
+def run_ratios(run: str, folder: Path | None = None) -> dict:
     """A run's last-checkpoint CETT-PPL-1% ratios: ``mean``, per-layer ``layers`` (kept at the threshold)
     and per-layer ``nonzero`` (neurons with a non-zero activation, the candidates a gate can find)."""
-    sp = load_run(data_file("runs", run))["sparsity"].iloc[-1]
+    sp = load_run(Path(folder or data_file("runs")) / run)["sparsity"].iloc[-1]
     n = sum(c.startswith("layer_") for c in sp.index)
     return {
         "mean": float(sp["activation_ratio"]),
@@ -364,10 +392,11 @@ def header(command: str, cuda: bool) -> str:
 
 
 def write_summary(out: Path) -> pd.DataFrame:
-    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model)."""
+    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model; ``run``:
+    the run whose ratios the model rows replicate, in summaries since it was added)."""
     frames = [pd.read_csv(out / f) for f in ("decode_ffn.csv", "decode_model.csv") if (out / f).exists()]
     rows = pd.concat(frames, ignore_index=True)
-    extra = [c for c in ("level", "activation", "model", "pattern") if c in rows]
+    extra = [c for c in ("level", "activation", "model", "pattern", "run") if c in rows]
     summary = rows[SUMMARY_COLUMNS + extra]
     summary.to_csv(out / "decode_summary.csv", index=False)
     return summary
