@@ -8,7 +8,12 @@ The engine is a Llama-layout decoder (RMSNorm, multi-head attention over a stati
 embeddings) written with few plain torch ops (residual adds fused into cuBLAS products where it allows; no
 position encoding, which reads no weights and costs a fused engine almost nothing); the dense and sparse
 engines differ only in the FFN call (cuBLAS with the residual add in the down product, or the Triton
-kernels with it in their last step), and each whole step, argmax included, is one CUDA graph.
+kernels with it in their last step), and each whole step, argmax included, is one CUDA graph. With
+``--compile [MODE]`` (off by default) the parts of a step outside the FFN (norms, the QKV product, attention over
+the static cache with the output projection, the output head and argmax; ``PARTS``) run through torch.compile
+(MODE "default" or "max-autotune-no-cudagraphs"), identically for both engines: the step stays one CUDA graph,
+and the FFN call is still the only difference. The first step's hidden state of the compiled dense engine is
+checked against the eager one, and rows carry ``engine`` (eager or compiled).
 Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and our largest
 probed ReLU run's model at its true size (``bench.largest_run``: the scale-family run with the most
 non-embedding parameters that has a sparsity.csv; its shape read from its config.json), both with random weights
@@ -25,6 +30,7 @@ decode_summary.csv under --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 from pathlib import Path
@@ -38,12 +44,42 @@ from sparsing_lib.runs import parse_run
 
 PAPER_2B4 = (2304, 40, 5760, 36, 32000)  # (d, layers, d_ff, heads, vocab): the paper's 2.4B shape, our vocabulary
 SMOKE = (64, 3, 160, 4, 128)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
 def models(run: str, cuda: bool) -> dict[str, tuple[int, int, int, int, int]]:
     """Model name -> (d, layers, d_ff, heads, vocab) of the models decoded: on a GPU the 2.4B shape and ``run``'s
     own model at its true size (from its config.json), on the CPU a toy model."""
     return {"2.4B": PAPER_2B4, parse_run(run)[0]: bench.run_model(run)} if cuda else {"smoke": SMOKE}
+
+
+def qkv(hs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The attention input: the normed residual stream times the fused QKV matrix."""
+    return F.rms_norm(hs, hs.shape[-1:]) @ w.T
+
+
+def attend(q, k, v, mask, hs: torch.Tensor, wo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of the query over the cache, projected and added to the residual stream; and the FFN's input
+    (the normed result)."""
+    att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    hs = torch.addmm(hs, att.reshape(hs.shape), wo.T)
+    return hs, F.rms_norm(hs, hs.shape[-1:])
+
+
+def head(hs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """The next tokens: argmax of the tied output head on the normed residual stream."""
+    return (F.rms_norm(hs, hs.shape[-1:]) @ emb.T).argmax(-1)
+
+
+PARTS = {"qkv": qkv, "attend": attend, "head": head}  # a step outside its FFN calls and cache writes
+
+
+@functools.cache
+def compiled_parts(mode: str) -> dict:
+    """``PARTS`` through torch.compile, once per process (every engine shares them; static shapes, so each model
+    and batch gets its own kernels). None of them writes its inputs: the cache write stays outside, so that no
+    compiled graph copies a mutated input back."""
+    return {k: torch.compile(f, mode=mode, dynamic=False) for k, f in PARTS.items()}
 
 
 class Engine:
@@ -72,6 +108,7 @@ class Engine:
         self.first = torch.randint(1, v, (batch,), generator=g, device=device)
         self.ids = self.first.clone()
         self.ffn = self.dense_ffn
+        self.parts = PARTS
 
     def calibrate(self, nonzero: list[float], kept: list[float], tokens: int = 64) -> None:
         """Set gate column 0 (a bias, times the constant coordinate) so that a fraction ``nonzero[l]`` of
@@ -102,16 +139,15 @@ class Engine:
 
     def step(self) -> torch.Tensor:
         b, h, hd = self.batch, self.h, self.hd
+        p = self.parts
         hs = self.emb[self.ids]
         mask = (torch.arange(self.kv.shape[4], device=self.device) <= self.pos)[None, None, None, :]
         for i in range(self.n):
-            qkv = (F.rms_norm(hs, (self.d,)) @ self.wqkv[i].T).view(b, 3, h, hd)
-            self.kv[i].index_copy_(3, self.pos, qkv[:, 1:].transpose(0, 1).unsqueeze(3))
-            att = F.scaled_dot_product_attention(qkv[:, 0, :, None], self.kv[i, 0], self.kv[i, 1], attn_mask=mask)
-            hs = torch.addmm(hs, att.reshape(b, self.d), self.wo[i].T)
-            hs = self.ffn(i, F.rms_norm(hs, (self.d,)), hs)
-        logits = F.rms_norm(hs, (self.d,)) @ self.emb.T
-        self.ids.copy_(logits.argmax(-1))
+            q = p["qkv"](hs, self.wqkv[i]).view(b, 3, h, hd)
+            self.kv[i].index_copy_(3, self.pos, q[:, 1:].transpose(0, 1).unsqueeze(3))
+            hs, x = p["attend"](q[:, 0, :, None], self.kv[i, 0], self.kv[i, 1], mask, hs, self.wo[i])
+            hs = self.ffn(i, x, hs)
+        self.ids.copy_(p["head"](hs, self.emb))
         self.pos.add_(1)
         return hs
 
@@ -172,6 +208,12 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     kept_union = [sum(c) / len(c) for c in kept_u]
     eng.ffn = eng.dense_ffn
     dense_h = first_of(eng, 1)
+    if args.compile:
+        eng.parts = compiled_parts(args.compile)
+        compiled_h = first_of(eng, 1)
+        err = bench.rel_error(compiled_h, dense_h.double().cpu())
+        log(f"  CHECK {'ok  ' if err < 0.05 else 'FAIL'} step-1 hidden state, compiled dense engine vs eager: "
+            f"rel. error {err:.2e}")  # fmt: skip
     eng.ffn = watching  # the CPU's sparse engine is the reference path
     if args.cuda:
         from sparsing_lib.decode import kernels as K
@@ -192,7 +234,7 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
         eng.reset()
     dense_b, sparse_b = eng.weight_bytes([1] * eng.n, [1] * eng.n), eng.weight_bytes(cand, kept_union)
     row = dict(level="model", model=name, shape=f"{name} model", pattern=pattern, activation="relu", batch=batch,
-               run=args.run)  # fmt: skip
+               run=args.run, engine=f"compiled ({args.compile})" if args.compile else "eager")  # fmt: skip
     row.update(activation_ratio=sum(ratio) / len(ratio), candidate_union=sum(cand) / eng.n,
                kept_union=sum(kept_union) / eng.n, check_rel_err=err)  # fmt: skip
     row.update(dense_us=times["dense"]["median_us"], sparse_us=times["sparse"]["median_us"])
@@ -237,12 +279,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--smoke", action="store_true", help="CPU reference path at toy size (tests the logic)")
     p.add_argument("--steps", type=int, default=None, help="timed decode steps (graph replays)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=COMPILE_MODES,
+        help="torch.compile the non-FFN parts of a step in both engines (mode; default: off)",
+    )
+    p.add_argument("--batches", type=int, nargs="+", default=None, help="batches (default 1 8; CPU 1 2)")
     args = p.parse_args(argv)
     args.cuda = not args.smoke
     if args.cuda and not torch.cuda.is_available():
         p.error("no CUDA GPU: run with --smoke on a CPU")
     args.steps = args.steps or (200 if args.cuda else 2)
-    args.batches = (1, 8) if args.cuda else (1, 2)
+    args.batches = args.batches or ((1, 8) if args.cuda else (1, 2))
     args.out.mkdir(parents=True, exist_ok=True)
     log = bench.log_to(args.out / "decode_model.log")
 
@@ -255,6 +306,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.run = bench.largest_run("relu")
     args.models = models(args.run, args.cuda)
     log(f"# activation ratios of {args.run}; models (d, layers, d_ff, heads, vocabulary): {args.models}")
+    log(f"# non-FFN parts of a step: {'torch.compile, mode ' + args.compile if args.compile else 'eager'}")
     args.config = tune(args, log) if args.cuda else {}
     rows = []
     for name in args.models:

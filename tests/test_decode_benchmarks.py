@@ -105,3 +105,15 @@ def test_model_benchmark_decodes_the_largest_relu_run_at_its_true_size():
     assert list(shapes) == ["2.4B", m["name"]]
     assert shapes[m["name"]] == (m["d_model"], m["n_layers"], m["d_ff"], m["n_heads"], cfg["vocab_size"])
     assert _script("decode_model").models(run, cuda=False) == {"smoke": (64, 3, 160, 4, 128)}
+
+
+@pytest.mark.slow
+def test_model_benchmark_with_compiled_non_ffn_parts(tmp_path):
+    """``--compile``: torch.compile (CPU inductor here) on the parts of a step outside the FFN, in both engines;
+    the compiled dense step matches the eager one, and the sparse engine still matches the reference."""
+    model = _script("decode_model").main(["--smoke", "--compile", "--batches", "1", "--steps", "1", "--out",
+                                          str(tmp_path)])  # fmt: skip
+    assert len(model) == 2 and (model["engine"] == "compiled (default)").all() and (model["check_rel_err"] < 1e-5).all()
+    log = (tmp_path / "decode_model.log").read_text()
+    assert log.count("CHECK ok   step-1 hidden state, compiled dense engine vs eager") == 2
+    assert "# non-FFN parts of a step: torch.compile, mode default" in log
