@@ -14,3 +14,9 @@ tail -30 "$out/decode_ffn.stdout"
 timeout 140 python3 benchmarks/decode_model.py --out "$out" 2>&1 | tail -200 > "$out/decode_model.stdout"
 tail -40 "$out/decode_model.stdout"
 python3 -c "import pandas as pd; print(pd.read_csv('$out/decode_summary.csv').to_string(index=False))"
+# Optional (DECODE_COMPILE=1; a few minutes more, mostly torch.compile's own compilation): the model benchmark at
+# batch 1 with the non-FFN parts of both engines compiled, under $out/compiled (its own CSV, log and summary).
+if [ -n "$DECODE_COMPILE" ]; then
+  timeout 300 python3 benchmarks/decode_model.py --compile --batches 1 --out "$out/compiled" 2>&1 | tail -200 > "$out/compiled.stdout"
+  tail -20 "$out/compiled.stdout"
+fi

@@ -10,8 +10,11 @@ captured in a CUDA graph and replayed over a rotating set of layers whose weight
 the weights stream from HBM; per-layer time = median replay / layers. Every kernel configuration is first
 checked against the float64 reference (a failing or crashing one is skipped, and logged); the fastest
 correct one is reported. The limit is dense bytes over sparse bytes (gate + candidate up rows + kept
-down rows, measured on the generated pattern). Writes decode_ffn.csv, decode_ffn.log and
-decode_summary.csv under --out.
+down rows, measured on the generated pattern). For ReLU at batch 1, after the winner is chosen, the same
+harness times where its time goes (``bench.diagnose``: cuBLAS's gate product alone, the winning one-launch
+configuration stopped after its gate, a device copy of the sparse bytes), extra columns of decode_ffn.csv and
+a "where the time goes" line in the log. Writes decode_ffn.csv, decode_ffn.log and decode_summary.csv under
+--out.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     args.copy_bw = bench.copy_bandwidth(args.cuda)
     log(f"# copy bandwidth: {args.copy_bw / 1e12:.2f} TB/s (read + write)")
-    silu = bench.run_ratios("mini-336x7-silu")["mean"]
+    silu_run = bench.largest_run("silu")
+    silu = bench.run_ratios(silu_run)["mean"]
+    log(f"# SiLU ratio {silu:.4f}: CETT-PPL-1% of {silu_run}, our largest probed SiLU run")
     shapes = ("2.4B", "0.1B") if args.cuda else ("smoke",)
     cases = [(a, r) for a, rs in (("relu", RELU_RATIOS), ("silu", (round(silu, 4),))) for r in rs]
     rows = []

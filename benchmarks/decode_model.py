@@ -8,10 +8,17 @@ The engine is a Llama-layout decoder (RMSNorm, multi-head attention over a stati
 embeddings) written with few plain torch ops (residual adds fused into cuBLAS products where it allows; no
 position encoding, which reads no weights and costs a fused engine almost nothing); the dense and sparse
 engines differ only in the FFN call (cuBLAS with the residual add in the down product, or the Triton
-kernels with it in their last step), and each whole step, argmax included, is one CUDA graph.
-Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and
-mini-336x7 at its true size, both with random weights whose activations follow mini-336x7-relu's measured
-per-layer ratios (last checkpoint; stretched over 40 layers by depth). Random weights have no such pattern
+kernels with it in their last step), and each whole step, argmax included, is one CUDA graph. With
+``--compile [MODE]`` (off by default) the parts of a step outside the FFN (norms, the QKV product, attention over
+the static cache with the output projection, the output head and argmax; ``PARTS``) run through torch.compile
+(MODE "default" or "max-autotune-no-cudagraphs"), identically for both engines: the step stays one CUDA graph,
+and the FFN call is still the only difference. The first step's hidden state of the compiled dense engine is
+checked against the eager one, and rows carry ``engine`` (eager or compiled).
+Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and our largest
+probed ReLU run's model at its true size (``bench.largest_run``: the scale-family run with the most
+non-embedding parameters that has a sparsity.csv; its shape read from its config.json), both with random weights
+whose activations follow that run's measured per-layer ratios (last checkpoint; stretched over 40 layers by
+depth). The run is named in the log and in the ``run`` column. Random weights have no such pattern
 by themselves: coordinate 0 of the residual stream is held constant (embedding column, and zero rows in the
 attention-output and down projections), so that the gate's column 0 acts as a per-layer bias, calibrated on
 64 tokens to make the wanted fraction of gates positive. Patterns: ``active = CETT ratios`` (the layer's
@@ -23,6 +30,7 @@ decode_summary.csv under --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 from pathlib import Path
@@ -32,20 +40,53 @@ import torch
 import torch.nn.functional as F
 
 from sparsing_lib.decode import bench, gather_ffn
+from sparsing_lib.runs import parse_run
 
-MODELS = {  # name -> (d, layers, d_ff, heads, vocab)
-    "2.4B": (2304, 40, 5760, 36, 32000),
-    "mini-336x7": (336, 7, 840, 7, 12288),
-    "smoke": (64, 3, 160, 4, 128),
-}
-RUN = "mini-336x7-relu"
+PAPER_2B4 = (2304, 40, 5760, 36, 32000)  # (d, layers, d_ff, heads, vocab): the paper's 2.4B shape, our vocabulary
+SMOKE = (64, 3, 160, 4, 128)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
+def models(run: str, cuda: bool) -> dict[str, tuple[int, int, int, int, int]]:
+    """Model name -> (d, layers, d_ff, heads, vocab) of the models decoded: on a GPU the 2.4B shape and ``run``'s
+    own model at its true size (from its config.json), on the CPU a toy model."""
+    return {"2.4B": PAPER_2B4, parse_run(run)[0]: bench.run_model(run)} if cuda else {"smoke": SMOKE}
+
+
+def qkv(hs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The attention input: the normed residual stream times the fused QKV matrix."""
+    return F.rms_norm(hs, hs.shape[-1:]) @ w.T
+
+
+def attend(q, k, v, mask, hs: torch.Tensor, wo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of the query over the cache, projected and added to the residual stream; and the FFN's input
+    (the normed result)."""
+    att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    hs = torch.addmm(hs, att.reshape(hs.shape), wo.T)
+    return hs, F.rms_norm(hs, hs.shape[-1:])
+
+
+def head(hs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """The next tokens: argmax of the tied output head on the normed residual stream."""
+    return (F.rms_norm(hs, hs.shape[-1:]) @ emb.T).argmax(-1)
+
+
+PARTS = {"qkv": qkv, "attend": attend, "head": head}  # a step outside its FFN calls and cache writes
+
+
+@functools.cache
+def compiled_parts(mode: str) -> dict:
+    """``PARTS`` through torch.compile, once per process (every engine shares them; static shapes, so each model
+    and batch gets its own kernels). None of them writes its inputs: the cache write stays outside, so that no
+    compiled graph copies a mutated input back."""
+    return {k: torch.compile(f, mode=mode, dynamic=False) for k, f in PARTS.items()}
 
 
 class Engine:
     """Random-weight decoder with a static cache; ``step()`` decodes one token per batch row in place."""
 
-    def __init__(self, name: str, batch: int, device: str, dtype, max_len: int = 512, seed: int = 0):
-        d, n, f, h, v = MODELS[name]
+    def __init__(self, shape: tuple, batch: int, device: str, dtype, max_len: int = 512, seed: int = 0):
+        d, n, f, h, v = shape
         self.d, self.n, self.f, self.h, self.hd, self.batch = d, n, f, h, d // h, batch
         g = torch.Generator(device).manual_seed(seed)
         rnd = lambda *s: torch.randn(*s, generator=g, device=device, dtype=torch.float32) / s[-1] ** 0.5  # noqa: E731
@@ -67,6 +108,7 @@ class Engine:
         self.first = torch.randint(1, v, (batch,), generator=g, device=device)
         self.ids = self.first.clone()
         self.ffn = self.dense_ffn
+        self.parts = PARTS
 
     def calibrate(self, nonzero: list[float], kept: list[float], tokens: int = 64) -> None:
         """Set gate column 0 (a bias, times the constant coordinate) so that a fraction ``nonzero[l]`` of
@@ -97,16 +139,15 @@ class Engine:
 
     def step(self) -> torch.Tensor:
         b, h, hd = self.batch, self.h, self.hd
+        p = self.parts
         hs = self.emb[self.ids]
         mask = (torch.arange(self.kv.shape[4], device=self.device) <= self.pos)[None, None, None, :]
         for i in range(self.n):
-            qkv = (F.rms_norm(hs, (self.d,)) @ self.wqkv[i].T).view(b, 3, h, hd)
-            self.kv[i].index_copy_(3, self.pos, qkv[:, 1:].transpose(0, 1).unsqueeze(3))
-            att = F.scaled_dot_product_attention(qkv[:, 0, :, None], self.kv[i, 0], self.kv[i, 1], attn_mask=mask)
-            hs = torch.addmm(hs, att.reshape(b, self.d), self.wo[i].T)
-            hs = self.ffn(i, F.rms_norm(hs, (self.d,)), hs)
-        logits = F.rms_norm(hs, (self.d,)) @ self.emb.T
-        self.ids.copy_(logits.argmax(-1))
+            q = p["qkv"](hs, self.wqkv[i]).view(b, 3, h, hd)
+            self.kv[i].index_copy_(3, self.pos, q[:, 1:].transpose(0, 1).unsqueeze(3))
+            hs, x = p["attend"](q[:, 0, :, None], self.kv[i, 0], self.kv[i, 1], mask, hs, self.wo[i])
+            hs = self.ffn(i, x, hs)
+        self.ids.copy_(p["head"](hs, self.emb))
         self.pos.add_(1)
         return hs
 
@@ -124,10 +165,10 @@ class Engine:
         return attn + ffn + self.emb.numel() * per
 
 
-def patterns(name: str) -> dict[str, tuple[list[float], list[float]]]:
-    """Pattern name -> per-layer (non-zero fraction, kept fraction) from the ReLU run's last checkpoint."""
-    r = bench.run_ratios(RUN)
-    n = MODELS[name][1]
+def patterns(run: str, n: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Pattern name -> per-layer (non-zero fraction, kept fraction) of ``n`` layers from the ReLU run's last
+    checkpoint."""
+    r = bench.run_ratios(run)
     layers, nonzero = bench.stretch(r["layers"], n), bench.stretch(r["nonzero"], n)
     return {"active = CETT ratios": (layers, layers), "CETT cut on ReLU": (nonzero, layers)}
 
@@ -145,8 +186,8 @@ def first_of(eng: Engine, steps: int) -> torch.Tensor:
 def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     dtype = torch.bfloat16 if args.cuda else torch.float32
     dev = "cuda" if args.cuda else "cpu"
-    eng = Engine(name, batch, dev, dtype)
-    nonzero, kept = patterns(name)[pattern]
+    eng = Engine(args.models[name], batch, dev, dtype)
+    nonzero, kept = patterns(args.run, eng.n)[pattern]
     eng.calibrate(nonzero, kept)
     eng.cast()
     # activity actually reached, on a few eager steps: union over the batch of candidates and kept neurons
@@ -167,6 +208,12 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     kept_union = [sum(c) / len(c) for c in kept_u]
     eng.ffn = eng.dense_ffn
     dense_h = first_of(eng, 1)
+    if args.compile:
+        eng.parts = compiled_parts(args.compile)
+        compiled_h = first_of(eng, 1)
+        err = bench.rel_error(compiled_h, dense_h.double().cpu())
+        log(f"  CHECK {'ok  ' if err < 0.05 else 'FAIL'} step-1 hidden state, compiled dense engine vs eager: "
+            f"rel. error {err:.2e}")  # fmt: skip
     eng.ffn = watching  # the CPU's sparse engine is the reference path
     if args.cuda:
         from sparsing_lib.decode import kernels as K
@@ -186,7 +233,8 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
         times[mode] = bench.time_us(eng.step, args.steps, args.cuda)
         eng.reset()
     dense_b, sparse_b = eng.weight_bytes([1] * eng.n, [1] * eng.n), eng.weight_bytes(cand, kept_union)
-    row = dict(level="model", model=name, shape=f"{name} model", pattern=pattern, activation="relu", batch=batch)
+    row = dict(level="model", model=name, shape=f"{name} model", pattern=pattern, activation="relu", batch=batch,
+               run=args.run, engine=f"compiled ({args.compile})" if args.compile else "eager")  # fmt: skip
     row.update(activation_ratio=sum(ratio) / len(ratio), candidate_union=sum(cand) / eng.n,
                kept_union=sum(kept_union) / eng.n, check_rel_err=err)  # fmt: skip
     row.update(dense_us=times["dense"]["median_us"], sparse_us=times["sparse"]["median_us"])
@@ -205,7 +253,7 @@ def tune(args, log) -> dict:
     from sparsing_lib.decode import kernels as K
 
     best = {}
-    ratio = bench.run_ratios(RUN)["mean"]
+    ratio = bench.run_ratios(args.run)["mean"]
     for batch in args.batches:
         x = torch.randn(batch, 2304, dtype=torch.float64, device="cuda")
         layers = [bench.controlled_layer(x, 5760, ratio, "relu", torch.bfloat16, seed=s) for s in range(2)]
@@ -231,12 +279,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--smoke", action="store_true", help="CPU reference path at toy size (tests the logic)")
     p.add_argument("--steps", type=int, default=None, help="timed decode steps (graph replays)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=COMPILE_MODES,
+        help="torch.compile the non-FFN parts of a step in both engines (mode; default: off)",
+    )
+    p.add_argument("--batches", type=int, nargs="+", default=None, help="batches (default 1 8; CPU 1 2)")
     args = p.parse_args(argv)
     args.cuda = not args.smoke
     if args.cuda and not torch.cuda.is_available():
         p.error("no CUDA GPU: run with --smoke on a CPU")
     args.steps = args.steps or (200 if args.cuda else 2)
-    args.batches = (1, 8) if args.cuda else (1, 2)
+    args.batches = args.batches or ((1, 8) if args.cuda else (1, 2))
     args.out.mkdir(parents=True, exist_ok=True)
     log = bench.log_to(args.out / "decode_model.log")
 
@@ -246,10 +303,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         )
     )
     args.copy_bw = bench.copy_bandwidth(args.cuda)
+    args.run = bench.largest_run("relu")
+    args.models = models(args.run, args.cuda)
+    log(f"# activation ratios of {args.run}; models (d, layers, d_ff, heads, vocabulary): {args.models}")
+    log(f"# non-FFN parts of a step: {'torch.compile, mode ' + args.compile if args.compile else 'eager'}")
     args.config = tune(args, log) if args.cuda else {}
     rows = []
-    for name in ("2.4B", "mini-336x7") if args.cuda else ("smoke",):
-        for pattern in patterns(name):
+    for name in args.models:
+        for pattern in patterns(args.run, args.models[name][1]):
             for batch in args.batches:
                 log(f"{name} {pattern} batch {batch}")
                 try:

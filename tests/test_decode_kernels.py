@@ -142,3 +142,45 @@ def test_no_active_neuron_leaves_the_residual_alone(batch, cfg):
         y = K.sparse_ffn(x, wg, wu, wdt, cuts(0.0, wdt.T), "relu", ws, cfg, res)
         assert torch.equal(y, res)
         assert not ws.counters.any() and not ws.acc.any()
+
+
+@pytest.mark.parametrize(
+    "act,batch,cfg",
+    [
+        ("relu", 1, ONE),
+        ("relu", 1, K.Config(block_n=4, block_k=32, block_d=64, stream=True, variant="one")),
+        ("relu", 1, EAGER),
+        ("relu", 1, PERSISTENT),
+        ("silu", 1, PERSISTENT),
+        ("relu", 3, ONE),
+        ("silu", 16, K.Config(block_n=16, block_k=16, block_d=64, variant="one")),
+    ],
+)
+def test_gate_only_diagnostic_leaves_the_gate_activations_and_adds_nothing(act, batch, cfg):
+    """The one-launch kernel stopped after its gate (the benchmark's diagnostic of where a layer's time goes):
+    its activations equal the float64 gate, σ(W_gate x), for every neuron, so every gate row was read; for ReLU
+    the non-zero ones are exactly the reference's candidates; no up or down row is added (the output is the
+    residual, bit for bit), and the ticket and the accumulator are left clean for the next call."""
+    d, f = 48, 200
+    x = torch.randn(batch, d, dtype=torch.float64, generator=torch.Generator().manual_seed(batch))
+    layer = bench.controlled_layer(x, f, 0.1, act, torch.float32, seed=3)  # ReLU: |gate| ≥ 0.1, no near-zero sign
+    gate = layer["x"].double() @ layer["wg"].double().T
+    want = torch.relu(gate) if act == "relu" else torch.nn.functional.silu(gate)
+    res = torch.randn(batch, d, generator=torch.Generator().manual_seed(1))
+    ws = K.Workspace(d, f, x.device)
+    for _ in range(2):
+        ws.s.fill_(float("nan"))  # poisoned: every neuron's activation must be written
+        y = K.sparse_ffn(layer["x"], layer["wg"], layer["wu"], layer["wdt"], layer["cut"], act, ws, cfg, res, True)
+        assert torch.equal(y, res)
+        got = ws.s[:batch].double()
+        assert ((got - want).norm() / want.norm()).item() < 1e-5
+        if act == "relu":
+            assert torch.equal(got != 0, want != 0) and (want != 0).any(0).float().mean() >= 0.1
+        assert not ws.counters.any() and not ws.acc.any()
+
+
+def test_gate_only_is_refused_outside_the_one_launch_variant():
+    wg, wu, wdt = (torch.randn(16, 8) for _ in range(3))
+    ws = K.Workspace(8, 16, torch.device("cpu"))
+    with pytest.raises(ValueError, match="gate_only is a diagnostic of the one-launch variant"):
+        K.sparse_ffn(torch.randn(1, 8), wg, wu, wdt, cuts(0.0, wdt.T), "relu", ws, K.Config(), gate_only=True)

@@ -4,6 +4,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
+from sparsing_lib.decode import bench
 from sparsing_lib.figures import decoding as D
 
 matplotlib.use("Agg")
@@ -72,3 +73,23 @@ def test_runs_table_reads_our_runs():
 def test_full_profile_points_to_the_gpu_script():
     with pytest.raises(ValueError, match="decode_all.sh"):
         D.results("full")
+
+
+def test_model_run_is_read_from_the_rows():
+    """The run the whole-model rows replicate: their ``run`` column; in a summary from before that column (the
+    committed third run), the ReLU run of their own model; without model rows, the benchmark's choice now."""
+    res = _measured()
+    mini = dict(res["summary"].iloc[2], model="mini-336x7", shape="mini-336x7 model")
+    res["summary"] = pd.concat([res["summary"], pd.DataFrame([mini])], ignore_index=True)
+    res["summary"].loc[2, "model"] = "2.4B"
+    assert D.model_run(res) == "mini-336x7-relu"
+    res["summary"]["run"] = "mini-448x8-relu"
+    assert D.model_run(res) == "mini-448x8-relu"
+    assert D.numbers(res)["model_run"] == "mini-448x8-relu"
+    assert D.model_run(_unmeasured()) == bench.largest_run("relu")
+
+
+def test_numbers_name_the_largest_runs_and_their_size():
+    n = D.numbers(_unmeasured())
+    assert n["relu_run"] == bench.largest_run("relu") and n["silu_run"] == bench.largest_run("silu")
+    assert n["largest_params"] == f"{D.run_params(bench.largest_run('relu')) / 1e6:.0f}"

@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..models import SCALE_FAMILY
 from ..paths import data_file, git_revision
-from ..runs import load_run
+from ..runs import load_run, load_runs
 from .reference import ACTS, cuts, dense_ffn, ffn_bytes, gather_ffn
 
 SHAPES = {"2.4B": (2304, 5760), "0.1B": (768, 1920), "smoke": (64, 160)}  # shape -> (d, d_ff)
@@ -32,10 +33,37 @@ TOLERANCE = 2e-2  # relative L2 error of a bf16 layer against float64: bf16 oper
 CHECK_CALLS = 3  # calls of each configuration checked before it is timed (``checked_error``)
 
 
-def run_ratios(run: str) -> dict:
+def largest_run(activation: str, folder: Path | None = None) -> str:
+    """The name of our largest probed run of ``activation``: of the scale family's runs (``models.SCALE_FAMILY``
+    kinds in config.json's ``model``; ``runs.load_runs`` leaves variants and unstable runs out) that have a
+    sparsity.csv, the one with the most non-embedding parameters. The decode benchmarks replicate its measured
+    ratios, and the model benchmark decodes it at its true size, so the choice follows the committed runs as
+    larger ones are trained. ``folder``: the runs folder (default ``data/runs``)."""
+    runs = load_runs(Path(folder) if folder is not None else data_file("runs"))
+    probed = {
+        name: run["config"]["model"]["non_embedding_params"]
+        for name, run in runs.items()
+        if "sparsity" in run
+        and run["config"]["activation"] == activation
+        and run["config"]["model"]["kind"] in SCALE_FAMILY
+    }
+    if not probed:
+        raise ValueError(f"no probed {activation} run of the scale family {SCALE_FAMILY} under {folder or 'data/runs'}")
+    return max(probed, key=probed.get)
+
+
+def run_model(run: str, folder: Path | None = None) -> tuple[int, int, int, int, int]:
+    """(d, layers, d_ff, heads, vocabulary) of a run, read from its config.json: the shape the model benchmark
+    builds to decode that run at its true size."""
+    config = load_run(Path(folder or data_file("runs")) / run)["config"]
+    m = config["model"]
+    return m["d_model"], m["n_layers"], m["d_ff"], m["n_heads"], config["vocab_size"]
+
+
+def run_ratios(run: str, folder: Path | None = None) -> dict:
     """A run's last-checkpoint CETT-PPL-1% ratios: ``mean``, per-layer ``layers`` (kept at the threshold)
     and per-layer ``nonzero`` (neurons with a non-zero activation, the candidates a gate can find)."""
-    sp = load_run(data_file("runs", run))["sparsity"].iloc[-1]
+    sp = load_run(Path(folder or data_file("runs")) / run)["sparsity"].iloc[-1]
     n = sum(c.startswith("layer_") for c in sp.index)
     return {
         "mean": float(sp["activation_ratio"]),
@@ -197,9 +225,13 @@ def dense_call(layer: dict):
     return lambda x: F.linear(act(F.linear(x, layer["wg"])) * F.linear(x, layer["wu"]), layer["wd"])
 
 
-def sparse_calls(layers: list[dict], cuda: bool) -> list[tuple[str, object]]:
-    """(name, per-layer function) for each configuration; the CPU runs the reference gather path."""
+def sparse_calls(layers: list[dict], cuda: bool, gate_only: bool = False) -> list[tuple[str, object]]:
+    """(name, per-layer function) for each configuration; the CPU runs the reference gather path. With
+    ``gate_only``, the one-launch configurations (same names) stopped after their gate, each function returning
+    the gate activations it leaves in the workspace (the diagnostic of ``diagnose``; none on the CPU)."""
     if not cuda:
+        if gate_only:
+            return []
         return [
             ("reference", lambda x, L: gather_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"].to(x.dtype), L["act"])[0])
         ]
@@ -207,10 +239,15 @@ def sparse_calls(layers: list[dict], cuda: bool) -> list[tuple[str, object]]:
 
     ws = K.Workspace(layers[0]["wg"].shape[1], layers[0]["wg"].shape[0], layers[0]["wg"].device)
     b = layers[0]["x"].shape[0]
-    return [
-        (str(c), lambda x, L, c=c: K.sparse_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"], L["act"], ws, c))
-        for c in configs(b)
-    ]
+
+    def call(c):
+        def f(x: torch.Tensor, L: dict) -> torch.Tensor:
+            y = K.sparse_ffn(x, L["wg"], L["wu"], L["wdt"], L["cut"], L["act"], ws, c, gate_only=gate_only)
+            return ws.s[:b] if gate_only else y
+
+        return f
+
+    return [(str(c), call(c)) for c in configs(b) if c.variant == "one" or not gate_only]
 
 
 def ffn_case(
@@ -260,7 +297,55 @@ def ffn_case(
     row["sparse_tbps"] = sparse_b / row["sparse_us"] / 1e6
     row["copy_limit_sparse_us"] = sparse_b / copy_bw * 1e6
     row["copy_limit_dense_us"] = dense_b / copy_bw * 1e6
+    if batch == 1 and act == "relu":  # after the choice: the diagnosis cannot change which configuration wins
+        row.update(diagnose(layers, row.get("config"), sparse_b, copy_bw, reps, cuda, log))
+        log(diagnosis_line(row))
     return row
+
+
+def diagnose(
+    layers: list[dict], config: str | None, sparse_b: float, copy_bw: float, reps: int, cuda: bool, log
+) -> dict:
+    """Where a batch-1 sparse layer's time goes, timed in the same harness as the layer (graph replays over the
+    same rotating layers, per layer): ``gate_cublas_us``, cuBLAS's product ``x W_gateᵀ`` alone (the dense
+    layer's first GEMV, a third of its bytes); ``gate_only_us``, the winning configuration stopped after its
+    gate (one-launch configurations only, checked against the float64 activations first; NaN otherwise and on
+    the CPU); ``copy_sparse_us``, a plain device copy that moves the sparse layer's bytes (half read, half
+    written, as the copy bandwidth counts them: the measured counterpart of ``copy_limit_sparse_us``), over
+    buffers three times the L2 cache; ``gate_limit_us``, W_gate's bytes at the copy bandwidth."""
+    x, first, n = layers[0]["x"], layers[0], len(layers)
+    d_ff, d = first["wg"].shape
+    out = {"gate_limit_us": d * d_ff * x.element_size() / copy_bw * 1e6}
+    out["gate_cublas_us"] = time_us(lambda: [F.linear(x, L["wg"]) for L in layers], reps, cuda)["median_us"] / n
+    out["gate_only_us"] = out["gate_only_rel_err"] = float("nan")
+    gate = dict(sparse_calls(layers, cuda, gate_only=True)).get(config)
+    if gate is not None:
+        want = ACTS[first["act"]](x.double() @ first["wg"].double().T).cpu()
+        err = checked_error(lambda: gate(x, first), want)
+        log(f"  CHECK {'ok  ' if err < TOLERANCE else 'FAIL'} rel. error {err:.2e}  gate part alone of {config}")
+        if err < TOLERANCE:
+            t = time_us(lambda: [gate(x, L) for L in layers], reps, cuda)
+            out.update(gate_only_us=t["median_us"] / n, gate_only_rel_err=err)
+    elems = max(1, round(sparse_b / 2 / x.element_size()))  # read plus written = the sparse bytes
+    copies = max(2, math.ceil(3 * L2_BYTES / (elems * x.element_size()))) if cuda else 2
+    src = torch.randn(copies, elems, device=x.device).to(x.dtype)
+    dst = torch.empty_like(src)
+    out["copy_sparse_us"] = time_us(lambda: [dst[i].copy_(src[i]) for i in range(copies)], reps, cuda)["median_us"]
+    out["copy_sparse_us"] /= copies
+    return out
+
+
+def diagnosis_line(row: dict) -> str:
+    """The log line of ``diagnose``: each part against the layer's time, and what is left for the up and down
+    work (the layer minus its gate pass)."""
+    s = row["sparse_us"]
+    return (
+        f"  where the time goes: sparse layer {s:.2f} us; its gate pass alone {row['gate_only_us']:.2f} us "
+        f"({100 * row['gate_only_us'] / s:.0f} %), so up and down add {s - row['gate_only_us']:.2f} us; cuBLAS "
+        f"gate GEMV {row['gate_cublas_us']:.2f} us (W_gate at copy bandwidth {row['gate_limit_us']:.2f}); copy of "
+        f"the sparse bytes {row['copy_sparse_us']:.2f} us (at the 2 GiB copy's bandwidth "
+        f"{row['copy_limit_sparse_us']:.2f})"
+    )
 
 
 def copy_bandwidth(cuda: bool) -> float:
@@ -307,10 +392,11 @@ def header(command: str, cuda: bool) -> str:
 
 
 def write_summary(out: Path) -> pd.DataFrame:
-    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model)."""
+    """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model; ``run``:
+    the run whose ratios the model rows replicate, in summaries since it was added)."""
     frames = [pd.read_csv(out / f) for f in ("decode_ffn.csv", "decode_model.csv") if (out / f).exists()]
     rows = pd.concat(frames, ignore_index=True)
-    extra = [c for c in ("level", "activation", "model", "pattern") if c in rows]
+    extra = [c for c in ("level", "activation", "model", "pattern", "run") if c in rows]
     summary = rows[SUMMARY_COLUMNS + extra]
     summary.to_csv(out / "decode_summary.csv", index=False)
     return summary

@@ -248,17 +248,18 @@ def _down_kernel(
     _finish(count_ptr, ticket_ptr, out32_ptr, y_ptr, res_ptr, B, D, BP, BLOCK_D, BLOCK_D, HAS_RES)
 
 
-def _one_constants(batch: int, d: int, cfg: Config, steps: int = 1) -> dict:
+def _one_constants(batch: int, d: int, cfg: Config, steps: int = 1, gate_only: bool = False) -> dict:
     """The one-launch kernel's block constants for ``batch`` tokens of width ``d``, ``steps`` blocks per program:
     up to 4 tokens padded to a power of two for the element-wise path, more to 16 for ``tl.dot``; the down chunk
     capped at d rounded up to a power of two; the output tiles of the last program kept at ``block_d`` elements
-    in all; whole rows (``ROWS``, the persistent and eager forms) padded to ``DP`` columns."""
+    in all; whole rows (``ROWS``, the persistent and eager forms) padded to ``DP`` columns; ``GATE_ONLY`` the
+    diagnostic of ``sparse_ffn``."""
     bp = triton.next_power_of_2(batch) if batch <= 4 else MAX_BATCH
     block_d = min(cfg.block_d, triton.next_power_of_2(d))
     return dict(BP=bp, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, BLOCK_D=block_d,
                 BLOCK_F=block_d // bp if bp <= 4 else block_d, ROWS=bool(cfg.per_sm or cfg.eager), STEPS=steps,
                 DP=triton.next_power_of_2(d), EAGER=cfg.eager,
-                EVICT="evict_first" if cfg.stream else "")  # fmt: skip
+                EVICT="evict_first" if cfg.stream else "", GATE_ONLY=gate_only)  # fmt: skip
 
 
 @functools.lru_cache
@@ -306,10 +307,14 @@ def sparse_ffn(
     ws: Workspace,
     cfg: Config | None = None,
     residual: torch.Tensor | None = None,
+    gate_only: bool = False,
 ) -> torch.Tensor:
     """``W_down (a ⊙ [|a| ≥ cut])`` with ``a = σ(W_gate x) ⊙ W_up x`` for ``x`` [B ≤ 16, d] (contiguous);
     weights ``[d_ff, d]`` contiguous (``w_down_t`` = W_downᵀ), ``cut`` float32 [d_ff]; ``act`` relu or silu.
-    With ``residual`` (like ``x``) the result is ``residual + FFN(x)``, the decoder's residual add fused."""
+    With ``residual`` (like ``x``) the result is ``residual + FFN(x)``, the decoder's residual add fused.
+    ``gate_only`` (the one-launch variant only; a diagnostic of the benchmark, ``one_launch`` module doc): the
+    same launch stopped after the gate, its activations left in ``ws.s[:B]`` and the output the residual alone
+    (zeros without one)."""
     b, d = x.shape
     d_ff = w_gate.shape[0]
     cfg = cfg or default_config(b)
@@ -321,14 +326,16 @@ def sparse_ffn(
         raise ValueError(f"{cfg} splits d = {d} into more than {MAX_CHUNKS} chunks")
     y = torch.empty_like(x)
     res = y if residual is None else residual.contiguous()  # y: a placeholder the kernels never read
+    if gate_only and cfg.variant != "one":
+        raise ValueError(f"{cfg}: gate_only is a diagnostic of the one-launch variant")
     if cfg.variant == "one":
         if b > 1 and (cfg.per_sm or cfg.eager or cfg.stream):
             raise ValueError(f"{cfg}: the one-launch options per_sm, eager and stream are for one token, got {b}")
         programs, steps = _one_grid(d_ff, cfg, _sm_count(x.device))
         _one_kernel[(programs,)](
-            x, w_gate, w_up, w_down_t, cut, ws.counters[-1:], ws.acc, y, res, b, d, d_ff,
+            x, w_gate, w_up, w_down_t, cut, ws.s, ws.counters[-1:], ws.acc, y, res, b, d, d_ff,
             ACT=0 if act == "relu" else 1, HAS_RES=residual is not None, num_warps=cfg.warps_gate,
-            **_one_constants(b, d, cfg, steps),
+            **_one_constants(b, d, cfg, steps, gate_only),
         )  # fmt: skip
         return y
     bp = 1 if b == 1 and not cfg.pad_batch else MAX_BATCH

@@ -35,6 +35,13 @@ rows of the other forms carried through a loop, the compiler converted whole dow
   candidates the cut drops (for SiLU, all of them).
 * ``EVICT`` (``Config.stream``, any batch-1 form): the weight loads carry the evict-first hint (L1 and L2), as
   every weight is read once per decode step; the accumulator, input and counters keep their L2 lines.
+
+``GATE_ONLY`` (``kernels.sparse_ffn(..., gate_only=True)``) is a diagnostic, not a form to run: it measures how
+much of a configuration's time its gate pass takes. Each block stops after its gate product and activation and
+stores the activations (float32, into the workspace's buffer: without a use of the product the compiler would
+drop the gate loads); no up or down row is read and nothing is added, while the launch, the gate loads, the
+ticket and the last program's output pass are those of the full kernel (the output is the residual alone). The
+full kernel's time minus this one's is what its up and down work adds to the layer.
 """
 
 from __future__ import annotations
@@ -46,19 +53,21 @@ from .gemv import _activate, _rows_times_x, _whole_rows, _whole_rows_dot_x
 
 
 @triton.jit
-def _one_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, rows, g, B, D: tl.constexpr, F: tl.constexpr,
+def _one_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, rows, g, B, D: tl.constexpr, F: tl.constexpr,
                ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               BLOCK_D: tl.constexpr, EVICT: tl.constexpr):  # fmt: skip
+               BLOCK_D: tl.constexpr, EVICT: tl.constexpr, GATE_ONLY: tl.constexpr):  # fmt: skip
     """A block's work after its gate product ``g`` [BLOCK_N, BP]: the activation, and if the block has a
     candidate, the up rows, the cut and the kept down rows added into the accumulator. Returns whether it
-    added anything."""
+    added anything. ``GATE_ONLY``: the activations stored into ``s_ptr`` [·, F] instead (module doc)."""
     bs = tl.arange(0, BP)
     bmask = bs < B
     s = _activate(g, ACT)
     s = tl.where((rows < F)[:, None] & bmask[None, :], s, 0.0)
     cand = tl.max((s != 0.0).to(tl.int32), axis=1) > 0  # the union over the batch
     wrote = False
-    if tl.max(cand.to(tl.int32), axis=0) > 0:  # most blocks have no candidate at low activation ratios
+    if GATE_ONLY:
+        tl.store(s_ptr + bs[None, :] * F + rows[:, None], s, mask=(rows < F)[:, None] & bmask[None, :])
+    elif tl.max(cand.to(tl.int32), axis=0) > 0:  # most blocks have no candidate at low activation ratios
         a = s * _rows_times_x(wu_ptr, rows, cand, x_ptr, B, D, BP, BLOCK_N, BLOCK_K, EVICT)  # candidate rows only
         c = tl.load(cut_ptr + rows, mask=cand, other=0.0)
         a = tl.where((a != 0.0) & (tl.abs(a) >= c[:, None]), a, 0.0)
@@ -84,15 +93,18 @@ def _one_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, rows, g, B, D: tl.conste
 
 
 @triton.jit
-def _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, w, rows, D: tl.constexpr, F: tl.constexpr,
-                ACT: tl.constexpr, DP: tl.constexpr, EAGER: tl.constexpr, EVICT: tl.constexpr):  # fmt: skip
+def _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, w, rows, D: tl.constexpr, F: tl.constexpr,
+                ACT: tl.constexpr, DP: tl.constexpr, EAGER: tl.constexpr, EVICT: tl.constexpr,
+                GATE_ONLY: tl.constexpr):  # fmt: skip
     """Batch 1: ``_one_block`` for a block whose gate rows ``w`` are loaded whole (``gemv._whole_rows``), with its
     up and down rows loaded whole too (one layout for all three). Returns whether it added anything."""
     s = _activate(_whole_rows_dot_x(w, rows, x_ptr, D, DP), ACT)
     s = tl.where(rows < F, s, 0.0)
     cand = s != 0.0
     wrote = False
-    if tl.max(cand.to(tl.int32), axis=0) > 0:
+    if GATE_ONLY:
+        tl.store(s_ptr + rows, s, mask=rows < F)
+    elif tl.max(cand.to(tl.int32), axis=0) > 0:
         if EAGER:  # the candidates' down rows requested with their up rows
             wd = _whole_rows(wd_ptr, rows, cand, D, DP, EVICT)
         a = s * _whole_rows_dot_x(_whole_rows(wu_ptr, rows, cand, D, DP, EVICT), rows, x_ptr, D, DP)
@@ -111,10 +123,11 @@ def _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, w, rows, D: tl.constexp
 
 @triton.jit
 def _one_kernel(
-    x_ptr, wg_ptr, wu_ptr, wd_ptr, cut_ptr, ticket_ptr, acc_ptr, y_ptr, res_ptr,
+    x_ptr, wg_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, ticket_ptr, acc_ptr, y_ptr, res_ptr,
     B, D: tl.constexpr, F: tl.constexpr, ACT: tl.constexpr, BP: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_F: tl.constexpr, HAS_RES: tl.constexpr,
     ROWS: tl.constexpr, STEPS: tl.constexpr, DP: tl.constexpr, EAGER: tl.constexpr, EVICT: tl.constexpr,
+    GATE_ONLY: tl.constexpr,
 ):  # fmt: skip
     """One-launch kernel: each program takes ``STEPS`` blocks of ``BLOCK_N`` neurons (one, or with a persistent
     grid the blocks ``pid + step · programs``) through gate, up and down and adds their output into the float32
@@ -126,11 +139,12 @@ def _one_kernel(
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     if not ROWS:
         g = _rows_times_x(wg_ptr, rows, rows < F, x_ptr, B, D, BP, BLOCK_N, BLOCK_K, EVICT)
-        wrote = _one_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, rows, g, B, D, F, ACT, BP, BLOCK_N, BLOCK_K,
-                           BLOCK_D, EVICT)  # fmt: skip
+        wrote = _one_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, rows, g, B, D, F, ACT, BP, BLOCK_N,
+                           BLOCK_K, BLOCK_D, EVICT, GATE_ONLY)  # fmt: skip
     elif STEPS == 1:
         w = _whole_rows(wg_ptr, rows, rows < F, D, DP, EVICT)
-        wrote = _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, w, rows, D, F, ACT, DP, EAGER, EVICT)
+        wrote = _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, w, rows, D, F, ACT, DP, EAGER, EVICT,
+                            GATE_ONLY)  # fmt: skip
     else:  # persistent: two blocks per trip, each block's gate rows requested one block ahead of their use
         step = tl.num_programs(0) * BLOCK_N
         wa = _whole_rows(wg_ptr, rows, rows < F, D, DP, EVICT)
@@ -140,13 +154,13 @@ def _one_kernel(
             wb = _whole_rows(wg_ptr, rows_b, rows_b < F, D, DP, EVICT)
             tl.debug_barrier()  # keeps ptxas from sinking those loads below the work that follows (its scheduler
             # delays loads used only later, and so would leave one block in flight instead of two)
-            wrote |= _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, wa, rows, D, F, ACT, DP, EAGER,
-                                 EVICT)  # fmt: skip
+            wrote |= _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, wa, rows, D, F, ACT, DP, EAGER,
+                                 EVICT, GATE_ONLY)  # fmt: skip
             rows = rows_b + step
             wa = _whole_rows(wg_ptr, rows, rows < F, D, DP, EVICT)
             tl.debug_barrier()
-            wrote |= _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, acc_ptr, wb, rows_b, D, F, ACT, DP, EAGER,
-                                 EVICT)  # fmt: skip
+            wrote |= _rows_block(x_ptr, wu_ptr, wd_ptr, cut_ptr, s_ptr, acc_ptr, wb, rows_b, D, F, ACT, DP, EAGER,
+                                 EVICT, GATE_ONLY)  # fmt: skip
     tl.debug_barrier()  # every thread's output atomics precede the program's ticket
     if wrote:  # release: this program's additions are visible to whoever takes the last ticket
         ticket = tl.atomic_add(ticket_ptr, 1, sem="acq_rel")

@@ -21,7 +21,7 @@ from ..decode import bench
 from ..decode.reference import ffn_bytes, union_ratio
 from ..paths import DATA
 from ..profiles import by_profile
-from ..runs import load_runs
+from ..runs import load_run, load_runs
 
 # App. L: the 2.4B ReLU model on an A800 with 104 CPU cores, 100 C4 prompts of 5 tokens
 PAPER = {"powerinfer": 41.79, "llamacpp": 10.23}
@@ -108,7 +108,7 @@ def results(profile: str = "replay") -> dict:
 def planned() -> pd.DataFrame:
     """The FFN-layer cases the GPU benchmark measures, with their bandwidth limits and no times (ReLU with
     independent active sets per batch row; SiLU at the CETT-PPL-1% ratio of our largest SiLU run)."""
-    silu = bench.run_ratios("mini-336x7-silu")["mean"]
+    silu = bench.run_ratios(bench.largest_run("silu"))["mean"]
     rows = []
     for shape in ("2.4B", "0.1B"):
         for act, ratio in [("relu", 0.065), ("relu", 0.10), ("relu", 0.20), ("silu", silu)]:
@@ -194,9 +194,9 @@ def _pick(df: pd.DataFrame, **eq) -> pd.Series | None:
 
 def numbers(res: dict) -> dict[str, str]:
     """Every number the prose quotes, and the paragraph on our measurement (or its absence)."""
-    runs = res["runs"]
-    relu = runs[runs["activation"] == "relu"].iloc[-1]
-    silu = runs[runs["activation"] == "silu"].iloc[-1]
+    runs = res["runs"].set_index("run", drop=False)
+    relu, silu = runs.loc[bench.largest_run("relu")], runs.loc[bench.largest_run("silu")]
+    params = max(run_params(r) for r in (relu["run"], silu["run"]))
     out = {
         "paper_powerinfer": f"{PAPER['powerinfer']:.2f}",
         "paper_llamacpp": f"{PAPER['llamacpp']:.2f}",
@@ -216,10 +216,28 @@ def numbers(res: dict) -> dict[str, str]:
         "silu_ratio": f"{100 * silu['CETT-PPL-1% ratio']:.1f}",
         "silu_ffn_limit": f"{silu['FFN limit, CETT-PPL-1%']:.2f}",
         "silu_model_limit": f"{silu['model limit, CETT-PPL-1%']:.2f}",
+        "largest_params": f"{params / 1e6:.0f}",
+        "model_run": model_run(res),
     }
     out["measured_text"] = _measured_text(res)
     out["figure_verdict"] = _verdict(res)[1]
     return out
+
+
+def run_params(run: str) -> int:
+    """A committed run's non-embedding parameters (its config.json)."""
+    return load_run(DATA / "runs" / run)["config"]["model"]["non_embedding_params"]
+
+
+def model_run(res: dict) -> str:
+    """The run whose per-layer ratios the whole-model rows replicate (and whose model they decode at its true
+    size): the summary's ``run`` column; in summaries written before that column, the ReLU run of the model the
+    rows decode besides the 2.4B shape; without model rows, the run the benchmark would use now."""
+    model = _model_rows(res)
+    if "run" in model and model["run"].notna().any():
+        return str(model["run"].dropna().iloc[0])
+    own = [m for m in model.get("model", pd.Series(dtype=str)).dropna().unique() if m != "2.4B"]
+    return f"{own[0]}-relu" if own else bench.largest_run("relu")
 
 
 def _measured_text(res: dict) -> str:
