@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from sparsing_lib import run
 from sparsing_lib.convergence import run_settling
-from sparsing_lib.figures import dynamics
+from sparsing_lib.figures import dynamics, limit_loss
 
 
 def test_epochs_is_tokens_over_split_size():
@@ -18,7 +18,7 @@ def test_epochs_is_tokens_over_split_size():
 def test_fit_limit_loss_recovers_a_known_limit():
     tokens = np.linspace(10e6, 300e6, 25)
     loss = 3.0 + 2.0 * (tokens / 1e6) ** -0.5  # E = 3, B = 2, beta = 0.5 by construction
-    fit = dynamics.fit_limit_loss(tokens, loss, n_boot=20)
+    fit = limit_loss.fit_limit_loss(tokens, loss, n_boot=20)
     assert fit["limit"] == pytest.approx(3.0, abs=1e-4)
     assert fit["beta"] == pytest.approx(0.5, abs=1e-3)
     assert fit["lo"] <= 3.0 + 1e-4 and fit["hi"] >= 3.0 - 1e-4
@@ -89,9 +89,9 @@ def test_a_limit_on_the_fits_bound_is_left_empty():
     fits it only with E pushed to its lower bound 0, which must not be read as a limit of 0 nats."""
     tokens = np.linspace(10e6, 300e6, 25)
     falling = 4.0 - 0.1 * np.log(tokens / 1e6)
-    fit = dynamics.fit_limit_loss(tokens, falling, n_boot=10)
-    assert fit["status"] == "on a bound" and fit["limit"] < dynamics.BOUND_TOL
-    assert dynamics.fit_limit_loss(tokens, 3.0 + 2.0 * (tokens / 1e6) ** -0.5, n_boot=10)["status"] == "determined"
+    fit = limit_loss.fit_limit_loss(tokens, falling, n_boot=10)
+    assert fit["status"] == "on a bound" and fit["limit"] < limit_loss.BOUND_TOL
+    assert limit_loss.fit_limit_loss(tokens, 3.0 + 2.0 * (tokens / 1e6) ** -0.5, n_boot=10)["status"] == "determined"
     runs = _fake_runs()
     runs["mini-160x3-silu"]["metrics"]["val_loss"] = 4.0 - 0.1 * np.log(
         runs["mini-160x3-silu"]["metrics"]["tokens"] / 1e6

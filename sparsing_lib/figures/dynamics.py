@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy.optimize import curve_fit
 
 from .. import paper, recipe, run, style
 from ..checks import check_choice, check_range
@@ -31,6 +30,7 @@ from ..profiles import by_profile
 from ..runs import load_runs, parse_run, select_runs
 from ..stability import STABLE_RISE, run_stability, verdict_sentence
 from ..train_config import recorded_config
+from .limit_loss import FIT_FROM, fit_limit_loss
 from .methods_corpus import by_domain, manifest, public_domain_share
 
 # the runs Fig. 13 and Fig. 14 compare: the scale family (and the smoke grid's toy runs); width-depth and MoE
@@ -44,7 +44,6 @@ KIND_LABEL = {
     "moe": "mixture of experts",
     "smoke": "smoke test",
 }
-FIT_FROM = 0.1  # the limit fit uses validation points from this fraction of a run's tokens on (drops warm-up)
 FIT_FROM_LATE = 0.3  # ... and is repeated from this fraction on, to show how much the limit depends on the window
 
 
@@ -58,56 +57,7 @@ def epochs(metrics: pd.DataFrame, train_tokens: int) -> float:
     return float(metrics["tokens"].iloc[-1] / train_tokens)
 
 
-def _power_law(d: np.ndarray, limit: float, b: float, beta: float) -> np.ndarray:
-    return limit + b * d ** (-beta)
-
-
 LOSS_GAP = 0.05  # nats: final validation losses of ReLU and SiLU this close count as comparable (Fig. 13, claim 8)
-BOUND_TOL = 1e-3  # nats: a limit this close to 0 or to the lowest loss sits on the fit's bound (losses are ~3 nats)
-
-
-def _fit(d: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    lo = float(loss.min())
-    p0 = [lo - 0.2, (loss[0] - lo + 0.2) * d[0] ** 0.5, 0.5]
-    bounds = ([0.0, 0.0, 0.0], [lo, np.inf, 5.0])
-    return curve_fit(_power_law, d, loss, p0=p0, bounds=bounds, maxfev=20000)[0]
-
-
-def fit_limit_loss(tokens: np.ndarray, loss: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict:
-    """Fit ``loss = E + B·D^-β`` (D in millions of tokens) and return the limit ``E`` with a 95% percentile
-    bootstrap interval over the points (``n_boot`` resamples; 0 gives no interval). The limit is bounded
-    above by the lowest observed loss: a limit above a measured loss would mean the loss rises again.
-    ``status`` says whether the data determine it: "on a bound" (the optimiser stopped at 0 or at the lowest
-    loss, so the form, not the data, set the limit), "interval reaches 0" (no interval, or one that the data
-    do not bound from below) or "determined"."""
-    d, y = np.asarray(tokens, float) / 1e6, np.asarray(loss, float)
-    limit, b, beta = _fit(d, y)
-    boots, rng = [], np.random.default_rng(seed)
-    for _ in range(n_boot):
-        idx = np.sort(rng.integers(0, len(d), len(d)))
-        if len(np.unique(idx)) < 4:
-            continue
-        try:
-            boots.append(_fit(d[idx], y[idx])[0])
-        except RuntimeError:  # a resample the optimiser cannot fit is left out, and counted
-            continue
-    lo_hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    if limit <= BOUND_TOL or limit >= y.min() - BOUND_TOL:
-        status = "on a bound"
-    elif not np.isfinite(lo_hi[0]) or lo_hi[0] <= BOUND_TOL:
-        status = "interval reaches 0"
-    else:
-        status = "determined"
-    return dict(
-        status=status,
-        limit=float(limit),
-        lo=float(lo_hi[0]),
-        hi=float(lo_hi[1]),
-        b=float(b),
-        beta=float(beta),
-        n_points=len(d),
-        n_boot=len(boots),
-    )
 
 
 def limit_losses(runs: dict[str, dict], fit_from: float = FIT_FROM, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -8,7 +8,7 @@ is cut at the variants' tokens per parameter before anything is fitted.
 Per run, the limit activation ratio is the A0 of the paper's ReLU law where that law is identifiable on the
 run (the fit converges away from every bound); otherwise the mean of the last checkpoints stands in, with a
 t-interval that covers checkpoint-to-checkpoint noise only (one seed per run). The limit loss is the ``E``
-of ``dynamics.fit_limit_loss``; where that extrapolation is not determined, the comparison falls back to the
+of ``limit_loss.fit_limit_loss``; where that extrapolation is not determined, the comparison falls back to the
 mean of the last validation losses. Fig. 5's claim of a linear rise up to a bottleneck and a plateau after
 it is tested by comparing a straight line with a rise-then-plateau broken line by AICc.
 """
@@ -26,7 +26,7 @@ from ..checks import check_range
 from ..paths import DATA, ROOT
 from ..profiles import by_profile
 from ..runs import load_runs
-from .dynamics import FIT_FROM, fit_limit_loss
+from .limit_loss import FIT_FROM, fit_limit_loss
 
 FORM = laws.PAPER_FORM["relu"]
 REFERENCE = "mini-192x4-relu"
@@ -95,7 +95,7 @@ def limit_ratio(tokens, ratio, n_boot: int = 100, seed: int = 0) -> dict:
 
 
 def limit_loss(tokens, loss, n_boot: int = 100, seed: int = 0) -> dict:
-    """``dynamics.fit_limit_loss`` on the validation losses from ``FIT_FROM`` of the run on, with a word
+    """``limit_loss.fit_limit_loss`` on the validation losses from ``FIT_FROM`` of the run on, with a word
     for the fits that are not determined: the limit on a bound (0, or the lowest measured loss) or an
     interval that reaches 0 (the data do not bound the extrapolation)."""
     t, y = np.asarray(tokens, dtype=float), np.asarray(loss, dtype=float)

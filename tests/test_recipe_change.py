@@ -1,0 +1,103 @@
+"""The replaced runs beside their current twins (figures.recipe_change) and the script that keeps them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsing_lib.figures import recipe_change as rc
+from sparsing_lib.paths import ROOT
+
+
+def _run(batch: int, final_loss: float, ratios, params: int = 1000, tokens_per_param: float = 20.0) -> dict:
+    """A probed run: validation losses ending at ``final_loss``, and activation ratios at 2, 4, ... 2n tokens
+    per parameter."""
+    tokens = np.arange(1, len(ratios) + 1) * 2.0 * params
+    return {
+        "config": {
+            "activation": "relu",
+            "model": {"name": "mini-160x3", "non_embedding_params": params},
+            "train": {
+                "batch_size": batch,
+                "warmup_tokens": 500,
+                "warmup_frac": 0.0,
+                "tokens": tokens_per_param * params,
+            },
+        },
+        "metrics": pd.DataFrame(
+            {"tokens": [1000.0, tokens_per_param * params], "val_loss": [5.0, final_loss], "epoch": [0.1, 2.0]}
+        ),
+        "sparsity": pd.DataFrame({"tokens": tokens, "activation_ratio": ratios}),
+    }
+
+
+def test_compare_pairs_runs_by_name_and_takes_the_recipes_numbers():
+    old = {"mini-160x3-relu": _run(64, 3.5, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.15])}
+    new = {
+        "mini-160x3-relu": _run(18, 3.8, [0.20, 0.15, 0.13, 0.12, 0.12, 0.12, 0.11]),
+        "mini-192x4-relu": _run(27, 3.4, [0.2] * 7),  # not replaced: left out
+    }
+    df = rc.compare(old, new)
+    assert list(df["recipe"]) == ["earlier", "current"] and set(df["run"]) == {"mini-160x3-relu"}
+    e, c = df.set_index("recipe").loc["earlier"], df.set_index("recipe").loc["current"]
+    assert (e["batch (sequences)"], c["batch (sequences)"]) == (64, 18)
+    assert c["final validation loss"] - e["final validation loss"] == pytest.approx(0.3)
+    assert (e["CETT-PPL-1% ratio (%)"], c["CETT-PPL-1% ratio (%)"]) == pytest.approx((15.0, 11.0))
+    # the change from the start ratio (7.8 tokens per parameter: the 4th checkpoint, at 8) to the last
+    assert e["change from start (points)"] == pytest.approx(-1.0) and c["change from start (points)"] == pytest.approx(
+        -1.0
+    )
+    assert e["change lo"] <= -1.0 <= e["change hi"]
+    text = rc.sentence(df)
+    assert text.startswith(
+        "mini-160x3-relu: batch 64 to 18 sequences, final validation loss 3.500 to 3.800 nats (+0.300)"
+    )
+    assert "activation ratio 15.0 to 11.0 %" in text
+    shown = rc.table(df)
+    assert list(shown.index) == [("mini-160x3-relu", "earlier"), ("mini-160x3-relu", "current")]
+    assert shown["activation"].tolist() == ["ReLU", "ReLU"]
+
+
+def test_nothing_replaced_says_so():
+    df = rc.compare({}, {"mini-160x3-relu": _run(18, 3.8, [0.2] * 5)})
+    assert df.empty and rc.table(df).empty
+    assert rc.sentence(df) == "No run of this profile has been replaced by a run of the current recipe."
+    assert rc.results("smoke").empty
+
+
+def test_committed_replaced_runs_are_older_recipes_of_current_runs():
+    df = rc.results("replay")
+    assert (
+        len(df)
+        and (
+            df.groupby("run")["recipe"].apply(sorted)
+            == pd.Series([["current", "earlier"]] * df["run"].nunique(), index=sorted(df["run"].unique()))
+        ).all()
+    )
+    e = df[df.recipe == "earlier"].set_index("run")["batch (sequences)"]
+    c = df[df.recipe == "current"].set_index("run")["batch (sequences)"]
+    assert (e != c).all()  # a replaced run differs from its twin in the recipe
+
+
+def test_keep_replaced_copies_a_run_at_a_revision(tmp_path):
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "README.md").write_text("kept:\n")
+    cmd = [sys.executable, "benchmarks/keep_replaced.py", "HEAD", "mini-192x4-relu", "--out", str(out)]
+    subprocess.run(
+        cmd, cwd=ROOT, check=True, capture_output=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    )
+    kept = json.loads((out / "mini-192x4-relu" / "config.json").read_text())
+    assert kept == json.loads((ROOT / "data/runs/mini-192x4-relu/config.json").read_text())
+    assert "`mini-192x4-relu`: from revision" in (out / "README.md").read_text()
+    bad = subprocess.run(
+        [*cmd[:3], "no-such-run-relu", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert bad.returncode != 0
