@@ -1,5 +1,5 @@
 """Keep the small files of run folders that a newer run of the same name replaces in ``data/runs``, as they
-were at a git revision, under ``data/replaced/<run>/`` (config, env, metrics, sparsity, pareto, CETT and the
+were at a git revision, under ``data/replaced/<revision>/<run>/`` (config, env, metrics, sparsity, pareto, CETT and the
 downstream scores; not the probe arrays), so that the book can say what the new recipe changed at each scale
 without reading git history.
 
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if full.returncode:
         p.error(f"unknown revision {args.revision}")
     rev = full.stdout.strip()
-    lines = [f"- `{run}`: from revision {rev[:7]} ({', '.join(keep(rev, run, args.out))})" for run in args.runs]
+    dest = args.out / rev[:7]  # a run replaced twice keeps both earlier versions, one folder per revision
+    lines = [f"- `{rev[:7]}/{run}` ({', '.join(keep(rev, run, dest))})" for run in args.runs]
     with open(args.out / "README.md", "a") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -35,14 +35,14 @@ def _run(batch: int, final_loss: float, ratios, params: int = 1000, tokens_per_p
 
 
 def test_compare_pairs_runs_by_name_and_takes_the_recipes_numbers():
-    old = {"mini-160x3-relu": _run(64, 3.5, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.15])}
+    old = {"abc1234": {"mini-160x3-relu": _run(64, 3.5, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.15])}}
     new = {
         "mini-160x3-relu": _run(18, 3.8, [0.20, 0.15, 0.13, 0.12, 0.12, 0.12, 0.11]),
         "mini-192x4-relu": _run(27, 3.4, [0.2] * 7),  # not replaced: left out
     }
     df = rc.compare(old, new)
-    assert list(df["recipe"]) == ["earlier", "current"] and set(df["run"]) == {"mini-160x3-relu"}
-    e, c = df.set_index("recipe").loc["earlier"], df.set_index("recipe").loc["current"]
+    assert list(df["recipe"]) == ["replaced, abc1234", rc.USED] and set(df["run"]) == {"mini-160x3-relu"}
+    e, c = df.set_index("recipe").loc["replaced, abc1234"], df.set_index("recipe").loc[rc.USED]
     assert (e["batch (sequences)"], c["batch (sequences)"]) == (64, 18)
     assert c["final validation loss"] - e["final validation loss"] == pytest.approx(0.3)
     assert (e["CETT-PPL-1% ratio (%)"], c["CETT-PPL-1% ratio (%)"]) == pytest.approx((15.0, 11.0))
@@ -53,33 +53,33 @@ def test_compare_pairs_runs_by_name_and_takes_the_recipes_numbers():
     assert e["change lo"] <= -1.0 <= e["change hi"]
     text = rc.sentence(df)
     assert text.startswith(
-        "mini-160x3-relu: batch 64 to 18 sequences, final validation loss 3.500 to 3.800 nats (+0.300)"
+        "mini-160x3-relu, 64 sequences a step (replaced, abc1234) against 18 (used in this book): final validation "
+        "loss 3.500 against 3.800 nats (+0.300), CETT-PPL-1% activation ratio 15.0 against 11.0 %"
     )
-    assert "activation ratio 15.0 to 11.0 %" in text
     shown = rc.table(df)
-    assert list(shown.index) == [("mini-160x3-relu", "earlier"), ("mini-160x3-relu", "current")]
+    assert list(shown.index) == [("mini-160x3-relu", "replaced, abc1234"), ("mini-160x3-relu", rc.USED)]
     assert shown["activation"].tolist() == ["ReLU", "ReLU"]
 
 
 def test_nothing_replaced_says_so():
     df = rc.compare({}, {"mini-160x3-relu": _run(18, 3.8, [0.2] * 5)})
+    assert rc.compare(
+        {"abc1234": {"mini-192x4-relu": _run(64, 3.5, [0.2] * 5)}}, {"mini-160x3-relu": _run(18, 3.8, [0.2] * 5)}
+    ).empty
     assert df.empty and rc.table(df).empty
-    assert rc.sentence(df) == "No run of this profile has been replaced by a run of the current recipe."
+    assert rc.sentence(df) == "No run of this profile has replaced an earlier run of the same name."
     assert rc.results("smoke").empty
 
 
-def test_committed_replaced_runs_are_older_recipes_of_current_runs():
+def test_committed_replaced_runs_are_other_recipes_of_the_runs_used():
     df = rc.results("replay")
-    assert (
-        len(df)
-        and (
-            df.groupby("run")["recipe"].apply(sorted)
-            == pd.Series([["current", "earlier"]] * df["run"].nunique(), index=sorted(df["run"].unique()))
-        ).all()
-    )
-    e = df[df.recipe == "earlier"].set_index("run")["batch (sequences)"]
-    c = df[df.recipe == "current"].set_index("run")["batch (sequences)"]
-    assert (e != c).all()  # a replaced run differs from its twin in the recipe
+    assert len(df) and set(df["recipe"]) >= {rc.USED} and len(set(df["recipe"])) >= 2
+    used = df[df.recipe == rc.USED].set_index("run")
+    for _, e in df[df.recipe != rc.USED].iterrows():
+        assert e["run"] in used.index
+        assert (e["batch (sequences)"], e["warm-up (M tokens)"]) != tuple(
+            used.loc[e["run"], ["batch (sequences)", "warm-up (M tokens)"]]
+        )  # a replaced run differs from the run used in its recipe
 
 
 def test_keep_replaced_copies_a_run_at_a_revision(tmp_path):
@@ -90,9 +90,10 @@ def test_keep_replaced_copies_a_run_at_a_revision(tmp_path):
     subprocess.run(
         cmd, cwd=ROOT, check=True, capture_output=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     )
-    kept = json.loads((out / "mini-192x4-relu" / "config.json").read_text())
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout[:7]
+    kept = json.loads((out / rev / "mini-192x4-relu" / "config.json").read_text())
     assert kept == json.loads((ROOT / "data/runs/mini-192x4-relu/config.json").read_text())
-    assert "`mini-192x4-relu`: from revision" in (out / "README.md").read_text()
+    assert f"`{rev}/mini-192x4-relu`" in (out / "README.md").read_text()
     bad = subprocess.run(
         [*cmd[:3], "no-such-run-relu", "--out", str(out)],
         cwd=ROOT,

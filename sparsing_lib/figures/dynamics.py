@@ -377,9 +377,18 @@ def _limit_overlap(ok: pd.DataFrame) -> pd.Series:
 
 
 def _recipe_batch_range() -> str:
-    """The batches the paper's rule gives the family's scales (the two larger ones included), in sequences."""
+    """The batches the recipe gives the family's scales (the two larger ones included), in sequences."""
     sizes = [run.train_config(s.name, "full").batch_size for s in MINI.values() if s.kind in SCALE_FAMILY]
     return f"{min(sizes)} to {max(sizes)}"
+
+
+def _rule_below_floor() -> str:
+    """The scales whose batch the paper's rule alone would put under the floor, with that batch."""
+    rules, seq = recipe.paper_rules(), run.train_config(next(iter(MINI)), "full").seq_len
+    below = [(s.name, round(rules.batch_tokens(s.non_embedding_params) / seq)) for s in MINI.values()]
+    below = [(n, b) for n, b in below if b < recipe.MIN_BATCH and get_spec(n).kind in SCALE_FAMILY]
+    said = [f"{b} sequences at {n}" if i == 0 else f"{b} at {n}" for i, (n, b) in enumerate(below)]
+    return ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else (said[0] if said else "no fewer")
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -410,6 +419,8 @@ def numbers(res: dict) -> dict[str, str]:
         "recipe_beta": f"{recipe.paper_rules().beta:.2f}",
         "recipe_warmup": f"{recipe.paper_rules().warmup_per_param:.1f}",
         "recipe_batch_range": _recipe_batch_range(),
+        "recipe_min_batch": f"{recipe.MIN_BATCH}",
+        "recipe_rule_below_floor": _rule_below_floor(),
         "min_tokens": f"{run.MIN_TOKENS / 1e6:.0f}",
         "size_ratio": _size_ratio(),
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",

@@ -1,4 +1,4 @@
-"""What the final sweep's single recipe changed: each run it replaced, kept in ``data/replaced``
+"""What the final sweep's single recipe changed: each run it replaced, kept in ``data/replaced/<revision>/``
 (``benchmarks/keep_replaced.py``), beside the run of the same name now in ``data/runs``. The two differ in the
 recipe (batch, warm-up, tokens) and are otherwise the same model, seed and corpus, so the difference is the
 recipe's effect at that scale, for one seed (GPU kernels are not deterministic, so even a rerun of the same
@@ -13,6 +13,8 @@ from .. import style
 from ..paths import data_file
 from ..runs import load_runs, parse_run
 from . import mini_laws
+
+USED = "used in this book"  # the version of a run in data/runs
 
 
 def _row(r: dict, trend: pd.Series | None) -> dict:
@@ -29,17 +31,20 @@ def _row(r: dict, trend: pd.Series | None) -> dict:
     }
 
 
-def compare(replaced: dict[str, dict], current: dict[str, dict]) -> pd.DataFrame:
-    """One row per run and recipe ("earlier": the replaced folder, "current": the one in data/runs) for every
-    run name found in both: the recipe's batch, warm-up and tokens, the final validation loss, the last
-    checkpoint's CETT-PPL-1% activation ratio and its change from the start ratio (``mini_laws.trends``, with
-    its checkpoint-noise interval)."""
-    names = sorted(set(replaced) & set(current))
+def compare(replaced: dict[str, dict[str, dict]], current: dict[str, dict]) -> pd.DataFrame:
+    """One row per run and version for every run name found both among the replaced runs (``replaced``:
+    revision -> runs kept from it) and in ``current``: each version (``recipe``: "replaced, <revision>" or
+    ``USED``) with its batch, warm-up and tokens, the final validation loss, the last checkpoint's CETT-PPL-1%
+    activation ratio and its change from the start ratio (``mini_laws.trends``, with its checkpoint-noise
+    interval)."""
+    versions = [(f"replaced, {rev}", runs) for rev, runs in sorted(replaced.items())] + [(USED, current)]
+    names = sorted(set().union(*(set(r) for _, r in versions[:-1])) & set(current)) if replaced else []
     rows = []
-    for label, runs in (("earlier", replaced), ("current", current)):
-        probed = {n: runs[n] for n in names if "sparsity" in runs[n]}
+    for label, runs in versions:
+        here = [n for n in names if n in runs]
+        probed = {n: runs[n] for n in here if "sparsity" in runs[n]}
         trend = mini_laws.trends(probed).set_index("run") if probed else pd.DataFrame()
-        for n in names:
+        for n in here:
             model, act = parse_run(n)
             tr = trend.loc[n] if n in trend.index else None
             rows.append({"run": n, "model": model, "activation": act, "recipe": label} | _row(runs[n], tr))
@@ -61,27 +66,36 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["run", "recipe"])
 
 
+def _interval(r: pd.Series) -> str:
+    return f"{r['change from start (points)']:+.2f} [{r['change lo']:+.2f}, {r['change hi']:+.2f}]"
+
+
 def sentence(df: pd.DataFrame) -> str:
-    """Per replaced run: how the final validation loss, the activation ratio and its change moved."""
+    """Per replaced run and kept version: how the batch, the final validation loss, the activation ratio and
+    its change moved from that version to the run the book uses."""
     if df.empty:
-        return "No run of this profile has been replaced by a run of the current recipe."
+        return "No run of this profile has replaced an earlier run of the same name."
     parts = []
     for n, g in df.groupby("run", sort=True):
-        e, c = g.set_index("recipe").loc["earlier"], g.set_index("recipe").loc["current"]
-        parts.append(
-            f"{n}: batch {e['batch (sequences)']} to {c['batch (sequences)']} sequences, final validation loss "
-            f"{e['final validation loss']:.3f} to {c['final validation loss']:.3f} nats "
-            f"({c['final validation loss'] - e['final validation loss']:+.3f}), CETT-PPL-1% activation ratio "
-            f"{e['CETT-PPL-1% ratio (%)']:.1f} to {c['CETT-PPL-1% ratio (%)']:.1f} %, its change from the start "
-            f"ratio {e['change from start (points)']:+.2f} [{e['change lo']:+.2f}, {e['change hi']:+.2f}] to "
-            f"{c['change from start (points)']:+.2f} [{c['change lo']:+.2f}, {c['change hi']:+.2f}] points"
-        )
+        c = g.set_index("recipe").loc[USED]
+        loss, ratio = c["final validation loss"], c["CETT-PPL-1% ratio (%)"]
+        for _, e in g[g["recipe"] != USED].iterrows():
+            parts.append(
+                f"{n}, {e['batch (sequences)']} sequences a step ({e['recipe']}) against {c['batch (sequences)']} "
+                f"({USED}): final validation loss {e['final validation loss']:.3f} against {loss:.3f} nats "
+                f"({loss - e['final validation loss']:+.3f}), CETT-PPL-1% activation ratio "
+                f"{e['CETT-PPL-1% ratio (%)']:.1f} against {ratio:.1f} %, its change from the start ratio "
+                f"{_interval(e)} against {_interval(c)} points"
+            )
     return "; ".join(parts) + "."
 
 
 def results(profile: str = "replay") -> pd.DataFrame:
-    """The comparison of the committed runs (replay and full: ``data/replaced`` against ``data/runs``); the
-    smoke profile trains no replaced run, so it compares none (``compare`` is tested on its own)."""
+    """The comparison of the committed runs (replay and full: each ``data/replaced/<revision>`` against
+    ``data/runs``); the smoke profile trains no replaced run, so it compares none (``compare`` is tested on its
+    own)."""
     if profile == "smoke":
         return compare({}, {})
-    return compare(load_runs(data_file("replaced")), load_runs(data_file("runs")))
+    kept = data_file("replaced")
+    revisions = sorted(p for p in kept.iterdir() if p.is_dir()) if kept.is_dir() else []
+    return compare({p.name: load_runs(p) for p in revisions}, load_runs(data_file("runs")))
