@@ -493,7 +493,12 @@ def prefix_sentences(res: dict) -> dict[str, str]:
         "; ".join(f"{_model(r.run)} does not: {r.why}" for r in no.itertuples()) or "every scale does"
     )
     same, other = (style.word_list(map(_model, relu.run[e])) or "none" for e in (relu.exact, ~relu.exact))
-    out["ct_prefix_exact"] = f"the cut holds the weights of a run stopped there for {same}; not for {other}"
+    out["ct_prefix_exact"] = f"the cut holds the weights of a run stopped there for {same}" + (
+        f"; not for {other}, whose warm-up was 1 % of the whole run, so a run stopped early would have warmed up for "
+        "fewer steps"
+        if other != "none"
+        else ""
+    )
     t = res["trends"].query("activation == 'relu'")
     falls = [_model(r.run) for r in t.itertuples() if mini_laws.direction(r.start_lo, r.start_hi) == "falls"]
     out["ct_prefix_falls"] = style.word_list(falls) or "no scale"
@@ -548,6 +553,14 @@ def numbers(res: dict) -> dict[str, str]:
     out = {"ct_start_ratio": f"{res['start_ratio']:g}", "ct_passes": f"{res['passes']:g}"}
     out |= {"ct_seed_status": sweep_seed_status(res), "ct_rep_model": res["rep_model"]}
     out["ct_passes_range"] = f"{min(e):.1f} to {max(e):.1f}" if e else "–"
+    t = res["trends"].query("activation == 'relu'")
+    ways = {_model(r.run): mini_laws.direction(r.start_lo, r.start_hi) for r in t.itertuples()}
+    word = {"no change resolved": "shows no resolved change"}
+    said = [
+        f"{word.get(w, w)} at {style.word_list(m for m, v in ways.items() if v == w)}"
+        for w in dict.fromkeys(ways.values())
+    ]
+    out["ct_relu_ways"] = "; ".join(said) or "no ReLU scale run is probed"
     for act in ACTS:
         out[f"ct_seed_{act}"], out[f"ct_neigh_{act}"] = seed_sentence(res, act), neighbour_sentence(res, act)
         out[f"ct_rep_code_{act}"], out[f"ct_rep_{act}"] = repetition_sentence(res, act)
