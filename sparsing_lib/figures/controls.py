@@ -170,7 +170,8 @@ def neighbours(trends: pd.DataFrame, plain: dict, spread: pd.DataFrame) -> pd.Da
             row = {"activation": act, "pair": f"{_model(a.run)} → {_model(b.run)}", "change_diff": d_change}
             row |= {"noise_half": half, "seed_change": ych, "exceeds_change": abs(d_change) > ych, "matched_tpp": tpp}
             rows.append(row | {"ratio_diff": d_ratio, "seed_last": ylast, "exceeds_ratio": abs(d_ratio) > ylast})
-    return pd.DataFrame(rows)
+    cols = ["activation", "pair", "change_diff", "noise_half", "seed_change", "exceeds_change", "matched_tpp"]
+    return pd.DataFrame(rows, columns=cols + ["ratio_diff", "seed_last", "exceeds_ratio"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -240,12 +241,6 @@ def prefix_table(plain: dict, passes: float, start_ratio: float) -> pd.DataFrame
         columns=cols + ["start_ratio", "start_change", "start_lo", "start_hi", "direction"]
     )
     return out.sort_values(["activation", "params"], ignore_index=True)
-
-
-def window_change(run: dict, lo: float, hi: float, noise: float) -> tuple[float, float]:
-    """Change of ``run``'s activation ratio from ``lo`` to ``hi`` tokens per parameter (``ratio_at``) and its 95%
-    half-width for checkpoint noise ``noise`` (``mini_laws.trends``' rule: two checkpoints' noise)."""
-    return ratio_at(run, hi) - ratio_at(run, lo), mini_laws.Z95 * np.sqrt(2) * noise
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,7 +363,7 @@ def neighbours_table(res: dict) -> pd.DataFrame:
         | {"exceeds it": [yes[v] if np.isfinite(y) else "–" for v, y in zip(d.exceeds_change, d.seed_change)]}
         | {"matched tokens per parameter": d.matched_tpp, "difference in activation ratio (points)": 100 * d.ratio_diff}
         | {"largest seed range of the last ratio (points)": 100 * d.seed_last}
-        | {"exceeds it ": [yes[v] if np.isfinite(y) else "–" for v, y in zip(d.exceeds_ratio, d.seed_last)]}
+        | {"exceeds it (ratio)": [yes[v] if np.isfinite(y) else "–" for v, y in zip(d.exceeds_ratio, d.seed_last)]}
     )
 
 
@@ -490,7 +485,7 @@ def prefix_sentences(res: dict) -> dict[str, str]:
     relu, n, out = res["prefix"].query("activation == 'relu'"), f"{res['passes']:g}", {}
     ok, no = relu[relu.qualifies], relu[~relu.qualifies]
     out["ct_prefix_qualify"] = f"{style.word_list(map(_model, ok.run)) or 'no scale'} qualify; " + (
-        "; ".join(f"{_model(r.run)} does not: {r.why}" for r in no.itertuples()) or "every scale does"
+        "; ".join(f"{_model(r.run)} does not: {r.why}" for r in no.itertuples()) or "none is left out"
     )
     same, other = (style.word_list(map(_model, relu.run[e])) or "none" for e in (relu.exact, ~relu.exact))
     out["ct_prefix_exact"] = f"the cut holds the weights of a run stopped there for {same}" + (
@@ -506,7 +501,9 @@ def prefix_sentences(res: dict) -> dict[str, str]:
         out |= {"ct_prefix_code": "none", "ct_prefix_window": "none", "ct_prefix_verdict": "no scale qualifies"}
         return out
     top, small = ok.iloc[-1], relu.run.iloc[0]
-    w, half = window_change(res["plain"][small], top.start_ratio, top.cut_tpp, t.set_index("run").noise[small])
+    # the smallest scale over the cut's window, with the 95% half-width of two of its checkpoints (as mini_laws)
+    w = ratio_at(res["plain"][small], top.cut_tpp) - ratio_at(res["plain"][small], top.start_ratio)
+    half = mini_laws.Z95 * np.sqrt(2) * t.set_index("run").noise[small]
     out["ct_prefix_code"], out["ct_prefix_window"] = top.direction, mini_laws.direction(w - half, w + half)
     out["ct_prefix_top"], out["ct_prefix_small"] = _model(top.run), _model(small)
     out["ct_prefix_verdict"] = (
