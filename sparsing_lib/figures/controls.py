@@ -411,10 +411,10 @@ def sweep_seed_status(res: dict) -> str:
     old = sp[sp.set == EARLIER]
     told = f"{old.n.max()} seeds of {style.word_list(dict.fromkeys(old.model))}, first recipe" if len(old) else "none"
     if have:
-        return f"seed sets of the sweep: {have}; the {EARLIER}: {told}"
+        return f"seed sets of the family: {have}; the {EARLIER}: {told}"
     plan = f"{style.word_list(SEED_MODELS)}, seeds {style.word_list(map(str, EXTRA_SEEDS))}, ReLU and SiLU"
     return (
-        f"none of the sweep's extra-seed runs ({plan}) is trained yet; the seed noise here is the {EARLIER}'s: {told}"
+        f"none of the family's extra-seed runs ({plan}) is trained yet; the seed noise here is the {EARLIER}'s: {told}"
     )
 
 
