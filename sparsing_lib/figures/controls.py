@@ -44,7 +44,7 @@ def recipe_label(config: dict) -> str:
 
 
 def _model(name: str) -> str:
-    return name.rsplit("-", 1)[0]
+    return parse_run(name)[0]
 
 
 def _passes(run: dict) -> float:

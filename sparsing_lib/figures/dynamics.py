@@ -383,10 +383,12 @@ def _recipe_batch_range() -> str:
 
 
 def _rule_below_floor() -> str:
-    """The scales whose batch the paper's rule alone would put under the floor, with that batch."""
-    rules, seq = recipe.paper_rules(), run.train_config(next(iter(MINI)), "full").seq_len
-    below = [(s.name, round(rules.batch_tokens(s.non_embedding_params) / seq)) for s in MINI.values()]
-    below = [(n, b) for n, b in below if b < recipe.MIN_BATCH and get_spec(n).kind in SCALE_FAMILY]
+    """The scales whose batch the paper's rule alone (``recipe.apply_rules`` without the floor) would put under
+    the floor, with that batch."""
+    family = [s for s in MINI.values() if s.kind in SCALE_FAMILY]
+    rule = [(s.name, recipe.apply_rules(run.train_config(s.name, "full"), s.non_embedding_params, min_batch=1))
+            for s in family]  # fmt: skip
+    below = [(n, c.batch_size) for n, c in rule if c.batch_size < recipe.MIN_BATCH]
     said = [f"{b} sequences at {n}" if i == 0 else f"{b} at {n}" for i, (n, b) in enumerate(below)]
     return ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else (said[0] if said else "no fewer")
 

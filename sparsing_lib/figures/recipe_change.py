@@ -12,16 +12,17 @@ import pandas as pd
 from .. import style
 from ..paths import data_file
 from ..runs import load_runs, parse_run
+from ..train_config import recorded_config
 from . import mini_laws
 
 USED = "used in this book"  # the version of a run in data/runs
 
 
 def _row(r: dict, trend: pd.Series | None) -> dict:
-    t, s = r["config"]["train"], r.get("sparsity")
+    t, s = recorded_config(r["config"]["train"]), r.get("sparsity")
     return {
-        "batch (sequences)": t["batch_size"],
-        "warm-up (M tokens)": (t.get("warmup_tokens") or t["warmup_frac"] * t["tokens"]) / 1e6,
+        "batch (sequences)": t.batch_size,
+        "warm-up (M tokens)": t.warmup_steps * t.tokens_per_step / 1e6,
         "tokens (M)": r["metrics"]["tokens"].iloc[-1] / 1e6,
         "final validation loss": r["metrics"]["val_loss"].dropna().iloc[-1],
         "CETT-PPL-1% ratio (%)": 100 * s["activation_ratio"].iloc[-1] if s is not None else np.nan,
