@@ -113,6 +113,18 @@ def test_runs_table_counts_epochs_checkpoints_and_hardware():
     assert row["status"] == "done"
 
 
+def test_runs_table_counts_passes_over_the_share_of_the_split_a_run_used():
+    res = _fake_res()
+    res["all_runs"] = dict(res["all_runs"])
+    res["all_runs"]["mini-160x3-relu"] = dict(res["all_runs"]["mini-160x3-relu"])
+    res["all_runs"]["mini-160x3-relu"]["config"] = dict(
+        res["all_runs"]["mini-160x3-relu"]["config"], train_tokens_used=12_500_000
+    )  # trained on 1/8 of the 100M-token split: 200M tokens are 16 passes over it, not 2
+    table = dynamics.runs_table(res).set_index("run")
+    assert table.loc["mini-160x3-relu", "epochs"] == pytest.approx(16.0)
+    assert table.loc["mini-192x4-relu", "epochs"] == pytest.approx(2.0)
+
+
 def test_table3_puts_the_paper_beside_the_mini_family():
     t = dynamics.table3()
     paper = t[t["family"] == "paper"]

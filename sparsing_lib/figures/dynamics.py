@@ -204,7 +204,8 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "status": env.get("status", "not finished"),
                 "tokens (M)": m["tokens"].iloc[-1] / 1e6,
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
-                "epochs": epochs(m, cfg["corpus_identity"]["train_tokens"]),
+                # passes over the share of the split the run trained on (a run on 1/k of it: k times as many)
+                "epochs": epochs(m, cfg.get("train_tokens_used") or cfg["corpus_identity"]["train_tokens"]),
                 "recipe": recipe_label(name, cfg),
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
                 "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
