@@ -26,7 +26,8 @@ from ..profiles import by_profile
 from ..run import EXTRA_SEEDS, REPETITION_MODEL, REPETITION_SPLITS, SEED_MODELS
 from ..runs import Variant, load_runs, parse_run, run_name, run_variant
 from ..stability import run_stability
-from . import mini_laws
+from ..train_config import recorded_config
+from . import dynamics, mini_laws
 
 PREFIX_PASSES = {"smoke": 0.4, "replay": 3.0, "full": 3.0}  # smoke: the tiny runs make 0.6 passes in all
 MIN_PREFIX_CHECKPOINTS = 3  # checkpoints from the start ratio on that a prefix needs for a change to be read
@@ -36,11 +37,15 @@ SWEEP = "sweep"
 ACTS = mini_laws.ACTS
 
 
-def recipe_label(config: dict) -> str:
-    """Which recipe a run trained with: the paper's scale rules (warm-up fixed in tokens per parameter, batch by
-    size) or the first recipe (64 sequences a step, warm-up 1 % of the steps); the two are never pooled."""
+def recipe_label(name: str, config: dict) -> str:
+    """Which recipe a run trained with, in words: the current one, or an earlier one named by its recorded batch
+    and warm-up. The rule is ``dynamics.recipe_label``'s (the runs table's), so the two chapters cannot disagree
+    about a run; seeds of different recipes are never pooled. ``name`` is the run's own name, without the seed
+    set's folder that the keys of the earlier set carry."""
+    if dynamics.recipe_label(name, config) == "current":
+        return "current recipe"
     t = config["train"]
-    return "scale rules" if t.get("warmup_tokens") else f"first recipe (batch {t['batch_size']}, 1 % warm-up)"
+    return f"earlier recipe (batch {t['batch_size']}, warm-up {recorded_config(t).warmup_steps} steps)"
 
 
 def _model(name: str) -> str:
@@ -48,7 +53,8 @@ def _model(name: str) -> str:
 
 
 def _passes(run: dict) -> float:
-    return float(run["metrics"]["epoch"].iloc[-1])
+    """Passes over the share of the split the run trained on, as the runs table counts them."""
+    return dynamics.run_passes(run["metrics"], run["config"])
 
 
 def _final_loss(run: dict) -> float:
@@ -110,7 +116,12 @@ def seed_table(plain: dict, variants: dict, earlier: dict, start_ratio: float) -
     t = mini_laws.trends({n: r for n, (_, _, r) in picked.items()}, start_ratio).set_index("run")
     rows = [
         {"set": s, "model": r["config"]["model"]["name"], "activation": r["config"]["activation"]}
-        | {"recipe": recipe_label(r["config"]), "seed": seed, "run": n, "val_loss": _final_loss(r)}
+        | {
+            "recipe": recipe_label(n.rsplit("/", 1)[-1], r["config"]),
+            "seed": seed,
+            "run": n,
+            "val_loss": _final_loss(r),
+        }
         | {"last": t.loc[n, "last"], "stability": run_stability(r).verdict}
         | {k: t.loc[n, k] for k in ("start_ratio", "start_change", "start_lo", "start_hi")}
         for n, (s, seed, r) in picked.items()
@@ -200,12 +211,11 @@ def repetition_table(plain: dict, variants: dict, start_ratio: float, model: str
 
 
 def restrict(r: dict, passes: float) -> dict:
-    """Run ``r`` cut to its checkpoints within the first ``passes`` over its split (the epoch metrics.csv logs at
-    each checkpoint's step), metrics.csv alike: what a run stopped there would hold if its recipe does not
-    depend on its length (``prefix_table``'s ``exact``)."""
+    """Run ``r`` cut to its checkpoints within the first ``passes`` over the share of the split it trained on
+    (counted as the runs table counts them, ``dynamics.split_tokens``), metrics.csv alike: what a run stopped
+    there would hold if its recipe does not depend on its length (``prefix_table``'s ``exact``)."""
     m, s = r["metrics"], r["sparsity"]
-    epoch = np.interp(s["step"].to_numpy(float), m["step"].to_numpy(float), m["epoch"].to_numpy(float))
-    keep = epoch <= passes + 1e-9
+    keep = s["tokens"].to_numpy(float) / dynamics.split_tokens(r["config"]) <= passes + 1e-9
     last = s["step"][keep].max() if keep.any() else -1
     return {**r, "sparsity": s[keep].reset_index(drop=True), "metrics": m[m["step"] <= last].reset_index(drop=True)}
 

@@ -57,6 +57,17 @@ def epochs(metrics: pd.DataFrame, train_tokens: int) -> float:
     return float(metrics["tokens"].iloc[-1] / train_tokens)
 
 
+def split_tokens(cfg: dict) -> int:
+    """The tokens of the share of the split a run trained on (``train_tokens_used``: a run on 1/k of the split
+    makes k times as many passes as one on all of it); runs from before that field used the whole split."""
+    return cfg.get("train_tokens_used") or cfg["corpus_identity"]["train_tokens"]
+
+
+def run_passes(metrics: pd.DataFrame, cfg: dict) -> float:
+    """``epochs`` over the share of the split the run trained on (``split_tokens``)."""
+    return epochs(metrics, split_tokens(cfg))
+
+
 LOSS_GAP = 0.05  # nats: final validation losses of ReLU and SiLU this close count as comparable (Fig. 13, claim 8)
 
 
@@ -204,8 +215,7 @@ def runs_table(res: dict) -> pd.DataFrame:
                 "status": env.get("status", "not finished"),
                 "tokens (M)": m["tokens"].iloc[-1] / 1e6,
                 "tokens per parameter": m["tokens"].iloc[-1] / model.non_embedding_params,
-                # passes over the share of the split the run trained on (a run on 1/k of it: k times as many)
-                "epochs": epochs(m, cfg.get("train_tokens_used") or cfg["corpus_identity"]["train_tokens"]),
+                "epochs": run_passes(m, cfg),
                 "recipe": recipe_label(name, cfg),
                 "batch (tokens)": cfg["train"]["batch_size"] * cfg["train"]["seq_len"] if "train" in cfg else None,
                 "warm-up steps": recorded_config(cfg["train"]).warmup_steps if "train" in cfg else None,
