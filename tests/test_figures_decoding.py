@@ -167,7 +167,8 @@ def test_model_table_puts_eager_next_to_compiled_and_solves_for_the_non_ffn_time
     summaries = {"eager": _model_summary(2000.0, 1500.0), "compiled": _model_summary(1800.0, 1300.0)}
     t = DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20})
     assert len(t) == 4 and t["non-FFN parts"].tolist() == ["eager", "compiled"] * 2  # batch 1 only
-    assert t["outside the FFN (µs/step)"].tolist() == pytest.approx([1400, 1200] * 2)
+    assert t["outside the FFN, estimated (µs/step)"].tolist() == pytest.approx([1400, 1200] * 2)
+    assert t["outside the FFN, timed (µs/step)"].isna().all()  # summaries before the timed column
     assert t[DB.NEEDED].tolist() == pytest.approx([1150] * 4)  # both save 500 µs: s = 5 µs
     t = DB.model_table({"eager": _model_summary(400.0, 300.0, "mini"), "compiled": None}, {"2.4B": 30.0}, {"2.4B": 20})
     assert len(t) == 2 and t[DB.NEEDED].isna().all()  # no timed FFN layer of that model
@@ -181,7 +182,12 @@ def test_model_text_branches():
     assert verdict == "not reached: 1.38× at best (compiled)"
     assert "eager 1.33× (2000 against 1500 µs per step) and compiled 1.38×" in text
     assert "compiled dense step spends 1200 µs" in text and "moves this by 10 µs" in text
-    assert "at 1150 µs at most, 50 µs (4 %) less than now" in text
+    assert "at 1150 µs at most, 50 µs (4 %) less than now" in text and "skipped" not in text
+    summaries["compiled"]["non_ffn_us"] = 1180.0  # timed with the FFN calls skipped (runs after c7f51dc)
+    t = DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20})
+    timed = t["outside the FFN, timed (µs/step)"]
+    assert timed.iloc[[1, 3]].tolist() == [1180.0, 1180.0] and timed.iloc[[0, 2]].isna().all()  # eager: not timed
+    assert "a step with its FFN calls skipped takes 1180 µs" in DB.model_text(t, "2.4B", 30.0, 20, 0.5)[1]
     summaries["compiled"] = _model_summary(1700.0, 1200.0)  # N 1100 < 1150: already there
     verdict, text = DB.model_text(DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20}), "2.4B", 30.0, 20, 0.5)
     assert verdict.startswith("reached: 1.42×") and "allows up to 1150 µs" in text
@@ -201,7 +207,7 @@ def test_measured_chapter_with_compiled_rows_and_diagnosis():
     assert "(1.65× with its non-FFN parts compiled)" in D.claims(res)[0]["note"]
     t = D.model_table(res)
     assert t["non-FFN parts"].tolist() == ["eager", "compiled"]
-    assert t["outside the FFN (µs/step)"].tolist() == pytest.approx([2000 - 40 * 33, 1900 - 40 * 33])
+    assert t["outside the FFN, estimated (µs/step)"].tolist() == pytest.approx([2000 - 40 * 33, 1900 - 40 * 33])
     assert len(D.breakdown(res)) == 2
     n = D.numbers(_measured())  # a run without the diagnosis or the compiled engine still renders
     assert n["gate_verdict"] == "not measured" and n["model_verdict"].startswith("reached: 1.60×")
