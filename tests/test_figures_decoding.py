@@ -135,13 +135,17 @@ def test_gate_text_branches():
     assert verdict.startswith("out of reach") and "2.88×" in verdict
     assert "12.00 µs" in text and "11.00 µs (31 % of the dense layer)" in text and "leaves 1.00 µs" in text
     assert "bounded at 2.88×" in text and "takes 12.00 µs, 3.00×" in text
+    assert (
+        "in 10.50 µs or less, faster than all 2 timings of that read at this shape in this run (11.00 to 11.50" in text
+    )
     verdict, text = DB.gate_text(DB.layer_bound(_ffn_rows(gate_only=12.5)))  # cuBLAS's 11.5 µs is the faster
     assert "leaves 0.50 µs" in text and "12.50 µs (35 %" in text
     slow = _ffn_rows(gate_only=np.nan).assign(gate_cublas_us=13.0)
     verdict, text = DB.gate_text(DB.layer_bound(slow))
     assert "already takes 1.00 µs more" in text and "not timed" in text
     fast = _ffn_rows().assign(gate_only_us=9.0)
-    assert DB.gate_text(DB.layer_bound(fast))[0] == f"within reach ({36 / 10.5:.2f}× bound)"
+    verdict, text = DB.gate_text(DB.layer_bound(fast))
+    assert verdict == f"within reach ({36 / 10.5:.2f}× bound)" and "reached by 1 of the 2 timings" in text
     assert DB.gate_text(None)[0] == "not measured"
 
 

@@ -65,22 +65,24 @@ def gate_bound(
     W_gate; ``gate_limit_us`` and ``copy_limit_us``: W_gate's and the whole sparse layer's bytes at the copy
     bandwidth, so that their difference is the up and down rows at that bandwidth (``tail_us``). ``budget_us``:
     the layer's time at ``target``× the dense layer; ``left_us``: what the gate read leaves of it; ``bound``: the
-    speed-up of a layer that reads W_gate at the measured speed and the rest at the copy bandwidth."""
+    speed-up of a layer that reads W_gate at the measured speed and the rest at the copy bandwidth;
+    ``needed_gate_us``: the slowest read of W_gate that would still allow ``target``× with such a rest."""
     tail = copy_limit_us - gate_limit_us
     budget = dense_us / target
     bound = dense_us / (gate_us + tail)
     return dict(budget_us=budget, gate_us=gate_us, left_us=budget - gate_us, tail_us=tail, bound=bound,
-                reachable=bound >= target)  # fmt: skip
+                reachable=bound >= target, needed_gate_us=budget - tail)  # fmt: skip
 
 
 def layer_bound(ffn: pd.DataFrame | None, shape: str = "2.4B", ratio: float = 0.065) -> dict | None:
     """``gate_bound`` of the ReLU batch-1 case at ``shape`` and ``ratio``, with the fastest gate read of the two
-    measured (our kernel's gate pass, cuBLAS's gate product), and the measured numbers behind it; None where the
-    run has no diagnosis for that case."""
+    measured (our kernel's gate pass, cuBLAS's gate product), and the measured numbers behind it; ``reads``: every
+    timing of that same read of W_gate in the run's batch-1 ReLU cases at ``shape`` (their spread is the timing
+    noise of the run); None where the run has no diagnosis for that case."""
     if ffn is None or "gate_cublas_us" not in ffn:
         return None
-    rows = ffn[(ffn["shape"] == shape) & (ffn["activation"] == "relu") & (ffn["batch"] == 1)]
-    rows = rows[np.isclose(rows["activation_ratio"], ratio) & rows["gate_cublas_us"].notna()]
+    cases = ffn[(ffn["shape"] == shape) & (ffn["activation"] == "relu") & (ffn["batch"] == 1)]
+    rows = cases[np.isclose(cases["activation_ratio"], ratio) & cases["gate_cublas_us"].notna()]
     if not len(rows):
         return None
     r = rows.iloc[0]
@@ -89,6 +91,8 @@ def layer_bound(ffn: pd.DataFrame | None, shape: str = "2.4B", ratio: float = 0.
     out.update({k: float(r[k]) for k in ("dense_us", "sparse_us", "gate_only_us", "gate_cublas_us", "gate_limit_us",
                                           "copy_sparse_us", "copy_limit_sparse_us", "speedup")})  # fmt: skip
     out["copy_bound"] = out["dense_us"] / out["copy_sparse_us"]
+    reads = cases[["gate_only_us", "gate_cublas_us"]].to_numpy().ravel()
+    out["reads"] = reads[~np.isnan(reads)]
     return out
 
 
@@ -97,6 +101,7 @@ def gate_text(b: dict | None) -> tuple[str, str]:
     if b is None:
         return "not measured", "This run did not time the parts of the batch-1 layer, so the bound is not known."
     ours = "not timed" if math.isnan(b["gate_only_us"]) else f"{b['gate_only_us']:.2f} µs"
+    reads = b["reads"]
     share = (
         ""
         if math.isnan(b["gate_only_us"])
@@ -128,12 +133,17 @@ def gate_text(b: dict | None) -> tuple[str, str]:
             f"Even at the full copy bandwidth the sparse bytes take {at_copy:.2f} µs; only {predictor} could reach "
             f"{LAYER_TARGET:.0f}×."
         )
+    fast = int((reads <= b["needed_gate_us"]).sum())
+    timings = f"{len(reads)} timings of that read at this shape in this run ({min(reads):.2f} to {max(reads):.2f} µs)"
+    needed = f"{LAYER_TARGET:.0f}× would need W_gate read in {b['needed_gate_us']:.2f} µs or less, " + (
+        f"faster than all {timings}" if not fast else f"reached by {fast} of the {timings}"
+    )
     text = (
         f"{LAYER_TARGET:.0f}× the dense layer means the whole sparse layer in {b['budget_us']:.2f} µs. Our kernel's "
         f"gate pass alone takes {ours}{share} and cuBLAS's gate product alone {b['gate_cublas_us']:.2f} µs: reading "
-        f"W_gate as fast as the faster of the two {left}. An exact kernel that reads W_gate at that speed is bounded "
-        f"at {b['bound']:.2f}× (a plain device copy of the sparse layer's bytes takes {b['copy_sparse_us']:.2f} µs, "
-        f"{b['copy_bound']:.2f}×). {rest}"
+        f"W_gate as fast as the faster of the two {left}. {needed}; an exact kernel that reads W_gate at the "
+        f"measured speed is bounded at {b['bound']:.2f}× (a plain device copy of the sparse layer's bytes takes "
+        f"{b['copy_sparse_us']:.2f} µs, {b['copy_bound']:.2f}×). {rest}"
     )
     return verdict, text
 
