@@ -49,7 +49,7 @@ NEEDED = MODEL_COLUMNS["needed_us"]
 
 
 def breakdown(ffn: pd.DataFrame | None) -> pd.DataFrame:
-    """The ReLU batch-1 rows of ``decode_ffn.csv`` that carry the diagnosis (runs since the third), with what the
+    """The ReLU batch-1 rows of ``decode_ffn.csv`` that carry the diagnosis (runs since the fourth), with what the
     up and down rows add to the gate pass, under readable names; empty where no such rows exist."""
     if ffn is None or "gate_cublas_us" not in ffn:
         return pd.DataFrame(columns=list(BREAKDOWN.values()))
@@ -77,8 +77,9 @@ def gate_bound(
 def layer_bound(ffn: pd.DataFrame | None, shape: str = "2.4B", ratio: float = 0.065) -> dict | None:
     """``gate_bound`` of the ReLU batch-1 case at ``shape`` and ``ratio``, with the fastest gate read of the two
     measured (our kernel's gate pass, cuBLAS's gate product), and the measured numbers behind it; ``reads``: every
-    timing of that same read of W_gate in the run's batch-1 ReLU cases at ``shape`` (their spread is the timing
-    noise of the run); None where the run has no diagnosis for that case."""
+    timing of a full read of W_gate in the run's batch-1 ReLU cases at ``shape`` (cuBLAS's of the same product,
+    so their spread is timing noise; ours of each case's winning form); None where the run has no diagnosis for
+    that case."""
     if ffn is None or "gate_cublas_us" not in ffn:
         return None
     cases = ffn[(ffn["shape"] == shape) & (ffn["activation"] == "relu") & (ffn["batch"] == 1)]
