@@ -15,8 +15,13 @@ timeout 140 python3 benchmarks/decode_model.py --out "$out" 2>&1 | tail -200 > "
 tail -40 "$out/decode_model.stdout"
 python3 -c "import pandas as pd; print(pd.read_csv('$out/decode_summary.csv').to_string(index=False))"
 # Optional (DECODE_COMPILE=1; a few minutes more, mostly torch.compile's own compilation): the model benchmark at
-# batch 1 with the non-FFN parts of both engines compiled, under $out/compiled (its own CSV, log and summary).
+# batch 1 with the non-FFN parts of both engines compiled, under $out/compiled (its own CSV, log and summary),
+# copied next to the others as decode_model_compiled.csv/.log and decode_summary_compiled.csv, the names the
+# chapter reads once committed.
 if [ -n "$DECODE_COMPILE" ]; then
   timeout 300 python3 benchmarks/decode_model.py --compile --batches 1 --out "$out/compiled" 2>&1 | tail -200 > "$out/compiled.stdout"
   tail -20 "$out/compiled.stdout"
+  for f in decode_model.csv decode_model.log decode_summary.csv; do
+    [ -f "$out/compiled/$f" ] && cp "$out/compiled/$f" "$out/${f%.*}_compiled.${f##*.}"
+  done
 fi

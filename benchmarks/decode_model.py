@@ -4,16 +4,21 @@ graph per decode step).
     SPARSING_GIT_REV=<rev> python benchmarks/decode_model.py --out $OUT     # one H200, ~2 minutes
     python benchmarks/decode_model.py --smoke --out /tmp/decode              # CPU, reference path
 
-The engine is a Llama-layout decoder (RMSNorm, multi-head attention over a static cache, gated ReLU FFN, tied
-embeddings) written with few plain torch ops (residual adds fused into cuBLAS products where it allows; no
-position encoding, which reads no weights and costs a fused engine almost nothing); the dense and sparse
-engines differ only in the FFN call (cuBLAS with the residual add in the down product, or the Triton
-kernels with it in their last step), and each whole step, argmax included, is one CUDA graph. With
-``--compile [MODE]`` (off by default) the parts of a step outside the FFN (norms, the QKV product, attention over
-the static cache with the output projection, the output head and argmax; ``PARTS``) run through torch.compile
-(MODE "default" or "max-autotune-no-cudagraphs"), identically for both engines: the step stays one CUDA graph,
-and the FFN call is still the only difference. The first step's hidden state of the compiled dense engine is
-checked against the eager one, and rows carry ``engine`` (eager or compiled).
+The engine is a Llama-layout decoder (weightless RMSNorm, multi-head attention over a static cache, gated ReLU
+FFN, tied embeddings; no position encoding, which reads no weights and costs a fused engine almost nothing)
+written with few launches per layer: the fused QKV product (one 3d × d matrix) on the raw residual stream, one
+attention launch that applies the norm's per-token scale, writes the new key and value into the cache and attends
+over the cached positions up to the current one (``decode.attention`` on a GPU, ``decode.reference`` on a CPU;
+the norm has no weight, so its scale commutes with the product), the output projection with the residual add
+fused into cuBLAS, the FFN's input norm and the FFN; the output head takes the argmax of the un-normed logits
+(the norm's positive scale cannot change it). The dense and sparse engines differ only in the FFN call (cuBLAS
+with the residual add in the down product, or the Triton kernels with it in their last step), and each whole
+step, argmax included, is one CUDA graph. With ``--compile [MODE]`` (off by default) the plain-torch parts of a
+step outside the FFN (``PARTS``: the output projection with the FFN's input norm, and the head) run through
+torch.compile (MODE "default" or "max-autotune-no-cudagraphs"), identically for both engines: the step stays
+one CUDA graph, and the FFN call is still the only difference. The first step's hidden state of the compiled
+dense engine is checked against the eager one, and rows carry ``engine`` (eager or compiled). Each case also
+times a step with its FFN calls skipped (``non_ffn_us``, since code after c7f51dc): the part both engines share.
 Models: the paper's 2.4B shape (d 2304, 40 layers, d_ff 5760, 36 heads, vocabulary 32000, ours) and our largest
 probed ReLU run's model at its true size (``bench.largest_run``: the scale-family run with the most
 non-embedding parameters that has a sparsity.csv; its shape read from its config.json), both with random weights
@@ -40,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsing_lib.decode import bench, gather_ffn
+from sparsing_lib.decode.reference import cache_attention
 from sparsing_lib.runs import parse_run
 
 PAPER_2B4 = (2304, 40, 5760, 36, 32000)  # (d, layers, d_ff, heads, vocab): the paper's 2.4B shape, our vocabulary
@@ -53,32 +59,27 @@ def models(run: str, cuda: bool) -> dict[str, tuple[int, int, int, int, int]]:
     return {"2.4B": PAPER_2B4, parse_run(run)[0]: bench.run_model(run)} if cuda else {"smoke": SMOKE}
 
 
-def qkv(hs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The attention input: the normed residual stream times the fused QKV matrix."""
-    return F.rms_norm(hs, hs.shape[-1:]) @ w.T
-
-
-def attend(q, k, v, mask, hs: torch.Tensor, wo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention of the query over the cache, projected and added to the residual stream; and the FFN's input
-    (the normed result)."""
-    att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    hs = torch.addmm(hs, att.reshape(hs.shape), wo.T)
+def attend(att: torch.Tensor, hs: torch.Tensor, wo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention output projected and added to the residual stream; and the FFN's input (the normed
+    result)."""
+    hs = torch.addmm(hs, att, wo.T)
     return hs, F.rms_norm(hs, hs.shape[-1:])
 
 
 def head(hs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-    """The next tokens: argmax of the tied output head on the normed residual stream."""
-    return (F.rms_norm(hs, hs.shape[-1:]) @ emb.T).argmax(-1)
+    """The next tokens: argmax of the tied output head on the residual stream (the final norm scales a token's
+    logits by a positive number, so it cannot change their argmax, and is left out)."""
+    return (hs @ emb.T).argmax(-1)
 
 
-PARTS = {"qkv": qkv, "attend": attend, "head": head}  # a step outside its FFN calls and cache writes
+PARTS = {"attend": attend, "head": head}  # a step's plain-torch parts outside its FFN and attention launches
 
 
 @functools.cache
 def compiled_parts(mode: str) -> dict:
     """``PARTS`` through torch.compile, once per process (every engine shares them; static shapes, so each model
-    and batch gets its own kernels). None of them writes its inputs: the cache write stays outside, so that no
-    compiled graph copies a mutated input back."""
+    and batch gets its own kernels). None of them writes its inputs: the cache write stays in the attention
+    launch, so that no compiled graph copies a mutated input back."""
     return {k: torch.compile(f, mode=mode, dynamic=False) for k, f in PARTS.items()}
 
 
@@ -109,6 +110,11 @@ class Engine:
         self.ids = self.first.clone()
         self.ffn = self.dense_ffn
         self.parts = PARTS
+        self.attention = cache_attention  # plain torch; on a GPU the one-launch Triton kernel
+        if device == "cuda":  # needs Triton: imported on a GPU only
+            from sparsing_lib.decode import attention
+
+            self.attention = attention.cache_attention
 
     def calibrate(self, nonzero: list[float], kept: list[float], tokens: int = 64) -> None:
         """Set gate column 0 (a bias, times the constant coordinate) so that a fraction ``nonzero[l]`` of
@@ -138,14 +144,11 @@ class Engine:
         return torch.addmm(hs, F.relu(F.linear(x, self.wg[i])) * F.linear(x, self.wu[i]), self.wd[i].T)
 
     def step(self) -> torch.Tensor:
-        b, h, hd = self.batch, self.h, self.hd
         p = self.parts
         hs = self.emb[self.ids]
-        mask = (torch.arange(self.kv.shape[4], device=self.device) <= self.pos)[None, None, None, :]
         for i in range(self.n):
-            q = p["qkv"](hs, self.wqkv[i]).view(b, 3, h, hd)
-            self.kv[i].index_copy_(3, self.pos, q[:, 1:].transpose(0, 1).unsqueeze(3))
-            hs, x = p["attend"](q[:, 0, :, None], self.kv[i, 0], self.kv[i, 1], mask, hs, self.wo[i])
+            att = self.attention(F.linear(hs, self.wqkv[i]), hs, self.kv[i], self.pos, self.h)
+            hs, x = p["attend"](att, hs, self.wo[i])
             hs = self.ffn(i, x, hs)
         self.ids.copy_(p["head"](hs, self.emb))
         self.pos.add_(1)
@@ -163,6 +166,12 @@ class Engine:
         attn = 4 * self.d * self.d * per * self.n
         ffn = sum(self.d * self.f * per * (1 + c + k) for c, k in zip(candidate, kept))
         return attn + ffn + self.emb.numel() * per
+
+
+def skip_ffn(i: int, x: torch.Tensor, hs: torch.Tensor) -> torch.Tensor:
+    """No FFN at all: a step with it times what both engines share, the parts outside the FFN (the FFN's input
+    norm is still computed)."""
+    return hs
 
 
 def patterns(run: str, n: int) -> dict[str, tuple[list[float], list[float]]]:
@@ -228,7 +237,7 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     log(f"  CHECK {'ok  ' if err < 0.05 else 'FAIL'} step-1 hidden state, sparse engine vs gather reference: "
         f"rel. error {err:.2e} (dense engine vs reference {bench.rel_error(dense_h, ref_h):.2e})")  # fmt: skip
     times = {}
-    for mode, ffn in (("dense", eng.dense_ffn), ("sparse", eng.ffn)):
+    for mode, ffn in (("dense", eng.dense_ffn), ("sparse", eng.ffn), ("outside the FFN", skip_ffn)):
         eng.ffn = ffn
         times[mode] = bench.time_us(eng.step, args.steps, args.cuda)
         eng.reset()
@@ -238,6 +247,7 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     row.update(activation_ratio=sum(ratio) / len(ratio), candidate_union=sum(cand) / eng.n,
                kept_union=sum(kept_union) / eng.n, check_rel_err=err)  # fmt: skip
     row.update(dense_us=times["dense"]["median_us"], sparse_us=times["sparse"]["median_us"])
+    row["non_ffn_us"] = times["outside the FFN"]["median_us"]
     row["speedup"] = row["dense_us"] / row["sparse_us"]
     row["limit"] = dense_b / sparse_b
     row["dense_tokens_s"], row["sparse_tokens_s"] = batch * 1e6 / row["dense_us"], batch * 1e6 / row["sparse_us"]
@@ -245,6 +255,7 @@ def measure(name: str, batch: int, pattern: str, args, log) -> dict:
     log(f"  dense {row['dense_tokens_s']:.0f} tok/s ({row['dense_us']:.0f} us/step), sparse "
         f"{row['sparse_tokens_s']:.0f} tok/s: {row['speedup']:.2f}x (limit {row['limit']:.2f}x); "
         f"ratio {row['activation_ratio']:.3f}")  # fmt: skip
+    log(f"  outside the FFN (the step with its FFN calls skipped): {row['non_ffn_us']:.0f} us/step")
     return row
 
 

@@ -126,7 +126,7 @@ def test_kernels_under_interpreter():
     test = Path(__file__).with_name("test_decode_kernels.py")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], env=env,
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0 and "51 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == 0 and "54 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -365,3 +365,99 @@ def test_one_launch_configs_compile_for_hopper_without_spills_or_races(batch):
                 # scheduler delays loads used only later, must not sink them below the other block's work.
                 ahead = [s for s in sass.split("BAR.SYNC") if "FFMA" not in s and s.count("LDG.E") >= per_thread]
                 assert len(ahead) >= 2 and "FFMA" not in sass[: sass.index("BAR.SYNC")], cfg
+
+
+def test_attention_inputs_are_checked():
+    from sparsing_lib.decode.reference import cache_attention
+
+    hs, y = torch.randn(2, 8), torch.randn(2, 24)
+    kv, pos = torch.zeros(2, 2, 4, 5, 2), torch.tensor([1])
+    assert cache_attention(y, hs, kv, pos, 4).shape == (2, 8)
+    with pytest.raises(ValueError, match=r"do not split into 3 heads"):
+        cache_attention(y, hs, kv, pos, 3)
+    with pytest.raises(ValueError, match=r"QKV product \(2, 16\): expected \(2, 24\)"):
+        cache_attention(y[:, :16], hs, kv, pos, 4)
+    with pytest.raises(ValueError, match=r"cache \(2, 2, 2, 5, 4\) torch.float32: expected a contiguous"):
+        cache_attention(y, hs, torch.zeros(2, 2, 2, 5, 4), pos, 4)
+    with pytest.raises(ValueError, match="expected a contiguous"):
+        cache_attention(y, hs, kv.transpose(3, 4).contiguous().transpose(3, 4), pos, 4)
+    with pytest.raises(ValueError, match="in torch.float32"):
+        cache_attention(y, hs, kv.double(), pos, 4)
+    with pytest.raises(ValueError, match="one integer, got 2 of torch.int64"):
+        cache_attention(y, hs, kv, torch.tensor([1, 2]), 4)
+    with pytest.raises(ValueError, match="one integer, got 1 of torch.float32"):
+        cache_attention(y, hs, kv, torch.tensor([1.0]), 4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_attention_kernel_refuses_cpu_tensors():
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter runs CPU tensors on purpose")
+    from sparsing_lib.decode import attention
+
+    with pytest.raises(ValueError, match="CPU tensors: the attention kernel needs a CUDA GPU"):
+        attention.cache_attention(
+            torch.randn(1, 24), torch.randn(1, 8), torch.zeros(2, 1, 4, 5, 2), torch.tensor([0]), 4
+        )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (optional)")
+def test_attention_kernel_compiles_for_hopper_without_spills():
+    """The model benchmark's attention launch at the 2.4B shape (36 heads of 64, a 512-position cache) compiles
+    for sm_90 without a stack frame (no spill) and within the registers that its 8 warps may hold."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter does not compile")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sparsing_lib.decode import attention
+
+    fn = attention._cache_attention_kernel
+    consts = dict(H=36, D=2304, HD=64, L=512, DP=4096, HDP=64, BLOCK_L=attention.BLOCK_L)
+    types = {"pos_ptr": "*i64", "eps": "fp32", "scale": "fp32", "B": "i32"}
+    sig = {n: "constexpr" if n in consts else types.get(n, "*bf16") for n in fn.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, t in enumerate(sig.values()) if t.startswith("*")}
+    src = ASTSource(fn, sig, {(fn.arg_names.index(k),): v for k, v in consts.items()}, attrs)
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": attention.WARPS})
+    _, usage = _sass(kernel.asm["cubin"])
+    assert "LOCAL:0" in usage and "STACK:0" in usage, usage
+    assert int(re.search(r"REG:(\d+)", usage).group(1)) <= 65536 // (32 * attention.WARPS), usage
+
+
+@gpu
+@pytest.mark.parametrize("batch", [1, 8])
+def test_attention_kernel_on_gpu_matches_reference_and_replays_in_a_graph(batch):
+    """The attention launch at the 2.4B shape in bf16 against the torch path in float64, eagerly and replayed from
+    a CUDA graph at advancing positions (the engine's use): outputs within bf16 rounding, the same cache."""
+    from sparsing_lib.decode import attention
+    from sparsing_lib.decode.reference import cache_attention
+
+    d, heads, length = 2304, 36, 512
+    g = torch.Generator("cuda").manual_seed(batch)
+    w = (torch.randn(3 * d, d, device="cuda", generator=g) / d**0.5).to(torch.bfloat16)
+    hs = torch.randn(batch, d, device="cuda", generator=g).to(torch.bfloat16)
+    kv = torch.zeros(2, batch, heads, length, d // heads, device="cuda", dtype=torch.bfloat16)
+    kv_ref = kv.double()
+    pos = torch.zeros(1, dtype=torch.long, device="cuda")
+
+    def step():
+        out = attention.cache_attention(hs @ w.T, hs, kv, pos, heads)
+        pos.add_(1)
+        return out
+
+    for p in range(150):  # eager: fills 150 positions (two blocks of 128 and part of a third)
+        hs.normal_(generator=g)
+        want = cache_attention((hs @ w.T).double(), hs.double(), kv_ref, torch.tensor([p], device="cuda"), heads)
+        got = step()
+    assert ((got.double() - want).norm() / want.norm()).item() < 1e-2
+    assert ((kv.double() - kv_ref).norm() / kv_ref.norm()).item() < 1e-2
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    pos.fill_(150)
+    for p in range(150, 153):  # replays at advancing positions
+        graph.replay()
+        want = cache_attention((hs @ w.T).double(), hs.double(), kv_ref, torch.tensor([p], device="cuda"), heads)
+        assert ((out.double() - want).norm() / want.norm()).item() < 1e-2
+    assert pos.item() == 153

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sparsing_lib.decode import bench
 from sparsing_lib.decode.bench import SUMMARY_COLUMNS, checked_error
@@ -117,3 +118,35 @@ def test_model_benchmark_with_compiled_non_ffn_parts(tmp_path):
     log = (tmp_path / "decode_model.log").read_text()
     assert log.count("CHECK ok   step-1 hidden state, compiled dense engine vs eager") == 2
     assert "# non-FFN parts of a step: torch.compile, mode default" in log
+
+
+def _separate_launches_step(eng, kv: torch.Tensor, pos: torch.Tensor, ids: torch.Tensor):
+    """A decode step as the engine ran it up to code c7f51dc: RMSNorm, QKV product, cache write, attention with
+    a mask over the whole cache, output projection, FFN input norm, dense FFN; normed logits for the argmax."""
+    b, h, hd, d = eng.batch, eng.h, eng.hd, eng.d
+    hs = eng.emb[ids]
+    mask = (torch.arange(kv.shape[4]) <= pos)[None, None, None, :]
+    for i in range(eng.n):
+        q = (F.rms_norm(hs, (d,)) @ eng.wqkv[i].T).view(b, 3, h, hd)
+        kv[i].index_copy_(3, pos, q[:, 1:].transpose(0, 1).unsqueeze(3))
+        att = F.scaled_dot_product_attention(q[:, 0, :, None], kv[i, 0], kv[i, 1], attn_mask=mask)
+        hs = torch.addmm(hs, att.reshape(hs.shape), eng.wo[i].T)
+        hs = eng.dense_ffn(i, F.rms_norm(hs, (d,)), hs)
+    return hs, (F.rms_norm(hs, (d,)) @ eng.emb.T).argmax(-1)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_engine_step_equals_the_separate_launches_in_float64(batch):
+    """The engine's step (norm folded into the attention launch, head without its norm) gives the hidden states,
+    the cache and the next tokens of the earlier step, over several positions, in float64 on the CPU (the
+    torch path of the attention launch; tests/test_decode_kernels.py checks the Triton kernel against it)."""
+    eng = _script("decode_model").Engine((32, 3, 80, 4, 96), batch, "cpu", torch.float64, max_len=16)
+    eng.cast()
+    kv, pos, ids = eng.kv.clone(), torch.zeros(1, dtype=torch.long), eng.ids.clone()
+    for _ in range(5):
+        want, ids = _separate_launches_step(eng, kv, pos, ids)
+        got = eng.step()
+        assert ((got - want).norm() / want.norm()).item() < 1e-12
+        assert torch.equal(eng.ids, ids) and (eng.kv - kv).abs().max().item() < 1e-12
+        pos += 1
+    assert eng.pos.item() == 5

@@ -184,3 +184,26 @@ def test_gate_only_is_refused_outside_the_one_launch_variant():
     ws = K.Workspace(8, 16, torch.device("cpu"))
     with pytest.raises(ValueError, match="gate_only is a diagnostic of the one-launch variant"):
         K.sparse_ffn(torch.randn(1, 8), wg, wu, wdt, cuts(0.0, wdt.T), "relu", ws, K.Config(), gate_only=True)
+
+
+@pytest.mark.parametrize("batch,d,heads,block_l", [(1, 24, 4, 4), (2, 64, 4, 8), (3, 40, 5, 64)])
+def test_cache_attention_kernel_matches_the_torch_path(batch, d, heads, block_l):
+    """The attention launch of the whole-model benchmark (``decode.attention``) against ``reference.
+    cache_attention`` step after step (head sizes 6, 16 and 8: not all powers of two; several blocks of
+    positions): the same output and the same cache, and nothing read past the current position (there the
+    kernel's cache is poisoned with NaN, the reference's zero)."""
+    from sparsing_lib.decode import attention, reference
+
+    g = torch.Generator().manual_seed(batch)
+    hd, length = d // heads, 12
+    kv = torch.full((2, batch, heads, length, hd), float("nan"))
+    kv_ref = torch.zeros(kv.shape, dtype=torch.float64)
+    w = torch.randn(3 * d, d, generator=g) / d**0.5
+    for p in range(length):
+        hs = 3 * torch.randn(batch, d, generator=g)
+        y, pos = hs @ w.T, torch.tensor([p])
+        got = attention.cache_attention(y, hs, kv, pos, heads, block_l)
+        want = reference.cache_attention(y.double(), hs.double(), kv_ref, pos, heads)
+        assert got.shape == (batch, d) and ((got.double() - want).norm() / want.norm()).item() < 1e-5
+        assert (kv[:, :, :, : p + 1].double() - kv_ref[:, :, :, : p + 1]).abs().max().item() < 1e-5
+        assert kv[:, :, :, p + 1 :].isnan().all()  # untouched past the position

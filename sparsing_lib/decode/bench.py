@@ -393,10 +393,11 @@ def header(command: str, cuda: bool) -> str:
 
 def write_summary(out: Path) -> pd.DataFrame:
     """``decode_summary.csv`` from whichever raw tables are in ``out`` (the FFN layer and the whole model; ``run``:
-    the run whose ratios the model rows replicate, in summaries since it was added)."""
+    the run whose ratios the model rows replicate, in summaries since it was added; ``non_ffn_us``: a model step
+    with its FFN calls skipped, since code after c7f51dc)."""
     frames = [pd.read_csv(out / f) for f in ("decode_ffn.csv", "decode_model.csv") if (out / f).exists()]
     rows = pd.concat(frames, ignore_index=True)
-    extra = [c for c in ("level", "activation", "model", "pattern", "run") if c in rows]
+    extra = [c for c in ("level", "activation", "model", "pattern", "run", "non_ffn_us") if c in rows]
     summary = rows[SUMMARY_COLUMNS + extra]
     summary.to_csv(out / "decode_summary.csv", index=False)
     return summary

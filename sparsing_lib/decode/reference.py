@@ -7,6 +7,9 @@ A CETT threshold ``t`` drops neuron ``i`` of a layer when its output norm ``|a_i
 ``a_i = σ(g_i)·u_i`` needs the up product ``u_i``, the gate alone can only rule out the neurons with
 ``σ(g_i) = 0``: for ReLU that is most of them, for SiLU almost none, so a SiLU model at its CETT threshold
 still reads all of ``W_up`` and saves only the dropped rows of ``W_down``.
+
+``cache_attention`` is the whole-model benchmark's attention step in plain torch: the computation of the
+Triton kernel in ``attention`` (its module doc), as a CPU path and a reference.
 """
 
 from __future__ import annotations
@@ -42,6 +45,39 @@ def gather_ffn(
     mask = torch.zeros_like(s, dtype=torch.bool)
     mask[:, cand] = keep
     return y, mask
+
+
+def check_cache(
+    y: torch.Tensor, hs: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, heads: int
+) -> tuple[int, int, int, int]:
+    """(B, d, head size, cache length) of an attention step's inputs, or a ValueError naming what does not fit:
+    ``y`` [B, 3d], ``hs`` [B, d], a contiguous ``kv`` [2, B, heads, L, d/heads] in ``hs``'s dtype, ``pos`` one
+    integer."""
+    if hs.dim() != 2 or heads < 1 or hs.shape[1] % heads:
+        raise ValueError(f"hidden states {tuple(hs.shape)} do not split into {heads} heads")
+    b, d = hs.shape
+    want = (2, b, heads, kv.shape[3] if kv.dim() == 5 else 0, d // heads)
+    if tuple(y.shape) != (b, 3 * d):
+        raise ValueError(f"QKV product {tuple(y.shape)}: expected {(b, 3 * d)} for hidden states {(b, d)}")
+    if kv.dim() != 5 or tuple(kv.shape) != want or not kv.is_contiguous() or kv.dtype != hs.dtype:
+        raise ValueError(f"cache {tuple(kv.shape)} {kv.dtype}: expected a contiguous {want} (2, batch, heads, "
+                         f"length, head size) in {hs.dtype}")  # fmt: skip
+    if pos.numel() != 1 or pos.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"the position must be one integer, got {pos.numel()} of {pos.dtype}")
+    return b, d, d // heads, kv.shape[3]
+
+
+def cache_attention(y: torch.Tensor, hs: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, heads: int) -> torch.Tensor:
+    """Attention output [B, d] of one decode step (``attention`` module doc): ``y`` = ``hs W_qkvᵀ`` [B, 3d] scaled by
+    the weightless RMSNorm of ``hs``, key and value written into ``kv`` [2, B, heads, L, d/heads] at ``pos``, the
+    query attending to positions up to ``pos`` (the mask keeps the shapes static, as a CUDA graph needs)."""
+    b, d, hd, length = check_cache(y, hs, kv, pos, heads)
+    wide = torch.promote_types(hs.dtype, torch.float32)  # float32 for bf16, as F.rms_norm computes it
+    r = torch.rsqrt(hs.to(wide).pow(2).mean(-1, keepdim=True) + torch.finfo(hs.dtype).eps)
+    q, k, v = (y.to(wide) * r).to(hs.dtype).view(b, 3, heads, hd).unbind(1)
+    kv.index_copy_(3, pos.view(1), torch.stack([k, v]).unsqueeze(3))
+    mask = (torch.arange(length, device=kv.device) <= pos).view(1, 1, 1, length)
+    return F.scaled_dot_product_attention(q[:, :, None], kv[0], kv[1], attn_mask=mask).reshape(b, d)
 
 
 def dense_ffn(

@@ -4,9 +4,11 @@ The paper measures a CPU-GPU hybrid system (PowerInfer against llama.cpp). Ours 
 decode step is bound by the bytes it reads from HBM, so the ceiling is a byte count: the dense FFN reads its
 three matrices, the sparse one all of W_gate, the candidate rows of W_up and the kept rows of W_down
 (``decode.reference.ffn_bytes``). ``replay`` reads ``data/benchmarks/decode_summary.csv`` (written on the GPU
-by ``benchmarks/decode_all.sh``) when it is committed; ``smoke`` runs the FFN-layer benchmark's logic on the
-CPU at toy size through the float64 reference path (its times mean nothing). The bandwidth model is computed
-in every profile.
+by ``benchmarks/decode_all.sh``) when it is committed, with ``decode_ffn.csv`` (where a batch-1 layer's time
+goes) and ``decode_summary_compiled.csv`` (the whole model with its non-FFN parts compiled) where they exist;
+``smoke`` runs the FFN-layer benchmark's logic on the CPU at toy size through the float64 reference path (its
+times mean nothing). The bandwidth model is computed in every profile; ``decoding_breakdown`` splits the
+measured times into their parts and the bounds those parts set.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from ..decode.reference import ffn_bytes, union_ratio
 from ..paths import DATA
 from ..profiles import by_profile
 from ..runs import load_run, load_runs
+from . import decoding_breakdown as B
 
 # App. L: the 2.4B ReLU model on an A800 with 104 CPU cores, 100 C4 prompts of 5 tokens
 PAPER = {"powerinfer": 41.79, "llamacpp": 10.23}
 D, D_FF, LAYERS, VOCAB = 2304, 5760, 40, 32000  # the paper's 2.4B shape; our engine's vocabulary
 BATCHES = (1, 4, 16)
 SUMMARY = "decode_summary.csv"
+COMPILED = "decode_summary_compiled.csv"  # DECODE_COMPILE=1: batch 1 with the non-FFN parts compiled
 
 
 def attention_bytes(d: int = D, layers: int = LAYERS, vocab: int = VOCAB) -> float:
@@ -77,10 +81,15 @@ def runs_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _read(name: str) -> pd.DataFrame | None:
+    path = DATA / "benchmarks" / name
+    return pd.read_csv(path) if path.exists() else None
+
+
 def _replay() -> dict:
-    path = DATA / "benchmarks" / SUMMARY
-    summary = pd.read_csv(path) if path.exists() else None
-    return {"summary": summary, "runs": runs_table(), "measured": summary is not None, "source": "H200"}
+    summary = _read(SUMMARY)
+    return {"summary": summary, "ffn": _read("decode_ffn.csv"), "compiled": _read(COMPILED), "runs": runs_table(),
+            "measured": summary is not None, "source": "H200"}  # fmt: skip
 
 
 def _recompute(profile: str) -> dict:
@@ -95,12 +104,13 @@ def _recompute(profile: str) -> dict:
         for b in (1, 4)
     ]
     summary = pd.DataFrame(rows)[bench.SUMMARY_COLUMNS + ["level", "activation"]]
-    return {"summary": summary, "runs": runs_table(), "measured": True, "source": "CPU reference path (toy)"}
+    return {"summary": summary, "ffn": pd.DataFrame(rows), "compiled": None, "runs": runs_table(), "measured": True,
+            "source": "CPU reference path (toy)"}  # fmt: skip
 
 
 def results(profile: str = "replay") -> dict:
-    """The benchmark summary (None until measured), our runs' ratios with their bandwidth limits, and where
-    the measurement comes from."""
+    """The benchmark summary (None until measured), the FFN benchmark's full rows and the compiled-engine summary
+    (None where absent), our runs' ratios with their bandwidth limits, and where the measurement comes from."""
     check_profile(profile)
     return by_profile(profile, _replay, _recompute, lambda res: None)
 
@@ -186,6 +196,28 @@ def table(res: dict) -> pd.DataFrame:
         "activation ratio", "batch", "dense (µs)", "sparse (µs)", "speed-up", "bandwidth limit"]]  # fmt: skip
 
 
+def breakdown(res: dict) -> pd.DataFrame:
+    """Where a batch-1 ReLU layer's time goes, per measured case (``decoding_breakdown.breakdown``)."""
+    return B.breakdown(res.get("ffn"))
+
+
+def _dense_layer(res: dict) -> tuple[float, float] | None:
+    """The dense 2.4B FFN layer at batch 1 (µs, the 6.5 % case's timing) and the spread of the run's timings of
+    that same layer (its batch-1 cases differ only in the sparse side); None where not measured."""
+    ffn = _ffn_rows(res)
+    dense = ffn[(ffn["shape"] == "2.4B") & (ffn["batch"] == 1)]
+    row = _pick(dense, activation_ratio=0.065, activation="relu")
+    return None if row is None else (float(row["dense_us"]), float(dense["dense_us"].max() - dense["dense_us"].min()))
+
+
+def model_table(res: dict) -> pd.DataFrame:
+    """The whole-model rows at batch 1, with the non-FFN parts eager and (where measured) compiled, and for the
+    2.4B shape the time outside the FFN layers and what 1.4× would need of it (``decoding_breakdown``)."""
+    dense = _dense_layer(res)
+    layer = {} if dense is None else {"2.4B": dense[0]}
+    return B.model_table({"eager": res["summary"], "compiled": res.get("compiled")}, layer, {"2.4B": LAYERS})
+
+
 def _pick(df: pd.DataFrame, **eq) -> pd.Series | None:
     for k, v in eq.items():
         df = df[np.isclose(df[k], v)] if isinstance(v, float) else df[df[k] == v]
@@ -221,6 +253,13 @@ def numbers(res: dict) -> dict[str, str]:
     }
     out["measured_text"] = _measured_text(res)
     out["figure_verdict"] = _verdict(res)[1]
+    out["layer_target"], out["model_target"] = f"{B.LAYER_TARGET:.0f}", f"{B.MODEL_TARGET}"
+    out["gate_verdict"], out["gate_text"] = B.gate_text(B.layer_bound(res.get("ffn")))
+    dense = _dense_layer(res)
+    if dense is None:
+        out["model_verdict"], out["model_text"] = "not measured", "The whole 2.4B model has no measured FFN layer."
+    else:
+        out["model_verdict"], out["model_text"] = B.model_text(model_table(res), "2.4B", dense[0], LAYERS, dense[1])
     return out
 
 
@@ -282,6 +321,10 @@ def _verdict(res: dict) -> tuple[str, str]:
     if len(m1):  # whole-model rows at the FFN rows' shape (the 2.4B model App. L decodes)
         best = m1.loc[m1["speedup"].idxmax()]
         bits.append(f"whole {best['shape']} {best['speedup']:.2f}× of {best['limit']:.2f}× at batch 1")
+        comp = res.get("compiled")
+        c1 = comp[(comp["batch"] == 1) & (comp["shape"] == best["shape"])] if comp is not None else m1.iloc[:0]
+        if len(c1):
+            bits[-1] += f" ({c1['speedup'].max():.2f}× with its non-FFN parts compiled)"
     sentence = "a different setting (one H200, no CPU offload): " + "; ".join(bits) if bits else "no usable rows"
     return "untested", sentence
 
