@@ -429,7 +429,9 @@ def test_attention_kernel_compiles_for_hopper_without_spills():
 @pytest.mark.parametrize("batch", [1, 8])
 def test_attention_kernel_on_gpu_matches_reference_and_replays_in_a_graph(batch):
     """The attention launch at the 2.4B shape in bf16 against the torch path in float64, eagerly and replayed from
-    a CUDA graph at advancing positions (the engine's use): outputs within bf16 rounding, the same cache."""
+    a CUDA graph at advancing positions (the engine's use): no further from float64 than the torch path run in
+    bf16 with its own bf16 cache (about 1.5e-2 after 150 positions on CPU: a fixed 1e-2 is tighter than bf16
+    allows), and the same cache."""
     from sparsing_lib.decode import attention
     from sparsing_lib.decode.reference import cache_attention
 
@@ -438,7 +440,7 @@ def test_attention_kernel_on_gpu_matches_reference_and_replays_in_a_graph(batch)
     w = (torch.randn(3 * d, d, device="cuda", generator=g) / d**0.5).to(torch.bfloat16)
     hs = torch.randn(batch, d, device="cuda", generator=g).to(torch.bfloat16)
     kv = torch.zeros(2, batch, heads, length, d // heads, device="cuda", dtype=torch.bfloat16)
-    kv_ref = kv.double()
+    kv_ref, kv_bf = kv.double(), kv.clone()
     pos = torch.zeros(1, dtype=torch.long, device="cuda")
 
     def step():
@@ -446,11 +448,18 @@ def test_attention_kernel_on_gpu_matches_reference_and_replays_in_a_graph(batch)
         pos.add_(1)
         return out
 
+    def check(got, p):
+        at = torch.tensor([p], device="cuda")
+        want = cache_attention((hs @ w.T).double(), hs.double(), kv_ref, at, heads)
+        torch_bf16 = cache_attention(hs @ w.T, hs, kv_bf, at, heads)
+        err = ((got.double() - want).norm() / want.norm()).item()
+        bound = ((torch_bf16.double() - want).norm() / want.norm()).item()
+        assert err <= 1.5 * bound + 1e-3, (p, err, bound)
+
     for p in range(150):  # eager: fills 150 positions (two blocks of 128 and part of a third)
         hs.normal_(generator=g)
-        want = cache_attention((hs @ w.T).double(), hs.double(), kv_ref, torch.tensor([p], device="cuda"), heads)
         got = step()
-    assert ((got.double() - want).norm() / want.norm()).item() < 1e-2
+        check(got, p)
     assert ((kv.double() - kv_ref).norm() / kv_ref.norm()).item() < 1e-2
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -458,6 +467,5 @@ def test_attention_kernel_on_gpu_matches_reference_and_replays_in_a_graph(batch)
     pos.fill_(150)
     for p in range(150, 153):  # replays at advancing positions
         graph.replay()
-        want = cache_attention((hs @ w.T).double(), hs.double(), kv_ref, torch.tensor([p], device="cuda"), heads)
-        assert ((out.double() - want).norm() / want.norm()).item() < 1e-2
+        check(out, p)
     assert pos.item() == 153

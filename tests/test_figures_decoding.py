@@ -208,7 +208,7 @@ def test_measured_chapter_with_compiled_rows_and_diagnosis():
     n = D.numbers(res)
     assert n["gate_verdict"].startswith("out of reach") and "bounded at 2.88×" in n["gate_text"]
     assert n["model_verdict"] == "reached: 1.65× at best (compiled)"
-    assert "(1.65× with its non-FFN parts compiled)" in D.claims(res)[0]["note"]
+    assert "(1.65× compiled)" in D.claims(res)[0]["note"]
     t = D.model_table(res)
     assert t["non-FFN parts"].tolist() == ["eager", "compiled"]
     assert t["outside the FFN, estimated (µs/step)"].tolist() == pytest.approx([2000 - 40 * 33, 1900 - 40 * 33])
@@ -216,6 +216,22 @@ def test_measured_chapter_with_compiled_rows_and_diagnosis():
     n = D.numbers(_measured())  # a run without the diagnosis or the compiled engine still renders
     assert n["gate_verdict"] == "not measured" and n["model_verdict"].startswith("reached: 1.60×")
     assert D.numbers(_unmeasured())["model_verdict"] == "not measured"
+
+
+def test_engine_with_attention_in_one_launch_joins_the_model_table_and_the_claim_note():
+    """A later run's engine (``decoding.ATTENTION``) adds its rows under its own label after eager and compiled;
+    the best of all engines is the verdict, and the claim note names each engine's speed-up."""
+    res = _measured()
+    res["compiled"] = pd.DataFrame([dict(res["summary"].iloc[2], dense_us=1900.0, sparse_us=1150.0, speedup=1.65)])
+    label = next(iter(D.ATTENTION))
+    res["attention"] = {
+        label: pd.DataFrame([dict(res["summary"].iloc[2], dense_us=1700.0, sparse_us=1000, speedup=1.7)])
+    }
+    t = D.model_table(res)
+    assert t["non-FFN parts"].tolist() == ["eager", "compiled", label]
+    assert t["outside the FFN, estimated (µs/step)"].iloc[2] == pytest.approx(1700 - 40 * 33)
+    assert D.numbers(res)["model_verdict"] == f"reached: 1.70× at best ({label})"
+    assert f"(1.65× compiled; 1.70× {label})" in D.claims(res)[0]["note"]
 
 
 def test_gate_text_says_what_could_still_reach_the_target():

@@ -5,7 +5,8 @@ decode step is bound by the bytes it reads from HBM, so the ceiling is a byte co
 three matrices, the sparse one all of W_gate, the candidate rows of W_up and the kept rows of W_down
 (``decode.reference.ffn_bytes``). ``replay`` reads ``data/benchmarks/decode_summary.csv`` (written on the GPU
 by ``benchmarks/decode_all.sh``) when it is committed, with ``decode_ffn.csv`` (where a batch-1 layer's time
-goes) and ``decode_summary_compiled.csv`` (the whole model with its non-FFN parts compiled) where they exist;
+goes), ``decode_summary_compiled.csv`` (the whole model with its non-FFN parts compiled) and the model timings
+of the engine with attention in one launch (``ATTENTION``) where they exist;
 ``smoke`` runs the FFN-layer benchmark's logic on the CPU at toy size through the float64 reference path (its
 times mean nothing). The bandwidth model is computed in every profile; ``decoding_breakdown`` splits the
 measured times into their parts and the bounds those parts set.
@@ -32,6 +33,12 @@ D, D_FF, LAYERS, VOCAB = 2304, 5760, 40, 32000  # the paper's 2.4B shape; our en
 BATCHES = (1, 4, 16)
 SUMMARY = "decode_summary.csv"
 COMPILED = "decode_summary_compiled.csv"  # DECODE_COMPILE=1: batch 1 with the non-FFN parts compiled
+# The engine with attention in one launch per layer (decode.attention), timed at batch 1 on its own in a later
+# run than the files above (data/benchmarks/decode_README.md, fifth run): engine label -> its model CSV
+ATTENTION = {
+    "eager, attention in one launch": "decode_attn_model.csv",
+    "compiled, attention in one launch": "decode_attn_model_compiled.csv",
+}
 
 
 def attention_bytes(d: int = D, layers: int = LAYERS, vocab: int = VOCAB) -> float:
@@ -88,8 +95,9 @@ def _read(name: str) -> pd.DataFrame | None:
 
 def _replay() -> dict:
     summary = _read(SUMMARY)
+    attention = {label: df for label, name in ATTENTION.items() if (df := _read(name)) is not None}
     return {"summary": summary, "ffn": _read("decode_ffn.csv"), "compiled": _read(COMPILED), "runs": runs_table(),
-            "measured": summary is not None, "source": "H200"}  # fmt: skip
+            "attention": attention, "measured": summary is not None, "source": "H200"}  # fmt: skip
 
 
 def _recompute(profile: str) -> dict:
@@ -215,7 +223,13 @@ def model_table(res: dict) -> pd.DataFrame:
     2.4B shape the time outside the FFN layers and what 1.4× would need of it (``decoding_breakdown``)."""
     dense = _dense_layer(res)
     layer = {} if dense is None else {"2.4B": dense[0]}
-    return B.model_table({"eager": res["summary"], "compiled": res.get("compiled")}, layer, {"2.4B": LAYERS})
+    return B.model_table(_engines(res), layer, {"2.4B": LAYERS})
+
+
+def _engines(res: dict) -> dict[str, pd.DataFrame | None]:
+    """Engine label -> its whole-model rows: eager and compiled from the summary's run, then the engine with
+    attention in one launch where it was timed."""
+    return {"eager": res["summary"], "compiled": res.get("compiled"), **res.get("attention", {})}
 
 
 def _pick(df: pd.DataFrame, **eq) -> pd.Series | None:
@@ -321,10 +335,13 @@ def _verdict(res: dict) -> tuple[str, str]:
     if len(m1):  # whole-model rows at the FFN rows' shape (the 2.4B model App. L decodes)
         best = m1.loc[m1["speedup"].idxmax()]
         bits.append(f"whole {best['shape']} {best['speedup']:.2f}× of {best['limit']:.2f}× at batch 1")
-        comp = res.get("compiled")
-        c1 = comp[(comp["batch"] == 1) & (comp["shape"] == best["shape"])] if comp is not None else m1.iloc[:0]
-        if len(c1):
-            bits[-1] += f" ({c1['speedup'].max():.2f}× with its non-FFN parts compiled)"
+        other = [
+            f"{e['speedup'].max():.2f}× {label}"
+            for label, df in list(_engines(res).items())[1:]
+            if df is not None and len(e := df[(df["batch"] == 1) & (df["shape"] == best["shape"])])
+        ]
+        if other:
+            bits[-1] += f" ({'; '.join(other)})"
     sentence = "a different setting (one H200, no CPU offload): " + "; ".join(bits) if bits else "no usable rows"
     return "untested", sentence
 
