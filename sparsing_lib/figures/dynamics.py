@@ -401,7 +401,7 @@ def _rule_below_floor() -> str:
             for s in family]  # fmt: skip
     below = [(n, c.batch_size) for n, c in rule if c.batch_size < recipe.MIN_BATCH]
     said = [f"{b} sequences at {n}" if i == 0 else f"{b} at {n}" for i, (n, b) in enumerate(below)]
-    return ", ".join(said[:-1]) + f" and {said[-1]}" if len(said) > 1 else (said[0] if said else "no fewer")
+    return style.word_list(said) or "no fewer"
 
 
 def numbers(res: dict) -> dict[str, str]:
