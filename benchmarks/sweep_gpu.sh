@@ -81,16 +81,25 @@ if [[ "$PROFILE" == full ]]; then
 fi
 
 # 1. training (and probes) by the deadline minus the margin
-stamp "train: until $((BUDGET - MARGIN)) s, probes or pauses in the last $MARGIN s"
-timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py train --deadline "$DEADLINE" --margin "$MARGIN" --gpus "$GPUS" \
-  --per-gpu "$PER_GPU" -- --grid "$GRID" --slice "$SLICE" "${COMMON[@]}" --device "$DEVICE" --out "$W/runs" \
-  --ckpt "$W/ckpt" || stamp "train: a run failed or was cut (see $W/ckpt/logs)"
+if (($(left) <= MARGIN)); then
+  stamp "train: $(left) s left, within the margin of $MARGIN s: the next call trains"
+else
+  stamp "train: until $((BUDGET - MARGIN)) s, probes or pauses in the last $MARGIN s"
+  timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py train --deadline "$DEADLINE" --margin "$MARGIN" --gpus "$GPUS" \
+    --per-gpu "$PER_GPU" -- --grid "$GRID" --slice "$SLICE" "${COMMON[@]}" --device "$DEVICE" --out "$W/runs" \
+    --ckpt "$W/ckpt" || stamp "train: a run failed or was cut (see $W/ckpt/logs)"
+fi
 
-# 2. evaluation of the finished runs with the time left
-stamp "eval: $(left) s left"
-timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py eval --deadline "$DEADLINE" --min-seconds "$EVAL_MIN_S" \
-  --gpus "$GPUS" --per-gpu "$K_EVAL" --grid "$GRID" --slice "$SLICE" --out "$W/runs" --ckpt "$W/ckpt" \
-  --device "$DEVICE" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
+# 2. evaluation of the finished runs with the time left; none starts under EVAL_MIN_S (checked here as well as in
+# each worker: a worker's own imports can outlast a few seconds' timeout, which would read as a failed run)
+if (($(left) < EVAL_MIN_S)); then
+  stamp "eval: $(left) s left, under EVAL_MIN_S=$EVAL_MIN_S: the next call evaluates"
+else
+  stamp "eval: $(left) s left"
+  timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py eval --deadline "$DEADLINE" --min-seconds "$EVAL_MIN_S" \
+    --gpus "$GPUS" --per-gpu "$K_EVAL" --grid "$GRID" --slice "$SLICE" --out "$W/runs" --ckpt "$W/ckpt" \
+    --device "$DEVICE" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
+fi
 
 packed=(runs); [[ -d "$W/ckpt/logs" ]] && packed+=(ckpt/logs)  # every log, without the checkpoints
 [[ -d "$W/runs" ]] && tar -czf "$OUT/runs.tar.gz" --exclude=.parts -C "$W" "${packed[@]}"  # stored suite parts stay: they fit only this machine's checkpoints

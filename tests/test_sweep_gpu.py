@@ -89,3 +89,17 @@ def test_the_sweep_script_trains_and_evaluates_the_smoke_grid_on_cpu_and_resumes
         }
     again = run()
     assert "train: 0 of 2 runs to train" in again.stdout and "eval: 0 of 2 runs to evaluate" in again.stdout
+
+
+def test_a_call_with_no_time_left_skips_both_parts_instead_of_reporting_a_failure(tmp_path):
+    """A call whose budget is spent (here by a budget of 1 s) must say that the next call goes on, not launch
+    workers that the shell's timeout then kills: in a real call that read as 'a run failed' (sweep_s4, call 1)."""
+    env = os.environ | dict(
+        PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w"),
+        PROFILE="smoke", BUDGET="1",
+    )  # fmt: skip
+    p = subprocess.run(["bash", "benchmarks/sweep_gpu.sh", "all"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "the next call trains" in p.stdout and "the next call evaluates" in p.stdout
+    assert "failed" not in p.stdout
+    assert not (tmp_path / "w" / "ckpt" / "logs").exists()
