@@ -108,15 +108,19 @@ def test_neighbours_compare_with_the_largest_seed_range():
     assert d.iloc[1].matched_tpp == 50 and d.iloc[0].seed_change == 0.01
 
 
-def _rep_res(f8_change, whole_change=0.02, trend_end=-0.01):
-    """Fabricated repetition and trend rows: mini-160x3 whole split and 1/8 (1/32 untrained), a larger scale."""
+def _rep_res(f8_change, whole_change=0.02, trend_end=-0.01, f32_change=None, most_passes=16.7):
+    """Fabricated repetition and trend rows: mini-160x3 on the whole split (2.5 passes), 1/8 (20) and 1/32 (80; a
+    memorised run, 1.3 nats above its best validation loss), a larger scale; the family's most repeated run makes
+    ``most_passes`` passes."""
     rows, half = [], 0.003
     for act in ("relu", "silu"):
-        for k, c, ok in ((1, whole_change, True), (8, f8_change, f8_change is not None), (32, None, False)):
+        for k, c in ((1, whole_change), (8, f8_change), (32, f32_change)):
+            ok = c is not None
             rows.append(
                 {"run": f"mini-160x3-{act}" + (f"-f{k}" if k > 1 else ""), "activation": act, "split": k}
                 | {"trained": ok, "passes": 2.5 * k, "start_change": c if ok else np.nan}
                 | {"start_lo": c - half if ok else np.nan, "start_hi": c + half if ok else np.nan}
+                | {"overfit": 1.3 if k == 32 else 0.01, "stability": "unstable" if k == 32 else "stable"}
             )
     trends = pd.DataFrame(
         {"run": ["mini-160x3-relu", "mini-512x10-relu", "mini-160x3-silu", "mini-512x10-silu"]}
@@ -124,12 +128,13 @@ def _rep_res(f8_change, whole_change=0.02, trend_end=-0.01):
         | {"start_change": [whole_change, trend_end] * 2}
     )
     spread = pd.DataFrame(columns=["activation", "n", "start_change_range"])
-    return {"repetition": pd.DataFrame(rows), "trends": trends, "spread": spread, "rep_model": "mini-160x3"}
+    res = {"repetition": pd.DataFrame(rows), "trends": trends, "spread": spread, "rep_model": "mini-160x3"}
+    return res | {"most_passes": most_passes}
 
 
 def test_repetition_verdict_on_fabricated_trajectories():
     code, said = controls.repetition_sentence(_rep_res(0.005), "relu")  # shift -0.015, half-width 0.0042
-    assert code == "fall" and "a shift of -1.50 ± 0.42" in said and "of which the shift is 50%" in said
+    assert code == "fall" and "a shift of -1.50 ± 0.42" in said and "of which that shift is 50%" in said
     assert "not trained yet: mini-160x3-relu-f32" in said
     assert controls.repetition_sentence(_rep_res(0.022), "relu")[0] == "none"
     assert controls.repetition_sentence(_rep_res(0.03), "relu")[0] == "rise"
@@ -139,6 +144,17 @@ def test_repetition_verdict_on_fabricated_trajectories():
         {"set": ["s"], "model": ["m"], "recipe": ["r"], "activation": ["relu"], "n": [3], "start_change_range": [0.02]}
     )
     assert controls.repetition_sentence(res, "relu")[0] == "none"  # the shift is within the seed range
+
+
+def test_repetition_is_judged_at_the_share_that_matches_the_familys_passes_and_names_memorisation():
+    # 1/8 (20 passes, past the family's 16.7) shifts by -0.2 points, within noise; 1/32 (80 passes) by -3 points
+    code, said = controls.repetition_sentence(_rep_res(0.018, f32_change=-0.01), "relu")
+    assert code == "none" and "judged at 1/8, the first share past the 16.7 passes" in said
+    assert "1/32 (80.0 passes, validation loss 1.30 nats above its minimum: memorised) -1.00, a shift of -3.00" in said
+    assert "of which that shift is 7%" in said  # -0.002 of a -0.03 trend
+    # a family that repeats more than any share: the largest share is judged, and said to fall short
+    code, said = controls.repetition_sentence(_rep_res(0.018, f32_change=-0.01, most_passes=100), "relu")
+    assert code == "fall" and "judged at 1/32, the largest share trained, short of the 100.0 passes" in said
 
 
 def test_results_refuses_bad_parameters():

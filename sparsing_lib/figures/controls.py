@@ -285,6 +285,7 @@ def collect(data: dict, passes: float, start_ratio: float, rep_model: str = REPE
     res = dict(data, passes=passes, start_ratio=start_ratio, rep_model=rep_model, trends=trends, seeds=seeds)
     res |= {"spread": spread, "neighbours": neighbours(trends, plain, spread)}
     res["repetition"] = repetition_table(plain, data["variants"], start_ratio, rep_model)
+    res["most_passes"] = max((_passes(r) for r in plain.values()), default=np.nan)
     return res | {"prefix": prefix_table(plain, passes, start_ratio)}
 
 
@@ -462,29 +463,36 @@ def neighbour_sentence(res: dict, act: str) -> str:
 
 
 def repetition_sentence(res: dict, act: str) -> tuple[str, str]:
-    """(code, sentence) for repetition at fixed scale, judged at the largest trained split: "fall" or "rise" where
-    the shift of the change from the whole split exceeds both its checkpoint-noise 95% half-width and the largest
-    seed range, "none" where it does not, "untrained" where no share of the split is trained."""
+    """(code, sentence) for repetition at fixed scale: "fall" or "rise" where the shift of the change from the whole
+    split exceeds both its checkpoint-noise 95% half-width and the largest seed range, "none" where it does not,
+    "untrained" where no share of the split is trained. Judged at the first trained share whose passes reach those
+    of the family's most repeated scale run (``most_passes``; the largest share where none does): that is the
+    repetition the scale trend could owe to it, while a share far beyond it, where the model learns its text by
+    heart, tests a regime no scale run is in (its memorisation is named beside its shift)."""
     r, t = res["repetition"].query("activation == @act").set_index("split"), res["trends"]
     missing, whole = list(r.run[~r.trained]), r.loc[1]
     tried = [k for k in REPETITION_SPLITS if r.loc[k, "trained"]]
     if not whole.trained or not tried:
         return "untrained", f"not trained yet: {style.word_list(missing)}"
-    said = [f"whole split ({whole.passes:.1f} passes) {_pts(whole.start_change)} points"]
+    said, shifts = [f"whole split ({whole.passes:.1f} passes) {_pts(whole.start_change)} points"], {}
     for k in tried:
-        v = r.loc[k]
-        shift = v.start_change - whole.start_change
-        half = np.hypot(v.start_hi - v.start_change, whole.start_hi - whole.start_change)
-        said.append(
-            f"1/{k} ({v.passes:.1f} passes) {_pts(v.start_change)}, a shift of {_pts(shift)} ± {100 * half:.2f}"
-        )
+        v, w = r.loc[k], whole
+        d = v.start_change - w.start_change
+        shifts[k] = d, h = d, np.hypot(v.start_hi - v.start_change, w.start_hi - w.start_change)
+        memo = f", validation loss {v.overfit:.2f} nats above its minimum: memorised" * (v.stability == "unstable")
+        said.append(f"1/{k} ({v.passes:.1f} passes{memo}) {_pts(v.start_change)}, a shift of {_pts(d)} ± {100 * h:.2f}")
+    most = res["most_passes"]
+    k = next((k for k in tried if r.loc[k].passes >= most), tried[-1])
+    shift, half = shifts[k]
     bar = np.nanmax([half, yardstick(res["spread"], act, "start_change")[0]])
     code = "fall" if shift < -bar else "rise" if shift > bar else "none"
+    reach = "the first share past" if r.loc[k].passes >= most else "the largest share trained, short of"
+    said.append(f"judged at 1/{k}, {reach} the {most:.1f} passes of the most repeated scale run")
     g = t[t.activation == act].sort_values("params")
     trend = g.start_change.iloc[-1] - whole.start_change
     if len(g) > 1:
         said.append(
-            f"the scale trend to {_model(g.run.iloc[-1])} is {_pts(trend)}, of which the shift is {shift / trend:.0%}"
+            f"the scale trend to {_model(g.run.iloc[-1])} is {_pts(trend)}, of which that shift is {shift / trend:.0%}"
         )
     return code, "; ".join(said) + (f"; not trained yet: {style.word_list(missing)}" if missing else "")
 
@@ -532,14 +540,16 @@ REPETITION_SAYS = {  # code of ``repetition_sentence`` -> verdict; the chapter's
     "untrained": "the repetition runs are not trained yet",
     "fall": "repetition alone moves the ReLU change towards a fall, as at the larger scales",
     "rise": "repetition alone moves the ReLU change towards a rise, against the larger scales' fall",
-    "none": "repetition alone does not move the ReLU change beyond checkpoint noise and the largest seed range",
+    "none": "repetition alone, as much as the scale runs see, does not move the ReLU change beyond checkpoint noise "
+    "and the largest seed range",
 }
 SUMMARY = {
     "untrained": "Whether repetition alone moves the ReLU trend at a fixed scale is not known until the runs on "
     "shares of the split are trained.",
     "fall": "Part of the scale trend of ReLU may be repetition: repetition alone moves it towards the fall.",
     "rise": "Repetition alone moves the ReLU trend away from the larger scales' fall: it does not explain that fall.",
-    "none": "Repetition alone leaves the ReLU trend where it is: it does not explain the larger scales' fall.",
+    "none": "Repetition alone, as much as the scale runs see, leaves the ReLU trend of the smallest scale where it is: "
+    "it does not explain the larger scales' fall, unless larger models respond to repetition differently (untested).",
 }
 PREFIX_SAYS = {  # (code of the cut at the largest qualifying scale, same-window code at the smallest) -> text
     "falls": "Within {n} passes the ReLU ratio of {top}, the largest scale cut there, already falls, and so does "
