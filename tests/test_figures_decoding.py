@@ -183,7 +183,7 @@ def test_model_text_branches():
     summaries = {"eager": _model_summary(2000.0, 1500.0), "compiled": _model_summary(1800.0, 1300.0)}
     t = DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20})
     verdict, text = DB.model_text(t, "2.4B", 30.0, 20, 0.5)
-    assert verdict == "not reached: 1.38× at best (compiled)"
+    assert verdict == "not reached: 1.33× eager, 1.38× compiled"
     assert "eager 1.33× (2000 against 1500 µs per step) and compiled 1.38×" in text
     assert "compiled dense step spends 1200 µs" in text and "moves this by 10 µs" in text
     assert "at 1150 µs at most, 50 µs (4 %) less than now" in text and "skipped" not in text
@@ -194,7 +194,11 @@ def test_model_text_branches():
     assert "a step with its FFN calls skipped takes 1180 µs" in DB.model_text(t, "2.4B", 30.0, 20, 0.5)[1]
     summaries["compiled"] = _model_summary(1700.0, 1200.0)  # N 1100 < 1150: already there
     verdict, text = DB.model_text(DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20}), "2.4B", 30.0, 20, 0.5)
-    assert verdict.startswith("reached: 1.42×") and "allows up to 1150 µs" in text
+    assert verdict == "reached by compiled only: 1.33× eager, 1.42× compiled" and "allows up to 1150 µs" in text
+    summaries["eager"] = _model_summary(1700.0, 1200.0)  # both engines at 1.4×
+    assert DB.model_text(DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20}), "2.4B", 30.0, 20, 0.5)[0] == (
+        "reached: 1.42× eager, 1.42× compiled"
+    )
     summaries = {"eager": _model_summary(2000.0, 1900.0)}  # s = 25 µs: no N gives 1.4×
     verdict, text = DB.model_text(DB.model_table(summaries, {"2.4B": 30.0}, {"2.4B": 20}), "2.4B", 30.0, 20, 0.5)
     assert "no time outside the FFN would give 1.4×" in text
@@ -207,31 +211,15 @@ def test_measured_chapter_with_compiled_rows_and_diagnosis():
     res["compiled"] = pd.DataFrame([dict(res["summary"].iloc[2], dense_us=1900.0, sparse_us=1150.0, speedup=1.65)])
     n = D.numbers(res)
     assert n["gate_verdict"].startswith("out of reach") and "bounded at 2.88×" in n["gate_text"]
-    assert n["model_verdict"] == "reached: 1.65× at best (compiled)"
+    assert n["model_verdict"] == "reached: 1.60× eager, 1.65× compiled"
     assert "(1.65× compiled)" in D.claims(res)[0]["note"]
     t = D.model_table(res)
     assert t["non-FFN parts"].tolist() == ["eager", "compiled"]
     assert t["outside the FFN, estimated (µs/step)"].tolist() == pytest.approx([2000 - 40 * 33, 1900 - 40 * 33])
     assert len(D.breakdown(res)) == 2
     n = D.numbers(_measured())  # a run without the diagnosis or the compiled engine still renders
-    assert n["gate_verdict"] == "not measured" and n["model_verdict"].startswith("reached: 1.60×")
+    assert n["gate_verdict"] == "not measured" and n["model_verdict"] == "reached: 1.60× eager"
     assert D.numbers(_unmeasured())["model_verdict"] == "not measured"
-
-
-def test_engine_with_attention_in_one_launch_joins_the_model_table_and_the_claim_note():
-    """A later run's engine (``decoding.ATTENTION``) adds its rows under its own label after eager and compiled;
-    the best of all engines is the verdict, and the claim note names each engine's speed-up."""
-    res = _measured()
-    res["compiled"] = pd.DataFrame([dict(res["summary"].iloc[2], dense_us=1900.0, sparse_us=1150.0, speedup=1.65)])
-    label = next(iter(D.ATTENTION))
-    res["attention"] = {
-        label: pd.DataFrame([dict(res["summary"].iloc[2], dense_us=1700.0, sparse_us=1000, speedup=1.7)])
-    }
-    t = D.model_table(res)
-    assert t["non-FFN parts"].tolist() == ["eager", "compiled", label]
-    assert t["outside the FFN, estimated (µs/step)"].iloc[2] == pytest.approx(1700 - 40 * 33)
-    assert D.numbers(res)["model_verdict"] == f"reached: 1.70× at best ({label})"
-    assert f"(1.65× compiled; 1.70× {label})" in D.claims(res)[0]["note"]
 
 
 def test_gate_text_says_what_could_still_reach_the_target():

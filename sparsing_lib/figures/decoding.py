@@ -5,8 +5,7 @@ decode step is bound by the bytes it reads from HBM, so the ceiling is a byte co
 three matrices, the sparse one all of W_gate, the candidate rows of W_up and the kept rows of W_down
 (``decode.reference.ffn_bytes``). ``replay`` reads ``data/benchmarks/decode_summary.csv`` (written on the GPU
 by ``benchmarks/decode_all.sh``) when it is committed, with ``decode_ffn.csv`` (where a batch-1 layer's time
-goes), ``decode_summary_compiled.csv`` (the whole model with its non-FFN parts compiled) and the model timings
-of the engine with attention in one launch (``ATTENTION``) where they exist;
+goes) and ``decode_summary_compiled.csv`` (the whole model with its non-FFN parts compiled) where they exist;
 ``smoke`` runs the FFN-layer benchmark's logic on the CPU at toy size through the float64 reference path (its
 times mean nothing). The bandwidth model is computed in every profile; ``decoding_breakdown`` splits the
 measured times into their parts and the bounds those parts set.
@@ -33,12 +32,6 @@ D, D_FF, LAYERS, VOCAB = 2304, 5760, 40, 32000  # the paper's 2.4B shape; our en
 BATCHES = (1, 4, 16)
 SUMMARY = "decode_summary.csv"
 COMPILED = "decode_summary_compiled.csv"  # DECODE_COMPILE=1: batch 1 with the non-FFN parts compiled
-# The engine with attention in one launch per layer (decode.attention), timed at batch 1 on its own in a later
-# run than the files above (data/benchmarks/decode_README.md, fifth run): engine label -> its model CSV
-ATTENTION = {
-    "eager, attention in one launch": "decode_attn_model.csv",
-    "compiled, attention in one launch": "decode_attn_model_compiled.csv",
-}
 
 
 def attention_bytes(d: int = D, layers: int = LAYERS, vocab: int = VOCAB) -> float:
@@ -95,9 +88,8 @@ def _read(name: str) -> pd.DataFrame | None:
 
 def _replay() -> dict:
     summary = _read(SUMMARY)
-    attention = {label: df for label, name in ATTENTION.items() if (df := _read(name)) is not None}
     return {"summary": summary, "ffn": _read("decode_ffn.csv"), "compiled": _read(COMPILED), "runs": runs_table(),
-            "attention": attention, "measured": summary is not None, "source": "H200"}  # fmt: skip
+            "measured": summary is not None, "source": "H200"}  # fmt: skip
 
 
 def _recompute(profile: str) -> dict:
@@ -227,9 +219,9 @@ def model_table(res: dict) -> pd.DataFrame:
 
 
 def _engines(res: dict) -> dict[str, pd.DataFrame | None]:
-    """Engine label -> its whole-model rows: eager and compiled from the summary's run, then the engine with
-    attention in one launch where it was timed."""
-    return {"eager": res["summary"], "compiled": res.get("compiled"), **res.get("attention", {})}
+    """Engine label -> its whole-model rows: the summary's (non-FFN parts eager) and, where measured, the compiled
+    run's; both come from one call of the benchmark, so their rows compare like with like."""
+    return {"eager": res["summary"], "compiled": res.get("compiled")}
 
 
 def _pick(df: pd.DataFrame, **eq) -> pd.Series | None:
