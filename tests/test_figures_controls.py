@@ -120,7 +120,7 @@ def _rep_res(f8_change, whole_change=0.02, trend_end=-0.01, f32_change=None, mos
                 {"run": f"mini-160x3-{act}" + (f"-f{k}" if k > 1 else ""), "activation": act, "split": k}
                 | {"trained": ok, "passes": 2.5 * k, "start_change": c if ok else np.nan}
                 | {"start_lo": c - half if ok else np.nan, "start_hi": c + half if ok else np.nan}
-                | {"overfit": 1.3 if k == 32 else 0.01, "stability": "unstable" if k == 32 else "stable"}
+                | {"overfit": 1.3 if k == 32 else 0.01, "stability": "overfit" if k == 32 else "stable"}
             )
     trends = pd.DataFrame(
         {"run": ["mini-160x3-relu", "mini-512x10-relu", "mini-160x3-silu", "mini-512x10-silu"]}

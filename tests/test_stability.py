@@ -83,8 +83,25 @@ def test_verdict_sentence_names_the_runs_left_out_or_the_largest_rise():
     mixed = good | {"c": run_stability(make_run([5.0, 4.0, 3.9, 4.0])), "d": run_stability(make_run([5.0, np.nan]))}
     assert verdict_sentence(mixed) == (
         "1 of 3 judged runs breaks the rule and is left out of every analysis: c (largest rise 0.100 nats after "
-        "step 4); 1 more could not be judged and is kept without a verdict"
+        "step 4); the other 2 are stable by the rule: the largest rise is 0.020 nats; 1 more could not be judged and "
+        "is kept without a verdict"
     )
     assert (
         verdict_sentence({"d": mixed["d"]}) == "no run has a validation loss after its warm-up, so none could be judged"
     )
+
+
+def test_a_lasting_rise_with_a_falling_training_loss_is_overfitting_and_kept():
+    # validation best at step 6 (3.9), then climbs to 4.3; the training loss falls from 3.0 to 2.0 meanwhile
+    memorised = run_stability(make_run([5.0, 4.0, 3.9, 4.1, 4.3], train_loss=[4.0, 3.5, 3.0, 2.5, 2.0]))
+    assert memorised.verdict == "overfit" and not memorised.excluded and memorised.rise == pytest.approx(0.4)
+    assert memorised.reason == "validation loss 0.400 nats above its best as the training loss falls"
+    # the same climb with a training loss that climbs too is instability
+    assert run_stability(make_run([5.0, 4.0, 3.9, 4.1, 4.3], train_loss=[4.0, 3.5, 3.0, 3.2, 3.4])).excluded
+    # a spike the validation loss recovers from is not overfitting, even if the training loss falls
+    spike = run_stability(make_run([5.0, 4.0, 3.9, 4.3, 3.92], train_loss=[4.0, 3.5, 3.0, 2.5, 2.0]))
+    assert spike.verdict == "unstable"
+    said = verdict_sentence({"m": memorised, "s": spike, "g": run_stability(make_run([5.0, 4.0, 3.9]))})
+    assert "1 of 3 judged runs breaks the rule and is left out of every analysis: s (largest rise 0.400" in said
+    assert "1 of 3 overfits, which is no instability, and is kept: m (validation loss 0.400 nats" in said
+    assert said.endswith("the other 1 is stable by the rule: the largest rise is 0.000 nats")

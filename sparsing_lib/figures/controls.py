@@ -84,8 +84,8 @@ def control_runs() -> list[str]:
 
 
 def load(profile: str) -> dict:
-    """The plain scale runs (``mini_laws.mini_runs``), every variant run (unstable ones too: repetition can raise
-    the validation loss, which is its effect, not a broken run) and the committed seed set of ``data/seeds``
+    """The plain scale runs (``mini_laws.mini_runs``), every variant run (unstable ones too, so that the table
+    shows every run of the control with its verdict) and the committed seed set of ``data/seeds``
     (replay and full; smoke trains its own variants and reads no committed data)."""
     plain = mini_laws.mini_runs(profile)
     if profile == "smoke":
@@ -479,7 +479,7 @@ def repetition_sentence(res: dict, act: str) -> tuple[str, str]:
         v, w = r.loc[k], whole
         d = v.start_change - w.start_change
         shifts[k] = d, h = d, np.hypot(v.start_hi - v.start_change, w.start_hi - w.start_change)
-        memo = f", validation loss {v.overfit:.2f} nats above its minimum: memorised" * (v.stability == "unstable")
+        memo = f", validation loss {v.overfit:.2f} nats above its minimum: memorised" * (v.stability == "overfit")
         said.append(f"1/{k} ({v.passes:.1f} passes{memo}) {_pts(v.start_change)}, a shift of {_pts(d)} ± {100 * h:.2f}")
     most = res["most_passes"]
     k = next((k for k in tried if r.loc[k].passes >= most), tried[-1])

@@ -188,7 +188,12 @@ def table3(res: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-STABILITY_LABEL = {"stable": "stable", "unstable": "unstable: left out of the analyses", "not judged": "not judged"}
+STABILITY_LABEL = {
+    "stable": "stable",
+    "overfit": "overfit: validation loss climbs as training loss falls (kept)",
+    "unstable": "unstable: left out of the analyses",
+    "not judged": "not judged",
+}
 
 
 def recipe_label(name: str, cfg: dict) -> str:
