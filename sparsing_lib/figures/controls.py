@@ -477,16 +477,17 @@ def repetition_sentence(res: dict, act: str) -> tuple[str, str]:
     said, shifts = [f"whole split ({whole.passes:.1f} passes) {_pts(whole.start_change)} points"], {}
     for k in tried:
         v, w = r.loc[k], whole
-        d = v.start_change - w.start_change
-        shifts[k] = d, h = d, np.hypot(v.start_hi - v.start_change, w.start_hi - w.start_change)
+        d, h = v.start_change - w.start_change, np.hypot(v.start_hi - v.start_change, w.start_hi - w.start_change)
+        shifts[k] = d, h
         memo = f", validation loss {v.overfit:.2f} nats above its minimum: memorised" * (v.stability == "overfit")
         said.append(f"1/{k} ({v.passes:.1f} passes{memo}) {_pts(v.start_change)}, a shift of {_pts(d)} ± {100 * h:.2f}")
     most = res["most_passes"]
-    k = next((k for k in tried if r.loc[k].passes >= most), tried[-1])
+    past = [k for k in tried if r.loc[k].passes >= most]
+    k = past[0] if past else tried[-1]
     shift, half = shifts[k]
     bar = np.nanmax([half, yardstick(res["spread"], act, "start_change")[0]])
     code = "fall" if shift < -bar else "rise" if shift > bar else "none"
-    reach = "the first share past" if r.loc[k].passes >= most else "the largest share trained, short of"
+    reach = "the first share past" if past else "the largest share trained, short of"
     said.append(f"judged at 1/{k}, {reach} the {most:.1f} passes of the most repeated scale run")
     g = t[t.activation == act].sort_values("params")
     trend = g.start_change.iloc[-1] - whole.start_change
