@@ -12,9 +12,11 @@ time however many runs its slice holds:
   and then pauses, or finishes and is probed inside the margin; a run that would get under ``--min-train``
   seconds does not start (compilation alone takes about 40 s) and is left for the next call.
 * ``eval``: the runs of the slice that finished training and lack a part of their evaluation (``pending``),
-  each with ``suite.evaluate_runs``. A worker with under ``--min-seconds`` left does not start; one still running
-  at the deadline is stopped (SIGALRM); the suite keeps each finished task and setting (``evaluation.parts``), so
-  the next call goes on from the first unfinished one.
+  each with ``suite.evaluate_runs`` and a 1/K share of its padded tokens per pass (``suite.GPU_MAX_TOKENS``):
+  at the full share, four evaluations of mini-256x5 and two MoE variants on one H200 ran out of memory. A worker
+  with under ``--min-seconds`` left does not start; one still running at the deadline is stopped (SIGALRM); the
+  suite keeps each finished task and setting (``evaluation.parts``), so the next call goes on from the first
+  unfinished one.
   The checkpoints it reads never leave the training machine, so this must run there while it is warm.
   MoE runs are evaluated like dense ones (the hooks reach their experts' neurons through
   ``capture.ExpertNeurons``). Fig. 3's sweeps run only on the plain runs of the dense scales (``wants_fig3``):
@@ -115,13 +117,17 @@ def eval_worker(args: argparse.Namespace) -> int:
         return 0
     signal.alarm(int(left))
     t0 = time.time()
-    if args.smoke:
-        import torch
+    try:
+        if args.smoke:
+            import torch
 
-        torch.set_num_threads(1)  # toy models on a busy CPU
-        smoke_evaluate(args.out, args.run, args.ckpt)
-    else:
-        suite.evaluate_runs(args.out, [args.run], args.ckpt, args.device, fig3=wants_fig3(args.run))
+            torch.set_num_threads(1)  # toy models on a busy CPU
+            smoke_evaluate(args.out, args.run, args.ckpt)
+        else:
+            share = suite.GPU_MAX_TOKENS // max(1, args.per_gpu)  # the evaluations on one GPU share its memory
+            suite.evaluate_runs(args.out, [args.run], args.ckpt, args.device, wants_fig3(args.run), share)
+    finally:
+        signal.alarm(0)  # a caller that goes on (a test) is not stopped later
     print(f"{args.run}: evaluated in {time.time() - t0:.0f} s")
     return 0
 
@@ -180,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"eval: {len(todo)} of {len(runs)} runs to evaluate ({args.per_gpu} per GPU): {', '.join(todo) or '-'}")
     command = [sys.executable, __file__, "eval", "--out", str(args.out), "--ckpt", str(args.ckpt)]
     command += ["--device", args.device, "--deadline", str(args.deadline), "--min-seconds", str(args.min_seconds)]
+    command += ["--per-gpu", str(args.per_gpu)]
     command += ["--smoke"] if args.smoke else []
     codes = launch(todo, command, args.ckpt / "logs" / "eval", jobs=args.per_gpu, gpus=args.gpus) if todo else {}
     return report(args.out, runs, codes)

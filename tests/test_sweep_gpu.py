@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import sweep_gpu
+from sparsing_lib.evaluation import suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,22 @@ def test_a_worker_past_its_deadline_starts_nothing(tmp_path, capsys):
     argv = ["train", "--deadline", past, "--", "--out", str(tmp_path), "--ckpt", str(tmp_path), "--run", "x"]
     assert sweep_gpu.main(argv) == 0 and "x: " in capsys.readouterr().out
     assert sweep_gpu.seconds_left(time.time() + 100, 30) == pytest.approx(70, abs=1)
+
+
+def test_evaluations_sharing_a_gpu_each_get_a_share_of_the_padded_tokens_per_pass(tmp_path, monkeypatch):
+    seen, evaluate_runs = [], suite.evaluate_runs
+    monkeypatch.setattr(suite, "evaluate_runs", lambda *a, **k: seen.append(a[-1]))
+    future = str(time.time() + 100)
+    argv = ["eval", "--deadline", future, "--out", str(tmp_path), "--ckpt", str(tmp_path), "--per-gpu", "4"]
+    assert sweep_gpu.main([*argv, "--run", "mini-256x5-relu"]) == 0
+    assert seen == [suite.GPU_MAX_TOKENS // 4]
+    # and the suite's command line receives it: one part per run here (no Fig. 3 sweeps)
+    (tmp_path / "moe-192x4-e16-relu").mkdir()
+    (tmp_path / "moe-192x4-e16-relu" / "step_0000100.pt").touch()
+    calls = []
+    monkeypatch.setattr(suite, "main", lambda argv: calls.append(argv) or 0)
+    evaluate_runs(tmp_path, ["moe-192x4-e16-relu"], tmp_path, "cpu", fig3=False, max_tokens=12345)
+    assert len(calls) == 1 and calls[0][calls[0].index("--max-tokens") + 1] == "12345"
 
 
 @pytest.mark.slow

@@ -37,6 +37,10 @@ from .parts import FOLDER, Part, Parts
 from .results import SuiteResult, item_key, write
 
 DEFAULT_PS = (0.01, 0.05, 0.10)
+# Padded tokens per log-likelihood pass for the command line and the sweep: fast for one evaluation alone on an
+# H200, and a peak of about 23 GiB of bf16 logits at our vocabulary of 12,288 (several evaluations on one GPU
+# each take a share of it: evaluate_runs).
+GPU_MAX_TOKENS = 1 << 20
 # Fig. 3 sweep points: fraction kept for Top-k, ε for FAT, CETT values; "zero" is added for ReLU models.
 SWEEPS: dict[str, tuple[float, ...]] = {
     "topk_token": (0.5, 0.3, 0.2, 0.1),
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         help="tasks or groups the Fig. 3 sweeps run on (the dense and CETT-PPL settings run on every task)",
     )
     parser.add_argument("--batch-size", type=int, default=4096, help="most rows per forward pass")
-    parser.add_argument("--max-tokens", type=int, default=1 << 20, help="padded tokens per log-likelihood pass")
+    parser.add_argument("--max-tokens", type=int, default=GPU_MAX_TOKENS, help="padded tokens per log-likelihood pass")
     parser.add_argument("--calib-tokens", type=int, default=1 << 16)
     parser.add_argument("--smoke", action="store_true", help="tiny random model and synthetic items on CPU")
     args = parser.parse_args(argv)
@@ -461,13 +465,16 @@ def evaluate_runs(
     ckpt_root: Path | str = ".scratch/ckpt",
     device: str | None = None,
     fig3: bool = True,
+    max_tokens: int = GPU_MAX_TOKENS,
 ) -> None:
     """The full profile of the downstream chapter: each run's last checkpoint (``<ckpt_root>/<run>/step_*.pt``,
     or the model folder ``<ckpt_root>/<run>`` that ``sparsing_lib.checkpoints`` exported from it) scored on every
     task, dense and at CETT-PPL-1/5/10 %, into the run folder; and Fig. 3's sweeps on the first ``FIG3_LIMIT``
     items of its tasks into ``<run>/eval_fig3/`` (with their own dense and CETT-PPL rows, so that every
     comparison in the figure is paired on the same items); ``fig3=False`` leaves the sweeps out. A part whose
-    eval.json (written last) exists is skipped, so a call cut short resumes where it stopped."""
+    eval.json (written last) exists is skipped, so a call cut short resumes where it stopped. ``max_tokens``
+    bounds the padded tokens of one log-likelihood pass: give evaluations that share a GPU a share of
+    ``GPU_MAX_TOKENS`` each, or their logits' peaks together overflow its memory."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for run in runs:
         where = Path(ckpt_root) / run
@@ -478,7 +485,7 @@ def evaluate_runs(
             model = ["--model", str(ckpts[-1]), "--run", str(Path(folder) / run)]
         else:
             raise FileNotFoundError(f"no checkpoint step_*.pt and no exported model under {where}: train the run first")
-        base = [*model, "--device", device]
+        base = [*model, "--device", device, "--max-tokens", str(max_tokens)]
         out = Path(folder) / run
         parts = [["--tasks", "all", "--out", str(out)]]
         if fig3:
