@@ -1,11 +1,15 @@
 """The MoE chapter's library: checkpoint noise, the two curves, interpolation, the comparison and claim 17."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from sparsing_lib import run
 from sparsing_lib.figures import moe
+from sparsing_lib.runs import parse_run
 
 
 def test_checkpoint_noise_is_the_residual_spread_about_a_line_in_log_ppl():
@@ -45,7 +49,7 @@ def _run(name, top_k, pareto, ppl_series, kind="moe"):
     cfg = dict(
         model=dict(top_k=top_k, n_experts=top_k * 4, d_ff=8 * (4 - top_k // 5), non_embedding_params=1_700_000),
         probe=dict(tokens=4096),
-        train=dict(seq_len=1024),
+        train=dict(seq_len=1024, tokens=2_000_000, batch_size=64),
         corpus="smoke",
         profile="smoke",
         corpus_identity=dict(train_tokens=1),
@@ -130,3 +134,19 @@ def test_replay_reads_the_committed_runs():
     assert moe.numbers(res)["probe_set"].startswith("the same 64,512 validation tokens")
     with pytest.raises(ValueError, match="profile='fast'"):
         moe.results("fast")
+
+
+def test_the_recipe_sentence_names_a_run_trained_with_an_earlier_recipe():
+    runs = _fake_runs(1.2)
+    for name, r in runs.items():
+        r["config"]["profile"] = "full"
+        r["config"]["train"] = asdict(run.train_config(parse_run(name)[0], "full"))
+    assert moe.recipe_sentence(moe._analyse(runs)).startswith("all four trained with the same recipe")
+    old = runs["moe-192x4-e60-relu"]["config"]["train"]
+    old["warmup_tokens"], old["warmup_frac"] = None, 0.01  # the first MoE runs: 1 % of the run
+    sentence = moe.recipe_sentence(moe._analyse(runs))
+    steps = round(0.01 * old["tokens"] / (old["batch_size"] * old["seq_len"]))
+    warm = steps * old["batch_size"] * old["seq_len"] / 1e6
+    assert sentence.startswith("moe-192x4-e16-relu, moe-192x4-e30-relu and mini-192x4-relu trained with the current")
+    assert f"moe-192x4-e60-relu: a warm-up of {warm:.1f}M tokens instead of" in sentence
+    assert "64 sequences a step as now" in sentence

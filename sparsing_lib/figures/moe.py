@@ -25,7 +25,9 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from .. import run, style
 from ..paths import DATA, ROOT
 from ..profiles import by_profile
-from ..runs import load_runs
+from ..runs import load_runs, parse_run
+from ..train_config import recorded_config
+from .dynamics import recipe_label
 
 MOE_RUNS = tuple(run.GRIDS["moe"])
 VANILLA = "mini-192x4-relu"  # the vanilla model of the same width, depth, parameter count and recipe
@@ -292,6 +294,37 @@ def _verdict(res: dict) -> tuple[str, str]:
     )
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def recipe_sentence(res: dict) -> str:
+    """Which of the four runs trained with the recipe ``run.train_config`` gives now and, for any that did not,
+    how its warm-up and batch differ: the variants are retrained one at a time, and until all are, the
+    comparison holds models trained differently, which the chapter must say beside it."""
+    order = [*MOE_RUNS, VANILLA]
+    label = {n: recipe_label(n, res["runs"][n]["config"]) for n in order}
+    earlier = [n for n in order if label[n] == "earlier"]
+    if not earlier:
+        return "all four trained with the same recipe (the paper's batch and warm-up rules at this size)"
+    current = [n for n in order if label[n] == "current"]
+    diffs = []
+    for n in earlier:
+        was = recorded_config(res["runs"][n]["config"]["train"])
+        now = run.train_config(parse_run(n)[0], "full")
+        diffs.append(
+            f"{n}: a warm-up of {was.warmup_steps * was.tokens_per_step / 1e6:.1f}M tokens instead of "
+            f"{now.warmup_steps * now.tokens_per_step / 1e6:.1f}M, {was.batch_size} sequences a step "
+            + ("as now" if was.batch_size == now.batch_size else f"instead of {now.batch_size}")
+        )
+    if not current:
+        return f"none of the four trained with the current recipe ({'; '.join(diffs)})"
+    return (
+        f"{_names(current)} trained with the current recipe and {_names(earlier)} with an earlier one "
+        f"({'; '.join(diffs)}), so every comparison with {_names(earlier)} also carries that difference"
+    )
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     van, t, probe = res["vanilla"], _tally(res), _probe_set(res)
@@ -303,6 +336,7 @@ def numbers(res: dict) -> dict[str, str]:
     dense = van[van["point"] == "dense"].iloc[0]
     out = {
         "fig12_verdict": _verdict(res)[1],
+        "moe_recipe": recipe_sentence(res),
         "moe_ratio_range": f"{100 * min(r.min() for r in ratio.values()):.1f}–"
         f"{100 * max(r.max() for r in ratio.values()):.0f} %",
         "vanilla_ratio_range": f"{100 * van['activation_ratio'].min():.1f}–{100 * van['activation_ratio'].max():.1f} %",
