@@ -9,7 +9,11 @@
 #   PROFILE=smoke bash benchmarks/sweep_gpu.sh all                 # CPU: the same steps on the smoke grid
 #
 # The first call carries .corpus and .evaldata; they are copied to $STAGE (/tmp/stage), because a later call that
-# names another carry list removes them from the checkout; a call that finds them missing links them back.
+# names another carry list removes them from the checkout; a call that finds them missing links them back. When the
+# repository and both no longer fit the 64 MiB a call carries, a first short call carries .corpus alone and only
+# stages it, and the sweep's calls carry .evaldata:
+#
+#   bash benchmarks/sweep_gpu.sh stage                             # carry .corpus: copies it to $STAGE, nothing else
 # Parts of each call (benchmarks/sweep_gpu.py), each a no-op once done:
 #   1. train the slice's unfinished runs, PER_GPU (default 2) per GPU, probes included; every run pauses (or is
 #      probed) by one common deadline, and is resumed by the next call
@@ -69,6 +73,11 @@ stage() {  # stage <path>: 0 if the path is there (carried or linked back), 1 if
   fi
   [[ -e "$p" ]]
 }
+if [[ "$SLICE" == stage ]]; then  # the short first call above: stage what it carried, nothing else
+  for p in .corpus .evaldata; do stage "$p" || stamp "$p: neither carried nor staged"; done
+  stamp "finished: staging only"
+  exit 0
+fi
 if [[ "$PROFILE" == full ]]; then
   stage .corpus || { echo "no .corpus here or in $STAGE (carry it with the first call)" >&2; exit 2; }
   if [[ ! -f "$W/evaldata.done" ]]; then

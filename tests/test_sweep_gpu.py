@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -120,3 +121,26 @@ def test_a_call_with_no_time_left_skips_both_parts_instead_of_reporting_a_failur
     assert "the next call trains" in p.stdout and "the next call evaluates" in p.stdout
     assert "failed" not in p.stdout
     assert not (tmp_path / "w" / "ckpt" / "logs").exists()
+
+
+def test_a_staging_call_copies_what_it_carried_and_a_later_call_links_it_back(tmp_path):
+    """The 64 MiB carry limit: one call carries .corpus and stages it; the next carries .evaldata instead, and the
+    checkout there has no .corpus, so the script must link the staged copy back."""
+    repo, stage = tmp_path / "repo", tmp_path / "stage"
+    (repo / ".corpus").mkdir(parents=True)
+    (repo / ".corpus" / "train.u16.xz").write_text("tokens")
+    env = os.environ | dict(PYTHON=sys.executable, OUT=str(tmp_path / "out"), STAGE=str(stage), PROFILE="smoke")
+    call = lambda: subprocess.run(  # noqa: E731
+        ["bash", str(ROOT / "benchmarks" / "sweep_gpu.sh"), "stage"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    p = call()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert (stage / ".corpus" / "train.u16.xz").read_text() == "tokens" and (stage / ".corpus.done").exists()
+    assert ".evaldata: neither carried nor staged" in p.stdout and "train:" not in p.stdout
+    shutil.rmtree(repo / ".corpus")  # the next call's carry list names .evaldata only
+    (repo / ".evaldata").mkdir()
+    (repo / ".evaldata" / "evaldata.tar.xz").write_text("tasks")
+    p = call()
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert (repo / ".corpus").is_symlink() and (repo / ".corpus" / "train.u16.xz").read_text() == "tokens"
+    assert (stage / ".evaldata" / "evaldata.tar.xz").read_text() == "tasks"
