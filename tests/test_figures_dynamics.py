@@ -145,6 +145,9 @@ def test_numbers_and_verdicts_follow_the_fake_losses():
     assert n["limit_overlap"].endswith("of 2")
     assert n["corpus_domains"] == "prose 60%, technical 40%"
     assert n["corpus_public_domain"] == "60%"
+    # the fake runs record no batch or warm-up, so none matches the current recipe: all are "earlier"
+    assert n["current_recipe_count"] == "0 of the 4" and n["earlier_recipe_runs"].count("mini-") == 4
+    assert n["current_recipe_check"] == "no run of the current recipe has been trained yet"
 
 
 def test_figures_draw():

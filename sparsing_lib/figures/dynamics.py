@@ -412,6 +412,7 @@ def _rule_below_floor() -> str:
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     table = runs_table(res)
+    current = list(table[table["recipe"] == "current"]["run"])
     scales = table[table["kind"].isin([KIND_LABEL[k] for k in SCALE_KINDS]) & table["run"].isin(list(res["runs"]))]
     dom = by_domain(res["manifest"])
     any_run = next(iter(res["runs"].values()))
@@ -444,13 +445,11 @@ def numbers(res: dict) -> dict[str, str]:
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
         "stable_rise": f"{STABLE_RISE}",
         "stability": verdict_sentence({n: run_stability(r) for n, r in res["all_runs"].items()}),
-        "current_recipe_runs": ", ".join(n for n in table[table["recipe"] == "current"]["run"]) or "none",
-        "current_recipe_check": "; ".join(
-            f"{row['run']} {row['stability']} (largest rise {row['largest rise after warm-up (nats)']:.3f} nats, "
-            f"final validation loss {row['final validation loss']:.3f})"
-            for _, row in table[(table["recipe"] == "current")].iterrows()
-        )
-        or "no run of the current recipe has been trained yet",
+        "current_recipe_count": f"{len(current)} of the {len(table)}",
+        "earlier_recipe_runs": ", ".join(table[table["recipe"] == "earlier"]["run"]) or "none",
+        "current_recipe_check": verdict_sentence({n: run_stability(res["all_runs"][n]) for n in current})
+        if current
+        else "no run of the current recipe has been trained yet",
     }
     gaps = {
         n: r["metrics"]["val_loss"].dropna().iloc[-1]
