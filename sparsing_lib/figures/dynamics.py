@@ -413,6 +413,7 @@ def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     table = runs_table(res)
     current = list(table[table["recipe"] == "current"]["run"])
+    verdicts = {n: run_stability(r) for n, r in res["all_runs"].items()}
     scales = table[table["kind"].isin([KIND_LABEL[k] for k in SCALE_KINDS]) & table["run"].isin(list(res["runs"]))]
     dom = by_domain(res["manifest"])
     any_run = next(iter(res["runs"].values()))
@@ -444,10 +445,10 @@ def numbers(res: dict) -> dict[str, str]:
         "size_ratio": _size_ratio(),
         "corpus_in_run": "the committed smoke slice" if any_run["config"]["corpus"] == "smoke" else "the full corpus",
         "stable_rise": f"{STABLE_RISE}",
-        "stability": verdict_sentence({n: run_stability(r) for n, r in res["all_runs"].items()}),
+        "stability": verdict_sentence(verdicts),
         "current_recipe_count": f"{len(current)} of the {len(table)}",
         "earlier_recipe_runs": ", ".join(table[table["recipe"] == "earlier"]["run"]) or "none",
-        "current_recipe_check": verdict_sentence({n: run_stability(res["all_runs"][n]) for n in current})
+        "current_recipe_check": verdict_sentence({n: verdicts[n] for n in current})
         if current
         else "no run of the current recipe has been trained yet",
     }

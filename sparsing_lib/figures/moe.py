@@ -294,10 +294,6 @@ def _verdict(res: dict) -> tuple[str, str]:
     )
 
 
-def _names(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def recipe_sentence(res: dict) -> str:
     """Which of the four runs trained with the recipe ``run.train_config`` gives now and, for any that did not,
     how its warm-up and batch differ: the variants are retrained one at a time, and until all are, the
@@ -319,9 +315,10 @@ def recipe_sentence(res: dict) -> str:
         )
     if not current:
         return f"none of the four trained with the current recipe ({'; '.join(diffs)})"
+    now, was = style.word_list(current), style.word_list(earlier)
     return (
-        f"{_names(current)} trained with the current recipe and {_names(earlier)} with an earlier one "
-        f"({'; '.join(diffs)}), so every comparison with {_names(earlier)} also carries that difference"
+        f"{now} trained with the current recipe and {was} with an earlier one ({'; '.join(diffs)}), "
+        f"so every comparison with {was} also carries that difference"
     )
 
 
