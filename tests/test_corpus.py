@@ -237,3 +237,16 @@ def test_committed_smoke_slice_and_tokenizer():
     assert tok.decode(tok(text)["input_ids"]) == text
     with pytest.raises(ValueError, match="split"):
         C.load_tokens("test", root="smoke")
+
+
+def test_stale_apt_lists_get_a_hint(tmp_path, monkeypatch):
+    """apt names a pinned security update 'not found' until its lists are refreshed: the error says so."""
+    stale = subprocess.CompletedProcess([], 100, "", "E: Version '5.36.0-7+deb12u4' for 'perl-doc' was not found")
+    monkeypatch.setattr(B.subprocess, "run", lambda *a, **k: stale)
+    src = S.Source("perl", "docs", "apt", "perl-doc", "5.36.0-7+deb12u4", "", "GPL", x_plain, True)
+    with pytest.raises(B.SourceError, match=r"perl-doc==5\.36\.0-7\+deb12u4: .*apt-get update"):
+        B._download(src, tmp_path / "perl.deb")
+    pip = replace(src, registry="pip", package="no-such-package")
+    with pytest.raises(B.SourceError) as e:
+        B._download(pip, tmp_path / "x.tar.gz")
+    assert "apt-get update" not in str(e.value)

@@ -85,7 +85,12 @@ def _download(src: Source, dest: Path) -> None:
         got = [p for p in Path(tmp).iterdir() if p.is_file()]
         if r.returncode or len(got) != 1:
             msg = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no file"]
-            raise SourceError(f"missing package {src.registry}:{src.package}=={src.version}: {msg[0]}")
+            hint = ""
+            if src.registry == "apt" and "was not found" in msg[0]:
+                # Debian replaces security updates in place; a machine whose package lists predate the pinned
+                # version sees only older ones until its lists are refreshed.
+                hint = " (refresh the package lists with `apt-get update`, then build again)"
+            raise SourceError(f"missing package {src.registry}:{src.package}=={src.version}: {msg[0]}{hint}")
         os.replace(got[0], dest)
 
 
