@@ -140,6 +140,7 @@ def test_numbers_and_verdicts_follow_the_fake_losses():
     n = dynamics.numbers(_fake_res())
     assert n["n_runs"] == "4" and n["n_done"] == "4"
     assert n["epochs_range"] == "2.0–2.0"
+    assert n["n_scales"] == "2" and n["scale_wd_range"] == "48–53"  # 192/4 and 160/3, from the model registry
     assert n["relu_minus_silu"] == "+0.010 to +0.010"
     assert "falls with every step in scale for ReLU and SiLU" in n["fig13_verdict"]
     assert n["limit_overlap"].endswith("of 2")

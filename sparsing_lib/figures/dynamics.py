@@ -409,6 +409,17 @@ def _rule_below_floor() -> str:
     return style.word_list(said) or "no fewer"
 
 
+def _scale_shapes(names: pd.Series) -> dict[str, str]:
+    """How many model scales the scale runs span and their width/depth range, so that the prose follows the
+    family as scales are added."""
+    models = {get_spec(parse_run(n)[0]) for n in names}
+    ratios = [m.d_model / m.n_layers for m in models]
+    return {
+        "n_scales": f"{len(models)}",
+        "scale_wd_range": f"{min(ratios):.0f}–{max(ratios):.0f}" if ratios else "–",
+    }
+
+
 def numbers(res: dict) -> dict[str, str]:
     """Every number and verdict the chapter's prose quotes, formatted."""
     table = runs_table(res)
@@ -451,6 +462,7 @@ def numbers(res: dict) -> dict[str, str]:
         "current_recipe_check": verdict_sentence({n: verdicts[n] for n in current})
         if current
         else "no run of the current recipe has been trained yet",
+        **_scale_shapes(scales["run"]),
     }
     gaps = {
         n: r["metrics"]["val_loss"].dropna().iloc[-1]
