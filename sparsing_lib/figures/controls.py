@@ -519,15 +519,20 @@ def prefix_sentences(res: dict) -> dict[str, str]:
     if ok.empty:
         out |= {"ct_prefix_code": "none", "ct_prefix_window": "none", "ct_prefix_verdict": "no scale qualifies"}
         return out
-    top, small = ok.iloc[-1], relu.run.iloc[0]
+    # the cut tests the fall where a scale that falls over its whole run can be cut; else at the largest cut scale
+    cut_falls = ok[ok.run.map(_model).isin(falls)]
+    top, small = (cut_falls if len(cut_falls) else ok).iloc[-1], relu.run.iloc[0]
+    which = "the largest scale cut there whose whole run falls" if len(cut_falls) else "the largest scale cut there"
+    out["ct_prefix_which"] = which
+    out["ct_prefix_uncut"] = style.word_list(m for m in falls if m not in set(ok.run.map(_model)))
     # the smallest scale over the cut's window, with the 95% half-width of two of its checkpoints (as mini_laws)
     w = ratio_at(res["plain"][small], top.cut_tpp) - ratio_at(res["plain"][small], top.start_ratio)
     half = mini_laws.Z95 * np.sqrt(2) * t.set_index("run").noise[small]
     out["ct_prefix_code"], out["ct_prefix_window"] = top.direction, mini_laws.direction(w - half, w + half)
     out["ct_prefix_top"], out["ct_prefix_small"] = _model(top.run), _model(small)
     out["ct_prefix_verdict"] = (
-        f"the fall {'appears' if top.direction == 'falls' else 'does not appear'} within {n} passes: the largest "
-        f"qualifying scale, {_model(top.run)}, changes by {_pts(top.start_change)} "
+        f"the fall {'appears' if top.direction == 'falls' else 'does not appear'} within {n} passes: {which}, "
+        f"{_model(top.run)}, changes by {_pts(top.start_change)} "
         f"{_interval(top.start_lo, top.start_hi)} points from {top.start_ratio:.1f} to {top.cut_tpp:.1f} tokens per "
         f"parameter ({top.direction}; over its whole run {_pts(top.whole_change)}), while over whole runs ReLU falls "
         f"at {out['ct_prefix_falls']}. Over the same tokens per parameter, {_model(small)} "
@@ -552,17 +557,18 @@ SUMMARY = {
     "none": "Repetition alone, as much as the scale runs see, leaves the ReLU trend of the smallest scale where it is: "
     "it does not explain the larger scales' fall, unless larger models respond to repetition differently (untested).",
 }
-PREFIX_SAYS = {  # (code of the cut at the largest qualifying scale, same-window code at the smallest) -> text
-    "falls": "Within {n} passes the ReLU ratio of {top}, the largest scale cut there, already falls, and so does "
-    "{small}'s over the same tokens per parameter within its first pass: a fall this early marks neither scale nor "
-    "repetition.",
-    "falls alone": "Within {n} passes the ReLU ratio of {top}, the largest scale cut there, already falls, and "
-    "{small}'s does not over the same tokens per parameter: that fall goes with scale, not with repeated passes.",
-    "other": "Within {n} passes the ReLU ratio of {top}, the largest scale cut there, does not fall ({code}), and "
-    "the scales whose whole runs fall ({falls}) reach too few tokens per parameter within {n} passes to be cut "
-    "there: this control cannot tell whether their fall needs the repeated passes.",
+PREFIX_SAYS = {  # (code of the cut at the scale it tests, same-window code at the smallest) -> text
+    "falls": "Within {n} passes the ReLU ratio of {top}, {which}, already falls, and so does {small}'s over the "
+    "same tokens per parameter within its first pass: a fall this early marks neither scale nor repetition.",
+    "falls alone": "Within {n} passes the ReLU ratio of {top}, {which}, already falls, and {small}'s does not over "
+    "the same tokens per parameter: that fall goes with scale, not with repeated passes.",
+    "other": "Within {n} passes the ReLU ratio of {top}, {which}, does not fall ({code}).",
     "none": "No scale reaches the start ratio with enough checkpoints within {n} passes to test the cut.",
 }
+UNCUT_SAYS = (  # appended where scales whose whole runs fall could not be cut
+    " The scales whose whole runs fall but cannot be cut ({uncut}) reach too few tokens per parameter within {n} "
+    "passes: this control cannot tell whether their fall needs the repeated passes."
+)
 
 
 def numbers(res: dict) -> dict[str, str]:
@@ -593,6 +599,7 @@ def numbers(res: dict) -> dict[str, str]:
     pre, win = out["ct_prefix_code"], out["ct_prefix_window"]
     key = pre if pre == "none" else ("falls" if win == "falls" else "falls alone") if pre == "falls" else "other"
     said = {"top": out.get("ct_prefix_top"), "small": out.get("ct_prefix_small"), "code": pre}
-    second = PREFIX_SAYS[key].format(n=f"{res['passes']:g}", falls=out["ct_prefix_falls"], **said)
+    said |= {"which": out.get("ct_prefix_which"), "uncut": out.get("ct_prefix_uncut"), "n": f"{res['passes']:g}"}
+    second = PREFIX_SAYS[key].format(**said) + (UNCUT_SAYS.format(**said) if key != "none" and said["uncut"] else "")
     out["ct_summary"] = f"{first} {second}"
     return out
