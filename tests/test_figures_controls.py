@@ -182,7 +182,7 @@ def test_smoke_profile_trains_the_tiny_variants():
     assert controls.numbers(res)["ct_summary"]
 
 
-def _prefix_res(qualifies_320: bool):
+def _prefix_res(falling_cut: bool):
     """Three ReLU scales: mini-160x3 rises over its whole run, mini-192x4 and mini-256x5 fall; whether the falling
     mini-192x4 can be cut is the switch; mini-256x5 never can."""
     runs = ["mini-160x3-relu", "mini-192x4-relu", "mini-256x5-relu"]
@@ -191,8 +191,8 @@ def _prefix_res(qualifies_320: bool):
             "run": runs,
             "activation": "relu",
             "passes": [2.5, 3.1, 6.9],
-            "qualifies": [True, qualifies_320, False],
-            "why": ["", "" if qualifies_320 else "too few checkpoints", "too few checkpoints"],
+            "qualifies": [True, falling_cut, False],
+            "why": ["", "" if falling_cut else "too few checkpoints", "too few checkpoints"],
             "exact": True,
             "start_ratio": 10.0,
             "cut_tpp": [150.0, 90.0, 40.0],
@@ -212,10 +212,10 @@ def _prefix_res(qualifies_320: bool):
 
 def test_prefix_tests_the_fall_at_a_falling_scale_that_can_be_cut(monkeypatch):
     monkeypatch.setattr(controls, "ratio_at", lambda run, tpp: 0.2 - 1e-4 * tpp)  # the smallest scale falls too
-    out = controls.prefix_sentences(_prefix_res(qualifies_320=True))
+    out = controls.prefix_sentences(_prefix_res(falling_cut=True))
     assert out["ct_prefix_top"] == "mini-192x4" and out["ct_prefix_code"] == "falls"  # not the rising mini-160x3
     assert out["ct_prefix_which"] == "the largest scale cut there whose whole run falls"
     assert out["ct_prefix_uncut"] == "mini-256x5"
-    out = controls.prefix_sentences(_prefix_res(qualifies_320=False))
+    out = controls.prefix_sentences(_prefix_res(falling_cut=False))
     assert out["ct_prefix_top"] == "mini-160x3" and out["ct_prefix_which"] == "the largest scale cut there"
     assert out["ct_prefix_uncut"] == "mini-192x4 and mini-256x5"
