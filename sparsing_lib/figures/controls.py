@@ -520,11 +520,12 @@ def prefix_sentences(res: dict) -> dict[str, str]:
         out |= {"ct_prefix_code": "none", "ct_prefix_window": "none", "ct_prefix_verdict": "no scale qualifies"}
         return out
     # the cut tests the fall where a scale that falls over its whole run can be cut; else at the largest cut scale
-    cut_falls = ok[ok.run.map(_model).isin(falls)]
+    cut = ok.run.map(_model)
+    cut_falls = ok[cut.isin(falls)]
     top, small = (cut_falls if len(cut_falls) else ok).iloc[-1], relu.run.iloc[0]
     which = "the largest scale cut there whose whole run falls" if len(cut_falls) else "the largest scale cut there"
     out["ct_prefix_which"] = which
-    out["ct_prefix_uncut"] = style.word_list(m for m in falls if m not in set(ok.run.map(_model)))
+    out["ct_prefix_uncut"] = style.word_list(m for m in falls if m not in set(cut))
     # the smallest scale over the cut's window, with the 95% half-width of two of its checkpoints (as mini_laws)
     w = ratio_at(res["plain"][small], top.cut_tpp) - ratio_at(res["plain"][small], top.start_ratio)
     half = mini_laws.Z95 * np.sqrt(2) * t.set_index("run").noise[small]
@@ -600,6 +601,7 @@ def numbers(res: dict) -> dict[str, str]:
     key = pre if pre == "none" else ("falls" if win == "falls" else "falls alone") if pre == "falls" else "other"
     said = {"top": out.get("ct_prefix_top"), "small": out.get("ct_prefix_small"), "code": pre}
     said |= {"which": out.get("ct_prefix_which"), "uncut": out.get("ct_prefix_uncut"), "n": f"{res['passes']:g}"}
-    second = PREFIX_SAYS[key].format(**said) + (UNCUT_SAYS.format(**said) if key != "none" and said["uncut"] else "")
+    # no uncut list where no scale qualifies: "none" says so alone
+    second = PREFIX_SAYS[key].format(**said) + (UNCUT_SAYS.format(**said) if said["uncut"] else "")
     out["ct_summary"] = f"{first} {second}"
     return out
