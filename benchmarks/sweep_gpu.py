@@ -23,6 +23,14 @@ time however many runs its slice holds:
   the figure compares methods per scale and activation, and extra seeds, shares of the split, width-depth shapes,
   MoE variants and the recipe-validation run add nothing to it. The evaluation reads a run's last checkpoint: for
   the recipe-validation run, its weights after the decay phase, as the paper scores its models.
+  ``--models``: a run whose checkpoints are gone (a fresh machine) is evaluated from its exported model folder.
+* ``export``: each trained run still to evaluate gets its last checkpoint exported once (``sparsing_lib.checkpoints``,
+  float16) and packed into parts of at most 15 MB under ``--dest`` (the call's $OUT: 8 files of 16 MB come back),
+  so that a machine given back between calls loses no trained run: the next machine evaluates it instead of
+  training it again.
+* ``unpack``: the other end: every complete set of parts under ``--carry`` (a carried folder) becomes a model folder
+  under ``--models``, and the run folder carried beside it (``<carry>/runs/<run>``, from an earlier call's
+  runs.tar.gz) is copied under ``--out`` unless one is there, so that the run counts as trained.
   ``--smoke``: the same steps on CPU with the suite's synthetic tasks (``suite.smoke_tasks``) and thresholds
   calibrated on the corpus that ``SPARSING_CORPUS`` names (the smoke script points it at the committed slice).
 """
@@ -30,13 +38,17 @@ time however many runs its slice holds:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import shutil
 import signal
 import sys
+import tarfile
 import time
 from pathlib import Path
 
+from sparsing_lib import checkpoints
 from sparsing_lib.evaluation import engine, results, suite
 from sparsing_lib.launch import launch
 from sparsing_lib.models import get_spec
@@ -44,6 +56,8 @@ from sparsing_lib.run import select
 from sparsing_lib.runs import FINISHED, parse_run, run_variant
 
 SMOKE_CALIB_TOKENS = 4096  # calibration tokens of the smoke profile (the full suite takes 2**16)
+PART_BYTES = 15 * 2**20  # a call returns at most 8 files of 16 MB each
+PART_GLOB = "{run}.model.tar.part-*"  # ``cat <run>.model.tar.part-* | tar -x`` unpacks them, as eval_gpu.sh's
 
 
 def status(folder: Path, run: str) -> str | None:
@@ -88,15 +102,81 @@ def seconds_left(deadline: float, margin: float = 0.0) -> float:
 
 def smoke_evaluate(folder: Path, run: str, ckpt_root: Path) -> None:
     """``suite.evaluate_runs``'s parts at toy size: the synthetic tasks, dense and at CETT-PPL-1/5/10 %, into the
-    run folder, and with the sweeps added into ``eval_fig3`` (for the runs that get them)."""
-    ckpt = sorted((Path(ckpt_root) / run).glob("step_*.pt"))[-1]
-    model, tokenizer = suite.load_model(str(ckpt), str(Path(folder) / run))
+    run folder, and with the sweeps added into ``eval_fig3`` (for the runs that get them); ``ckpt_root`` holds the
+    run's checkpoints or its exported model folder, as for the suite."""
+    where = Path(ckpt_root) / run
+    if (where / "config.json").exists():
+        model, tokenizer = suite.load_model(str(where))
+    else:
+        model, tokenizer = suite.load_model(str(sorted(where.glob("step_*.pt"))[-1]), str(Path(folder) / run))
     calib = suite.calibration(tokenizer, SMOKE_CALIB_TOKENS, engine.max_context(model, tokenizer))
     for target in parts(folder, run):
         if (target / "eval.json").exists():
             continue
         chosen = suite.settings(model, calib, sweeps=suite.SWEEPS if target.name == "eval_fig3" else None)
         results.write(target, suite.run_suite(model, tokenizer, suite.smoke_tasks(), chosen, batch_size=16))
+
+
+def checkpoint_root(run: str, ckpt: Path, models: Path | None) -> Path:
+    """Where ``run``'s evaluation reads its weights: its last checkpoint while this machine has one, else the
+    model folder exported from it (a fresh machine); the suite raises if neither is there."""
+    if models is not None and not any((Path(ckpt) / run).glob("step_*.pt")) and (models / run / "config.json").exists():
+        return models
+    return Path(ckpt)
+
+
+def pack(folder: Path, dest: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """``folder`` as one tar archive split into parts of at most ``part_bytes`` under ``dest``
+    (``<name>.model.tar.part-00of03``, ...): their concatenation in name order is the archive, and each name says
+    how many there are (a tar archive cut at a part boundary can still read as whole: its tail is padding)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(folder, arcname=folder.name)
+    data, written = buf.getvalue(), []
+    dest.mkdir(parents=True, exist_ok=True)
+    starts = range(0, len(data), part_bytes)
+    for i, start in enumerate(starts):
+        written.append(dest / f"{folder.name}.model.tar.part-{i:02d}of{len(starts):02d}")
+        written[-1].write_bytes(data[start : start + part_bytes])
+    return written
+
+
+def export_pending(
+    folder: Path, runs: list[str], ckpt: Path, models: Path, dest: Path, limit: int, part_bytes: int = PART_BYTES
+) -> list[str]:
+    """Export and pack (``pack``) the last checkpoint of at most ``limit`` runs that are trained but not yet
+    evaluated and were not exported before on this machine; returns their names."""
+    exported = []
+    for run in pending(folder, runs):
+        ckpts = sorted((Path(ckpt) / run).glob("step_*.pt"))
+        if len(exported) >= limit or not ckpts or (models / f"{run}.exported").exists():
+            continue
+        checkpoints.export(ckpts[-1], Path(folder) / run, models / run)
+        pack(models / run, dest, part_bytes)
+        (models / f"{run}.exported").touch()
+        exported.append(run)
+    return exported
+
+
+def unpack(carry: Path, models: Path, folder: Path) -> list[str]:
+    """Turn each complete set of packed parts under ``carry`` into a model folder under ``models`` (an incomplete
+    set is left for a later call) and copy its carried run folder under ``folder`` when none is there; returns the
+    runs unpacked."""
+    names = sorted({p.name.split(".model.tar.part-")[0] for p in Path(carry).glob(PART_GLOB.format(run="*"))})
+    done = []
+    for run in names:
+        if (models / run / "config.json").exists():
+            continue
+        parts = sorted(Path(carry).glob(PART_GLOB.format(run=run)))
+        if [p.name.rsplit("-", 1)[1] for p in parts] != [f"{i:02d}of{len(parts):02d}" for i in range(len(parts))]:
+            print(f"{run}: {len(parts)} of its parts are here so far")
+            continue
+        with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+            tar.extractall(models, filter="data")
+        if not (Path(folder) / run).exists() and (Path(carry) / "runs" / run).is_dir():
+            shutil.copytree(Path(carry) / "runs" / run, Path(folder) / run)
+        done.append(run)
+    return done
 
 
 def train_worker(args: argparse.Namespace, run_args: list[str]) -> int:
@@ -117,15 +197,16 @@ def eval_worker(args: argparse.Namespace) -> int:
         return 0
     signal.alarm(int(left))
     t0 = time.time()
+    root = checkpoint_root(args.run, args.ckpt, args.models)
     try:
         if args.smoke:
             import torch
 
             torch.set_num_threads(1)  # toy models on a busy CPU
-            smoke_evaluate(args.out, args.run, args.ckpt)
+            smoke_evaluate(args.out, args.run, root)
         else:
             share = suite.GPU_MAX_TOKENS // max(1, args.per_gpu)  # the evaluations on one GPU share its memory
-            suite.evaluate_runs(args.out, [args.run], args.ckpt, args.device, wants_fig3(args.run), share)
+            suite.evaluate_runs(args.out, [args.run], root, args.device, wants_fig3(args.run), share)
     finally:
         signal.alarm(0)  # a caller that goes on (a test) is not stopped later
     print(f"{args.run}: evaluated in {time.time() - t0:.0f} s")
@@ -146,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     run_args = argv[argv.index("--") + 1 :] if "--" in argv else []  # train: passed on to sparsing_lib.run
     argv = argv[: argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["train", "eval"])
-    ap.add_argument("--deadline", type=float, required=True, help="seconds since the epoch to stop at")
+    ap.add_argument("part", choices=["train", "eval", "export", "unpack"])
+    ap.add_argument("--deadline", type=float, default=None, help="train, eval: seconds since the epoch to stop at")
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to spread the runs over (0: the one visible device)")
     ap.add_argument("--per-gpu", type=int, default=2, help="runs at once on each GPU")
     ap.add_argument("--margin", type=float, default=90.0, help="train: seconds kept for the pause or the probes")
@@ -159,8 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slice", default=None, help="eval: as run.py's --slice")
     ap.add_argument("--device", default="cuda", help="eval: the device")
     ap.add_argument("--smoke", action="store_true", help="eval: synthetic tasks on CPU (the smoke profile)")
+    ap.add_argument("--models", type=Path, default=None, help="eval, export, unpack: the exported model folders")
+    ap.add_argument("--dest", type=Path, default=None, help="export: where the packed parts go ($OUT)")
+    ap.add_argument("--limit", type=int, default=3, help="export: at most this many runs (two parts each)")
+    ap.add_argument("--carry", type=Path, default=None, help="unpack: the carried parts and run folders")
     ap.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a worker (launch appends it)
     args = ap.parse_args(argv)
+    if args.part in ("train", "eval") and args.deadline is None:
+        ap.error(f"{args.part} needs --deadline")
     if args.part == "train":
         run = argparse.ArgumentParser(add_help=False)
         for name in ("--grid", "--slice", "--out", "--ckpt", "--run"):  # launch appends --run after the "--"
@@ -177,8 +264,21 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--min-train", str(args.min_train), "--", *run_args]
         codes = launch(todo, command, ckpt / "logs", jobs=args.per_gpu, gpus=args.gpus) if todo else {}
         return report(out, runs, codes)
+    if args.part == "unpack":
+        if None in (args.carry, args.models, args.out):
+            ap.error("unpack needs --carry, --models and --out")
+        for run in unpack(args.carry, args.models, args.out):
+            print(f"unpack: {run} from its carried parts")
+        return 0
     if args.out is None or args.ckpt is None:
-        ap.error("eval needs --out and --ckpt")
+        ap.error(f"{args.part} needs --out and --ckpt")
+    if args.part == "export":
+        if args.models is None or args.dest is None:
+            ap.error("export needs --models and --dest")
+        for run in export_pending(args.out, select(args.grid, args.slice), args.ckpt, args.models, args.dest,
+                                  args.limit):  # fmt: skip
+            print(f"export: {run} packed into {args.dest}")
+        return 0
     if args.run:
         return eval_worker(args)
     runs = select(args.grid, args.slice)
@@ -188,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     command += ["--device", args.device, "--deadline", str(args.deadline), "--min-seconds", str(args.min_seconds)]
     command += ["--per-gpu", str(args.per_gpu)]
     command += ["--smoke"] if args.smoke else []
+    command += ["--models", str(args.models)] if args.models else []
     codes = launch(todo, command, args.ckpt / "logs" / "eval", jobs=args.per_gpu, gpus=args.gpus) if todo else {}
     return report(args.out, runs, codes)
 

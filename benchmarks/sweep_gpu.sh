@@ -21,15 +21,17 @@
 #      per GPU: every task dense and at CETT-PPL-1/5/10 % (MoE runs included), and Fig. 3's sweeps for the plain
 #      dense scale runs. An evaluation needing under EVAL_MIN_S seconds left does not start; one stopped at the
 #      deadline keeps each finished task and setting (evaluation.parts) and the next call goes on from there.
-# $OUT (2 files): runs.tar.gz (run folders without checkpoints, with every training and evaluation log) and
-# sweep_gpu.log.
+#   3. export every trained run still to evaluate (at most EXPORT_MAX, default 3, per call; once per run): its
+#      last checkpoint as a float16 model folder, packed in 15 MB parts into $OUT (sweep_gpu.py export)
+# $OUT: runs.tar.gz (run folders without checkpoints, with every training and evaluation log), sweep_gpu.log and
+# the parts of the runs exported by this call (two per mini-320x6 run).
 #
-# Checkpoints never leave the machine (too big for the 8 files of 16 MB a call returns), so a run must be trained
-# AND evaluated while the machine stays warm: pick slices that a session finishes. A run whose machine went back
-# before its evaluation is retrained: a fresh machine starts with an empty $W, so naming the run again trains it
-# from the start (do not carry its old run folder there: run.py would skip it as done and find no checkpoint).
-# Or, before the machine goes back, export it with `python -m sparsing_lib.checkpoints` and carry the parts out
-# as eval_gpu.sh does (about two 15 MB files per run, out of the 8 a call returns).
+# Checkpoints stay on the machine, and a machine left idle for about 30 s between calls is given back with them.
+# A run paused mid-training is then trained again from the start (do not carry its old run folder there). A run
+# that finished training was exported by the call that finished it, so a fresh machine evaluates it instead: put
+# its parts and its run folder (from that call's runs.tar.gz) under .scratch/carry (parts in it, the run folder
+# as .scratch/carry/runs/<run>) and carry that path with the call; a complete set is unpacked into $W/models
+# and the run is evaluated from there (sweep_gpu.py unpack). Two parts per run fit one call beside .evaldata.
 set -euo pipefail
 SLICE="${1:?usage: bash benchmarks/sweep_gpu.sh <slice> (as sparsing_lib.run --slice: a:b or names)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -88,6 +90,9 @@ if [[ "$PROFILE" == full ]]; then
   export SPARSING_EVAL_DATA="$PWD/$W/evaldata"
   "$PY" -m sparsing_lib.evaluation.data verify >/dev/null || { echo "benchmark files fail their hashes" >&2; exit 2; }
 fi
+if [[ -d .scratch/carry ]]; then  # runs exported by an earlier machine: evaluated here instead of trained again
+  "$PY" benchmarks/sweep_gpu.py unpack --carry .scratch/carry --models "$W/models" --out "$W/runs"
+fi
 
 # 1. training (and probes) by the deadline minus the margin
 if (($(left) <= MARGIN)); then
@@ -107,8 +112,12 @@ else
   stamp "eval: $(left) s left"
   timeout $(($(left) + 5)) "$PY" benchmarks/sweep_gpu.py eval --deadline "$DEADLINE" --min-seconds "$EVAL_MIN_S" \
     --gpus "$GPUS" --per-gpu "$K_EVAL" --grid "$GRID" --slice "$SLICE" --out "$W/runs" --ckpt "$W/ckpt" \
-    --device "$DEVICE" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
+    --device "$DEVICE" --models "$W/models" "${SMOKE[@]}" || stamp "eval: a run failed (see $W/ckpt/logs/eval)"
 fi
+
+# 3. the trained runs still to evaluate leave the machine as model parts, in case it is given back
+"$PY" benchmarks/sweep_gpu.py export --out "$W/runs" --ckpt "$W/ckpt" --models "$W/models" --dest "$OUT" \
+  --grid "$GRID" --slice "$SLICE" --limit "${EXPORT_MAX:-3}" || stamp "export: failed (the runs stay on this machine)"
 
 packed=(runs); [[ -d "$W/ckpt/logs" ]] && packed+=(ckpt/logs)  # every log, without the checkpoints
 [[ -d "$W/runs" ]] && tar -czf "$OUT/runs.tar.gz" --exclude=.parts -C "$W" "${packed[@]}"  # stored suite parts stay: they fit only this machine's checkpoints

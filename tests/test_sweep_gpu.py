@@ -144,3 +144,44 @@ def test_a_staging_call_copies_what_it_carried_and_a_later_call_links_it_back(tm
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert (repo / ".corpus").is_symlink() and (repo / ".corpus" / "train.u16.xz").read_text() == "tokens"
     assert (stage / ".evaldata" / "evaldata.tar.xz").read_text() == "tasks"
+
+
+def test_trained_runs_to_evaluate_are_exported_once_in_parts_and_unpack_on_a_fresh_machine(tmp_path, monkeypatch):
+    """A machine given back between calls must lose no trained run: each one still to evaluate leaves as parts
+    small enough to come back, and a fresh machine rebuilds the model folder (and the run folder) from them."""
+    runs, ckpt, models, out = tmp_path / "runs", tmp_path / "ckpt", tmp_path / "models", tmp_path / "out"
+    _folder(runs, "mini-192x4-relu-s1", "done")  # trained, to evaluate
+    _folder(runs, "mini-192x4-silu-s1", "done", (".",))  # already evaluated: nothing to save
+    _folder(runs, "mini-256x5-relu", "paused")  # not trained: its checkpoint alone cannot be evaluated
+    for run in ("mini-192x4-relu-s1", "mini-192x4-silu-s1", "mini-256x5-relu"):
+        (ckpt / run).mkdir(parents=True)
+        (ckpt / run / "step_000010.pt").touch()
+    weights = os.urandom(2500)
+
+    def fake_export(ck, run_folder, dest):
+        assert Path(ck).name == "step_000010.pt" and Path(run_folder).name == Path(dest).name
+        dest.mkdir(parents=True)
+        (dest / "config.json").write_text("{}")
+        (dest / "model.safetensors").write_bytes(weights)
+
+    monkeypatch.setattr(sweep_gpu.checkpoints, "export", fake_export)
+    names = sorted(p.name for p in runs.iterdir())
+    assert sweep_gpu.export_pending(runs, names, ckpt, models, out, limit=3, part_bytes=1000) == ["mini-192x4-relu-s1"]
+    parts = sorted(out.iterdir())
+    assert len(parts) >= 3 and all(p.stat().st_size <= 1000 for p in parts)  # the archive is over 2500 bytes
+    assert sweep_gpu.export_pending(runs, names, ckpt, models, out, limit=3, part_bytes=1000) == []  # once only
+    # a fresh machine: the parts and the run folder carried; an incomplete set waits for the rest
+    carry, fresh_models, fresh_runs = tmp_path / "carry", tmp_path / "m2", tmp_path / "r2"
+    carry.mkdir()
+    for p in parts[:-1]:
+        shutil.copy(p, carry)
+    shutil.copytree(runs / "mini-192x4-relu-s1", carry / "runs" / "mini-192x4-relu-s1")
+    assert sweep_gpu.unpack(carry, fresh_models, fresh_runs) == []
+    shutil.copy(parts[-1], carry)
+    assert sweep_gpu.unpack(carry, fresh_models, fresh_runs) == ["mini-192x4-relu-s1"]
+    assert (fresh_models / "mini-192x4-relu-s1" / "model.safetensors").read_bytes() == weights
+    assert sweep_gpu.pending(fresh_runs, ["mini-192x4-relu-s1"]) == ["mini-192x4-relu-s1"]
+    # with no checkpoint on this machine the evaluation reads the model folder; with one, the checkpoint
+    assert sweep_gpu.checkpoint_root("mini-192x4-relu-s1", tmp_path / "none", fresh_models) == fresh_models
+    assert sweep_gpu.checkpoint_root("mini-192x4-relu-s1", ckpt, fresh_models) == ckpt
+    assert sweep_gpu.checkpoint_root("mini-192x4-relu-s1", tmp_path / "none", None) == tmp_path / "none"
