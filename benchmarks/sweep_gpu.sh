@@ -17,7 +17,7 @@
 # Parts of each call (benchmarks/sweep_gpu.py), each a no-op once done:
 #   1. train the slice's unfinished runs, PER_GPU (default 2) per GPU, probes included; every run pauses (or is
 #      probed) by one common deadline, and is resumed by the next call
-#   2. evaluate every finished run of the slice that lacks its evaluation (suite.evaluate_runs), K_EVAL (default 3)
+#   2. evaluate every finished run of the slice that lacks its evaluation (suite.evaluate_runs), K_EVAL (default 2)
 #      per GPU: every task dense and at CETT-PPL-1/5/10 % (MoE runs included), and Fig. 3's sweeps for the plain
 #      dense scale runs. An evaluation needing under EVAL_MIN_S seconds left does not start; one stopped at the
 #      deadline keeps each finished task and setting (evaluation.parts) and the next call goes on from there.
@@ -29,8 +29,8 @@
 # Checkpoints stay on the machine, and a machine left idle for about 30 s between calls is given back with them.
 # A run paused mid-training is then trained again from the start (do not carry its old run folder there). A run
 # that finished training was exported by the call that finished it, so a fresh machine evaluates it instead: put
-# its parts and its run folder (from that call's runs.tar.gz) under .scratch/carry (parts in it, the run folder
-# as .scratch/carry/runs/<run>) and carry that path with the call; a complete set is unpacked into $W/models
+# its parts and its run folder (from that call's runs.tar.gz) under $CARRY (default .scratch/carry: parts in it,
+# the run folder as $CARRY/runs/<run>) and carry that path with the call; a complete set is unpacked into $W/models
 # and the run is evaluated from there (sweep_gpu.py unpack). Two parts per run fit one call beside .evaldata.
 set -euo pipefail
 SLICE="${1:?usage: bash benchmarks/sweep_gpu.sh <slice> (as sparsing_lib.run --slice: a:b or names)}"
@@ -41,7 +41,8 @@ OUT="${OUT:-/tmp/sweep_gpu_out}"
 W="${WORK:-.scratch/sweep}"
 STAGE="${STAGE:-/tmp/stage}"
 PER_GPU="${PER_GPU:-2}"
-K_EVAL="${K_EVAL:-3}"
+K_EVAL="${K_EVAL:-2}"  # suites sharing a GPU take turns: three at once went no faster than two (sweep_s8)
+CARRY="${CARRY:-.scratch/carry}"
 mkdir -p "$OUT" "$W"
 source "$(dirname "$0")/call_clock.sh" "$OUT/sweep_gpu.log"
 
@@ -90,8 +91,8 @@ if [[ "$PROFILE" == full ]]; then
   export SPARSING_EVAL_DATA="$PWD/$W/evaldata"
   "$PY" -m sparsing_lib.evaluation.data verify >/dev/null || { echo "benchmark files fail their hashes" >&2; exit 2; }
 fi
-if [[ -d .scratch/carry ]]; then  # runs exported by an earlier machine: evaluated here instead of trained again
-  "$PY" benchmarks/sweep_gpu.py unpack --carry .scratch/carry --models "$W/models" --out "$W/runs"
+if [[ -d "$CARRY" ]]; then  # runs exported by an earlier machine: evaluated here instead of trained again
+  "$PY" benchmarks/sweep_gpu.py unpack --carry "$CARRY" --models "$W/models" --out "$W/runs"
 fi
 
 # 1. training (and probes) by the deadline minus the margin

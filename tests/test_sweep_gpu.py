@@ -109,6 +109,34 @@ def test_the_sweep_script_trains_and_evaluates_the_smoke_grid_on_cpu_and_resumes
     assert "train: 0 of 2 runs to train" in again.stdout and "eval: 0 of 2 runs to evaluate" in again.stdout
 
 
+@pytest.mark.slow
+def test_a_fresh_machine_evaluates_the_runs_an_earlier_call_exported_without_training_them(tmp_path):
+    """The recovery path on CPU: a call that trains but may not evaluate (EVAL_MIN_S above its budget) exports both
+    runs; a call in a new work dir, carrying only those parts and run folders, evaluates them and trains nothing."""
+    base = os.environ | dict(PYTHON=sys.executable, PYTHONPATH=str(ROOT), PROFILE="smoke")
+    call = lambda **env: subprocess.run(  # noqa: E731
+        ["bash", "benchmarks/sweep_gpu.sh", "all"], cwd=ROOT, env=base | env, capture_output=True, text=True
+    )
+    p = call(OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w"), EVAL_MIN_S="100000")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    parts = sorted((tmp_path / "out").glob("*.model.tar.part-*"))
+    assert {x.name.split(".model")[0] for x in parts} == {"tiny-32x2-relu", "tiny-32x2-silu"}
+    carry = tmp_path / "carry"
+    (carry / "runs").mkdir(parents=True)
+    for x in parts:
+        shutil.copy(x, carry)
+    for name in ("tiny-32x2-relu", "tiny-32x2-silu"):
+        shutil.copytree(tmp_path / "w" / "runs" / name, carry / "runs" / name)
+    p = call(OUT=str(tmp_path / "out2"), WORK=str(tmp_path / "w2"), CARRY=str(carry))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "train: 0 of 2 runs to train" in p.stdout and "eval: 2 of 2 runs to evaluate" in p.stdout
+    assert not (tmp_path / "w2" / "ckpt" / "tiny-32x2-relu").exists()  # nothing was trained again
+    for name in ("tiny-32x2-relu", "tiny-32x2-silu"):
+        assert (tmp_path / "w2" / "runs" / name / "eval_fig3" / "eval.json").exists()
+        assert "cett-ppl-1%" in set(pd.read_csv(tmp_path / "w2" / "runs" / name / "eval.csv")["setting"])
+    assert sorted(x.name for x in (tmp_path / "out2").iterdir()) == ["runs.tar.gz", "sweep_gpu.log"]  # all evaluated
+
+
 def test_a_call_with_no_time_left_skips_both_parts_instead_of_reporting_a_failure(tmp_path):
     """A call whose budget is spent (here by a budget of 1 s) must say that the next call goes on, not launch
     workers that the shell's timeout then kills: in a real call that read as 'a run failed' (sweep_s4, call 1)."""
