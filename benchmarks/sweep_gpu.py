@@ -104,11 +104,7 @@ def smoke_evaluate(folder: Path, run: str, ckpt_root: Path) -> None:
     """``suite.evaluate_runs``'s parts at toy size: the synthetic tasks, dense and at CETT-PPL-1/5/10 %, into the
     run folder, and with the sweeps added into ``eval_fig3`` (for the runs that get them); ``ckpt_root`` holds the
     run's checkpoints or its exported model folder, as for the suite."""
-    where = Path(ckpt_root) / run
-    if (where / "config.json").exists():
-        model, tokenizer = suite.load_model(str(where))
-    else:
-        model, tokenizer = suite.load_model(str(sorted(where.glob("step_*.pt"))[-1]), str(Path(folder) / run))
+    model, tokenizer = suite.load_model(*suite.last_model(ckpt_root, run, folder))
     calib = suite.calibration(tokenizer, SMOKE_CALIB_TOKENS, engine.max_context(model, tokenizer))
     for target in parts(folder, run):
         if (target / "eval.json").exists():

@@ -190,3 +190,18 @@ def test_an_exported_checkpoint_loads_back_as_a_model_folder(tmp_path):
     with pytest.raises(ValueError, match="int8"):
         checkpoints.export(tmp_path / "step_000010.pt", tmp_path, tmp_path / "x", dtype="int8")
     assert checkpoints.main(["--ckpt", str(tmp_path / "missing.pt"), "--run", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_last_model_prefers_the_exported_folder_then_the_last_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train the run first"):
+        suite.last_model(tmp_path / "ckpt", "mini-160x3-relu", tmp_path / "runs")
+    where = tmp_path / "ckpt" / "mini-160x3-relu"
+    where.mkdir(parents=True)
+    for step in ("step_000100.pt", "step_000200.pt"):
+        (where / step).touch()
+    assert suite.last_model(tmp_path / "ckpt", "mini-160x3-relu", tmp_path / "runs") == (
+        str(where / "step_000200.pt"),
+        str(tmp_path / "runs" / "mini-160x3-relu"),
+    )
+    (where / "config.json").write_text("{}")  # an exported model folder in the same place wins
+    assert suite.last_model(tmp_path / "ckpt", "mini-160x3-relu", tmp_path / "runs") == (str(where), None)

@@ -361,6 +361,19 @@ def load_model(source: str, run: str | None = None, device: str = "cpu") -> tupl
     return load_checkpoint(path, run, device)
 
 
+def last_model(ckpt_root: Path | str, run: str, folder: Path | str) -> tuple[str, str | None]:
+    """``load_model``'s arguments for ``run``'s final weights: the model folder ``<ckpt_root>/<run>`` that
+    ``sparsing_lib.checkpoints`` exported, else its last checkpoint ``<ckpt_root>/<run>/step_*.pt`` with the run
+    folder ``<folder>/<run>`` that says how to rebuild it."""
+    where = Path(ckpt_root) / run
+    if (where / "config.json").exists():
+        return str(where), None
+    ckpts = sorted(where.glob("step_*.pt"))
+    if not ckpts:
+        raise FileNotFoundError(f"no checkpoint step_*.pt and no exported model under {where}: train the run first")
+    return str(ckpts[-1]), str(Path(folder) / run)
+
+
 def calibration(tokenizer, tokens: int, seq_len: int) -> torch.Tensor:
     """Validation tokens of our corpus (the probes' calibration data) as [n, seq_len] ids."""
     from ..run import load_corpus, mix
@@ -477,14 +490,8 @@ def evaluate_runs(
     ``GPU_MAX_TOKENS`` each, or their logits' peaks together overflow its memory."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for run in runs:
-        where = Path(ckpt_root) / run
-        ckpts = sorted(where.glob("step_*.pt"))
-        if (where / "config.json").exists():
-            model = ["--model", str(where)]
-        elif ckpts:
-            model = ["--model", str(ckpts[-1]), "--run", str(Path(folder) / run)]
-        else:
-            raise FileNotFoundError(f"no checkpoint step_*.pt and no exported model under {where}: train the run first")
+        source, run_folder = last_model(ckpt_root, run, folder)
+        model = ["--model", source] + (["--run", run_folder] if run_folder else [])
         base = [*model, "--device", device, "--max-tokens", str(max_tokens)]
         out = Path(folder) / run
         parts = [["--tasks", "all", "--out", str(out)]]
