@@ -41,7 +41,7 @@ OUT="${OUT:-/tmp/sweep_gpu_out}"
 W="${WORK:-.scratch/sweep}"
 STAGE="${STAGE:-/tmp/stage}"
 PER_GPU="${PER_GPU:-2}"
-K_EVAL="${K_EVAL:-2}"  # suites sharing a GPU take turns: three at once went no faster than two (sweep_s8)
+K_EVAL="${K_EVAL:-2}"  # three suites on one H200 each went far slower than two (sweep_s8)
 CARRY="${CARRY:-.scratch/carry}"
 mkdir -p "$OUT" "$W"
 source "$(dirname "$0")/call_clock.sh" "$OUT/sweep_gpu.log"
