@@ -67,6 +67,32 @@ def test_unpaired_difference_combines_the_two_intervals():
     assert not paired and diff == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.2 - half, 0.2 + half))
 
 
+def test_other_seeds_are_analysed_apart_and_counted_only_in_the_seed_range(tmp_path):
+    for name in ("mini-160x3-relu", "mini-160x3-relu-s1", "mini-160x3-relu-s2", "mini-160x3-relu-f8",
+                 "mini-192x4-relu-s1", "mini-160x3-silu-s1", "pilot-a"):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.csv").write_text("")
+    (tmp_path / "mini-160x3-silu-s2").mkdir()  # trained but not evaluated
+    # the share-of-split run, another model's seed, an unevaluated seed and a pilot are not seeds of the runs asked
+    assert dd.other_seeds(["mini-160x3-relu", "mini-160x3-silu"], tmp_path) == [
+        "mini-160x3-relu-s1", "mini-160x3-relu-s2", "mini-160x3-silu-s1"
+    ]  # fmt: skip
+    res = analyse({"mini-160x3-relu": dense(0.5), "mini-192x4-relu": dense(0.6), "mini-256x5-relu": dense(0.7)})
+    assert dv.scale_verdict(res)[0] == "holds"
+    res["seeds"] = analyse({"mini-192x4-relu-s1": dense(0.9)})  # a seed of a mid-sized scale, not of an end
+    fam = sc.family(res)
+    assert fam["run"].tolist() == ["mini-160x3-relu", "mini-192x4-relu", "mini-192x4-relu-s1", "mini-256x5-relu"]
+    assert fam["seed"].tolist() == [0, 0, 1, 0]
+    assert sc.seed_spread(res)["spread"].tolist() == pytest.approx([0.3, 0.3])
+    verdict, note = dv.scale_verdict(res)  # the 0.2 rise from end to end lies inside the 0.3 seed range
+    assert verdict == "does not hold" and "a rise within the seed range" in note
+    assert dv.seed_scope(res) == (
+        "more than one seed was evaluated at mini-192x4 (2 ReLU), and the dense averages of one model's seeds lie "
+        "up to 30.0 (C.R.) and 30.0 (R.C.) points apart"
+    )
+    assert res["runs"] == ["mini-160x3-relu", "mini-192x4-relu", "mini-256x5-relu"]  # tables: one run per model
+
+
 def test_a_fall_between_neighbours_or_a_seed_range_weakens_the_rise():
     three = analyse({"mini-160x3-relu": dense(0.5), "mini-192x4-relu": dense(0.4), "mini-256x5-relu": dense(0.7)})
     assert dv.scale_verdict(three)[0] == "partly holds" and sc.rises(three)["falls"].tolist() == [1, 1]
@@ -100,7 +126,7 @@ def test_confounds_figure_and_table_from_the_configs():
                       for r in runs}  # fmt: skip
     text = dv.scale_confounds(res)
     assert "mini-160x3 (0.9M: earlier recipe, 100 tokens per parameter, a batch of 8 sequences)" in text
-    assert "30 tokens per parameter" in text and "one seed each" in text
+    assert "30 tokens per parameter" in text and "every run was evaluated at one seed" in text
     t = ds.table_scale(res)
     assert len(t) == 3 + 10 and t.loc[0, "C.R. dense (%)"].startswith("50.0 [") and t.loc[3, "model"] == "paper 0.1B"
     fig = ds.fig_scale(res)

@@ -10,7 +10,9 @@ are averaged first, so that each benchmark weighs one part of its group.
 
 Uncertainty: a group average's interval combines its tasks' 95 % intervals (independent, normal approximation);
 a difference between settings is bootstrapped in pairs over the items, the same items under both, task by task.
-Both cover only the sample of items: each run has one seed, and seed-to-seed variation is not in them.
+Both cover only the sample of items, not seed-to-seed variation: that shows only where other seeds of a run
+(``-s1``, ``-s2``) were evaluated, which ``results`` analyses apart (``res["seeds"]``) so that the tables and
+verdicts over runs keep one run per model and activation.
 
 This module analyses; ``downstream_tables`` and ``downstream`` (Fig. 3) present, ``downstream_verdicts`` judges.
 """
@@ -21,6 +23,7 @@ import importlib
 import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +33,7 @@ from ..evaluation import results as evres
 from ..evaluation import stats
 from ..paths import DATA
 from ..profiles import by_profile
-from ..runs import run_folders
+from ..runs import parse_run, run_folders, run_name, run_variant
 
 Z95 = 1.96
 N_BOOT = 2000
@@ -201,18 +204,23 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
     names = [d.name for d in run_folders(folder, marker="config.json")]
     picked = [check_choice("runs", r, names) for r in runs] if runs is not None else names
 
-    def replay() -> dict:
-        have = [r for r in picked if (folder / r / "eval.csv").exists()]
-        cfg = {r: json.loads((folder / r / "config.json").read_text()) for r in have}
+    def read(names: list[str], skipped: Sequence[str] = ()) -> dict:
+        cfg = {r: json.loads((folder / r / "config.json").read_text()) for r in names}
         size = {r: c["model"]["non_embedding_params"] for r, c in cfg.items()}
         context = {r: c["train"]["seq_len"] for r, c in cfg.items()}  # a run is evaluated at its training length
-        out = analyse({r: evres.read(folder / r) for r in have}, [r for r in picked if r not in have], size, context)
+        out = analyse({r: evres.read(folder / r) for r in names}, skipped, size, context)
         out["configs"] = cfg  # training tokens, batch and recipe: the confounds beside a comparison across runs
+        return out
+
+    def replay() -> dict:
+        have = [r for r in picked if (folder / r / "eval.csv").exists()]
+        out = read(have, [r for r in picked if r not in have])
+        out["seeds"] = read(other_seeds(have))
         sweeps = {
             r: evres.read(folder / r / "eval_fig3") for r in have if (folder / r / "eval_fig3" / "eval.csv").exists()
         }
         if sweeps:  # otherwise Fig. 3 reads the main evaluations (``res.get("fig3", res)``)
-            out["fig3"] = analyse(sweeps, params=size)
+            out["fig3"] = analyse(sweeps, params=out["params"])
         return out
 
     def recompute(p: str) -> dict:
@@ -225,6 +233,21 @@ def results(profile: str = "replay", runs: Sequence[str] | None = None) -> dict:
         return analyse(out, params={r: ev.meta.get("non_embedding_params", np.nan) for r, ev in out.items()})
 
     return by_profile(profile, replay, recompute, save=lambda res: None)
+
+
+def other_seeds(runs: Sequence[str], folder: Path = DATA / "runs") -> list[str]:
+    """The evaluated runs in ``folder`` that are another seed of one of ``runs`` (same model, activation and
+    whole split), in name order: the only measure of how much two trainings of one model differ downstream."""
+    found = []
+    for d in run_folders(folder, variants=True, marker="eval.csv"):
+        try:
+            model, act = parse_run(d.name)
+        except ValueError:  # a folder outside the run grammar has no seeds
+            continue
+        v = run_variant(d.name)
+        if v.seed and v.split == 1 and run_name(model, act) in runs:
+            found.append(d.name)
+    return found
 
 
 def compare_methods(res: dict) -> pd.DataFrame:

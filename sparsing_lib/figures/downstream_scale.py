@@ -31,26 +31,29 @@ DIFF_COLUMNS = ["diff", "lo", "hi", "paired"]
 def family(res: dict) -> pd.DataFrame:
     """One row per evaluated run of the scale family, by non-embedding parameters: model, activation, seed, the
     training tokens, batch (sequences) and recipe its config.json records (where replayed; "current" or "earlier",
-    as the dynamics chapter labels runs), tokens per parameter, and each group's dense average with its interval."""
-    g, configs, rows = res["groups"], res.get("configs", {}), []
-    for run in res["runs"]:
-        try:
-            model, act = parse_run(run)
-        except ValueError:  # a smoke model or a name outside the grammar: not a scale of the family
-            continue
-        variant = run_variant(run)
-        if MINI[model].kind not in SCALE_FAMILY or variant.split != 1:
-            continue
-        cfg = configs.get(run, {})
-        train = cfg.get("train", {})
-        row = dict(run=run, model=model, activation=act, seed=variant.seed, params=res["params"][run],
-                   tokens=train.get("tokens", np.nan), batch=train.get("batch_size", np.nan),
-                   recipe=recipe_label(run, cfg) if train else None)  # fmt: skip
-        for group in SCALE_GROUPS:
-            d = g[(g["run"] == run) & (g["group"] == group) & (g["setting"] == "dense")]
-            score = d.iloc[0][["score", "lo", "hi"]].tolist() if len(d) else [np.nan] * 3
-            row |= dict(zip((group, f"{group} lo", f"{group} hi"), score))
-        rows.append(row)
+    as the dynamics chapter labels runs), tokens per parameter, and each group's dense average with its interval.
+    The runs' other evaluated seeds (``res["seeds"]``, where replayed) follow their seed-0 rows."""
+    rows = []
+    for part in filter(None, (res, res.get("seeds"))):
+        g, configs = part["groups"], part.get("configs", {})
+        for run in part["runs"]:
+            try:
+                model, act = parse_run(run)
+            except ValueError:  # a smoke model or a name outside the grammar: not a scale of the family
+                continue
+            variant = run_variant(run)
+            if MINI[model].kind not in SCALE_FAMILY or variant.split != 1:
+                continue
+            cfg = configs.get(run, {})
+            train = cfg.get("train", {})
+            row = dict(run=run, model=model, activation=act, seed=variant.seed, params=part["params"][run],
+                       tokens=train.get("tokens", np.nan), batch=train.get("batch_size", np.nan),
+                       recipe=recipe_label(run, cfg) if train else None)  # fmt: skip
+            for group in SCALE_GROUPS:
+                d = g[(g["run"] == run) & (g["group"] == group) & (g["setting"] == "dense")]
+                score = d.iloc[0][["score", "lo", "hi"]].tolist() if len(d) else [np.nan] * 3
+                row |= dict(zip((group, f"{group} lo", f"{group} hi"), score))
+            rows.append(row)
     columns = FAMILY_COLUMNS + [f"{g}{s}" for g in SCALE_GROUPS for s in ("", " lo", " hi")]
     out = pd.DataFrame(rows, columns=columns)
     out["tokens per parameter"] = out["tokens"].astype(float) / out["params"].astype(float)
@@ -92,7 +95,8 @@ def seed_spread(res: dict) -> pd.DataFrame:
 def rises(res: dict) -> pd.DataFrame:
     """Per activation and group: the seed-0 runs from the smallest to the largest evaluated scale, how many scales,
     the largest-minus-smallest difference with its interval, how many steps between neighbouring scales fall
-    beyond their interval, and the largest seed range of the two end scales (NaN where no seeds were evaluated)."""
+    beyond their interval, and the largest seed range of that activation and group at any scale (NaN where no
+    seeds were evaluated): seeds are trained at a few scales to stand for the seed noise of all of them."""
     fam, spread, rows = family(res), seed_spread(res), []
     base = fam[fam["seed"] == 0]
     for act, d in base.groupby("activation", sort=True):
@@ -102,8 +106,7 @@ def rises(res: dict) -> pd.DataFrame:
             if len(runs) >= 2:
                 first, last = runs.iloc[0], runs.iloc[-1]
                 steps = [between(res, group, x, y) for x, y in zip(runs["run"], runs["run"].iloc[1:])]
-                sp = spread[(spread["activation"] == act) & (spread["group"] == group)
-                            & spread["model"].isin([first["model"], last["model"]])]["spread"]  # fmt: skip
+                sp = spread[(spread["activation"] == act) & (spread["group"] == group)]["spread"]
                 row |= dict(smallest=first["run"], largest=last["run"], falls=sum(hi < 0 for _, _, hi, _ in steps),
                             seed_spread=sp.max() if len(sp) else np.nan)  # fmt: skip
                 row |= dict(zip(DIFF_COLUMNS, between(res, group, first["run"], last["run"])))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import paper, style
 from .downstream_data import CETT_PPL, METHODS, N_BOOT, TABLES, compare_methods, group_rows, truncation
-from .downstream_scale import SCALE_GROUPS, act_gaps, family, rises
+from .downstream_scale import SCALE_GROUPS, act_gaps, family, rises, seed_spread
 from .downstream_tables import SETTING_LABEL, ci, label
 
 MARGIN = 1.0  # points: a change smaller than this is what the paper calls negligible (its Table 1 Δ at p = 1 %)
@@ -221,9 +221,25 @@ def scale_confounds(res: dict) -> str:
             trained = f"{r['recipe']} recipe, {r['tokens per parameter']:.0f} tokens per parameter, a batch of "
             trained += f"{int(r['batch'])} sequences"
         clauses.append(f"{model} ({r['params'] / 1e6:.1f}M: {trained})")
-    spread = rises(res)["seed_spread"].notna().any()
-    seeds = "several seeds at some scales (their range is given above)" if spread else "one seed each"
-    return f"The scales differ in more than size: {style.word_list(clauses)}; {seeds}; models {_sizes(fam['params'])}."
+    seeds, sizes = seed_scope(res), _sizes(fam["params"])
+    return f"The scales differ in more than size: {style.word_list(clauses)}; {seeds}; models {sizes}."
+
+
+def seed_scope(res: dict) -> str:
+    """A clause: which models have more than one evaluated seed and how far apart those seeds' dense averages lie,
+    the only measure of how much two trainings of one model differ downstream (the rise with scale is judged
+    against it)."""
+    sp, fam = seed_spread(res), family(res)
+    if sp.empty:
+        return "every run was evaluated at one seed, so nothing measures seed-to-seed variation"
+    counts = fam.groupby(["model", "activation"], sort=False)["seed"].count()
+    at = [f"{m} ({' and '.join(f'{n} {style.ACT_LABEL.get(a, a)}' for (m2, a), n in counts.items() if m2 == m)})"
+          for m in dict.fromkeys(sp["model"])]  # fmt: skip
+    ranges = " and ".join(f"{100 * x.max():.1f} ({g})" for g, x in sp.groupby("group", sort=False)["spread"])
+    return (
+        f"more than one seed was evaluated at {style.word_list(at)}, and the dense averages of one model's seeds "
+        f"lie up to {ranges} points apart"
+    )
 
 
 def _rise_word(diff: float, lo: float, hi: float, spread: float) -> str:
@@ -350,6 +366,7 @@ def numbers(res: dict) -> dict[str, str]:
         "scale_rise": _upper_first(scale_verdict(res)[1]) + ".",  # without the confounds, glued on their own
         "scale_gap": _upper_first(verdicts[8][1]) + ".",
         "scale_confounds": scale_confounds(res),
+        "seed_scope": _upper_first(seed_scope(res)) + ".",
         "scale_chance": chance_margin(res),
         "scale_paper": paper_scale(),
     }
