@@ -31,7 +31,9 @@ def launch(
         while pending and min(load) < jobs:
             run, gpu = pending.pop(0), load.index(min(load))
             env = os.environ | ({"CUDA_VISIBLE_DEVICES": str(gpu)} if gpus else {})
-            with open(log_dir / f"{run}.log", "a") as log:
+            path = log_dir / f"{run}.log"
+            with open(path, "a") as log:
+                log.write("\n" if _unfinished_line(path) else "")
                 log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} gpu {gpu if gpus else '-'}: {' '.join(command)}\n")
                 log.flush()
                 proc = subprocess.Popen(command + ["--run", run], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -43,3 +45,13 @@ def launch(
             load[item[1]] -= 1
             codes[item[0]] = item[2].returncode
     return codes
+
+
+def _unfinished_line(path: Path) -> bool:
+    """Whether the log ends mid-line: a run stopped during a progress bar (which redraws with a carriage return)
+    leaves no newline, and the next launch's header would otherwise be glued to that bar."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"

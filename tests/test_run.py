@@ -274,3 +274,7 @@ def test_launch_places_runs_on_gpus_and_logs_each(tmp_path):
     assert {gpus["c"][:5], gpus["d"][:5]} <= {"gpu 0", "gpu 1"}
     fail = launch(["x"], [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, jobs=2)
     assert fail == {"x": 3}
+    bar = "import sys; sys.stdout.write('suite: 12%|#  | 40/340\\r'); sys.stdout.flush(); raise SystemExit(1)"
+    launch(["y", "y"], [sys.executable, "-c", bar], tmp_path, poll=0.05)  # stopped mid-bar, then launched again
+    lines = (tmp_path / "y.log").read_bytes().split(b"\n")  # bytes: read_text would turn the bar's \r into \n
+    assert [line[:2] for line in lines] == [b"# ", b"su", b"# ", b"su"]  # each launch's header on its own line
