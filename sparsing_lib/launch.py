@@ -33,7 +33,8 @@ def launch(
             env = os.environ | ({"CUDA_VISIBLE_DEVICES": str(gpu)} if gpus else {})
             path = log_dir / f"{run}.log"
             with open(path, "a") as log:
-                log.write("\n" if _unfinished_line(path) else "")
+                if _unfinished_line(path):
+                    log.write("\n")
                 log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} gpu {gpu if gpus else '-'}: {' '.join(command)}\n")
                 log.flush()
                 proc = subprocess.Popen(command + ["--run", run], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -40,7 +40,7 @@ from .paths import H200_BF16_FLOPS, git_state
 from .pilots import PILOT_BASE, PILOTS, apply
 from .probes import ProbeConfig, probe_checkpoints, probe_moe_checkpoints
 from .recipe import apply_rules
-from .runs import FINISHED, FORMAT, Variant, parse_run, run_name, run_variant, write_json
+from .runs import FINISHED, FORMAT, Variant, parse_run, plain_name, run_name, run_variant, write_json
 from .train import TrainConfig, train
 
 TOKENS_PER_PARAM = 100  # training tokens per non-embedding parameter of the scales (the paper used >= 190)
@@ -152,14 +152,6 @@ def probe_config(profile: str) -> ProbeConfig:
     return ProbeConfig()
 
 
-def _plain(run: str) -> str | None:
-    """The seed-0, whole-split name of ``run`` (None for a pilot or a name outside the grammar)."""
-    try:
-        return run_name(*parse_run(run))
-    except ValueError:
-        return None
-
-
 def select(grid: str, slice_: str | None) -> list[str]:
     """Runs of ``grid`` picked by ``slice_``: None/'all', 'a:b' (Python slice) or comma-separated names; a name
     may be another seed or split of a grid run (``runs.GRAMMAR``; the DDP benchmark trains ``<run>-s1``)."""
@@ -170,7 +162,7 @@ def select(grid: str, slice_: str | None) -> list[str]:
         a, b = (int(x) if x else None for x in slice_.split(":"))
         return runs[a:b]
     picked = slice_.split(",")
-    unknown = [r for r in picked if r not in runs and _plain(r) not in runs]
+    unknown = [r for r in picked if r not in runs and plain_name(r) not in runs]
     if unknown:
         raise ValueError(f"runs {unknown} are not in grid {grid!r}: {', '.join(runs)}")
     return picked

@@ -136,6 +136,15 @@ def run_name(model: str, activation: str, variant: Variant = Variant()) -> str:
     return name
 
 
+def plain_name(run: str) -> str | None:
+    """The seed-0, whole-split name of ``run`` (None for a pilot or a name outside ``GRAMMAR``): the run a
+    variant is another training of."""
+    try:
+        return run_name(*parse_run(run))
+    except ValueError:
+        return None
+
+
 def _atomic_write(path: Path, text: str | bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(text.encode() if isinstance(text, str) else text)

@@ -33,7 +33,7 @@ from ..evaluation import results as evres
 from ..evaluation import stats
 from ..paths import DATA
 from ..profiles import by_profile
-from ..runs import parse_run, run_folders, run_name, run_variant
+from ..runs import plain_name, run_folders, run_variant
 
 Z95 = 1.96
 N_BOOT = 2000
@@ -240,12 +240,8 @@ def other_seeds(runs: Sequence[str], folder: Path = DATA / "runs") -> list[str]:
     whole split), in name order: the only measure of how much two trainings of one model differ downstream."""
     found = []
     for d in run_folders(folder, variants=True, marker="eval.csv"):
-        try:
-            model, act = parse_run(d.name)
-        except ValueError:  # a folder outside the run grammar has no seeds
-            continue
-        v = run_variant(d.name)
-        if v.seed and v.split == 1 and run_name(model, act) in runs:
+        v = run_variant(d.name) if plain_name(d.name) in runs else None  # a name outside the grammar has none
+        if v is not None and v.seed and v.split == 1:
             found.append(d.name)
     return found
 

@@ -233,7 +233,7 @@ def seed_scope(res: dict) -> str:
     if sp.empty:
         return "every run was evaluated at one seed, so nothing measures seed-to-seed variation"
     counts = fam.groupby(["model", "activation"], sort=False)["seed"].count()
-    at = [f"{m} ({' and '.join(f'{n} {style.ACT_LABEL.get(a, a)}' for (m2, a), n in counts.items() if m2 == m)})"
+    at = [f"{m} ({' and '.join(f'{n} {style.ACT_LABEL.get(a, a)}' for a, n in counts[m].items())})"
           for m in dict.fromkeys(sp["model"])]  # fmt: skip
     ranges = " and ".join(f"{100 * x.max():.1f} ({g})" for g, x in sp.groupby("group", sort=False)["spread"])
     return (
