@@ -67,19 +67,52 @@ def test_nothing_replaced_says_so():
         {"abc1234": {"mini-192x4-relu": _run(64, 3.5, [0.2] * 5)}}, {"mini-160x3-relu": _run(18, 3.8, [0.2] * 5)}
     ).empty
     assert df.empty and rc.table(df).empty
-    assert rc.sentence(df) == "No run of this profile has replaced an earlier run of the same name."
+    assert rc.sentence(df) == "No run of this profile has replaced an earlier run of the same name and another recipe."
     assert rc.results("smoke").empty
 
 
-def test_committed_replaced_runs_are_other_recipes_of_the_runs_used():
+def test_reruns_of_one_recipe_are_told_apart_from_other_recipes():
+    old = {
+        "abc1234": {"mini-160x3-relu-s1": _run(64, 3.52, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.14])},
+        "def5678": {
+            "mini-160x3-relu-s1": _run(64, 3.50, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.16]),
+            "mini-160x3-relu": _run(18, 3.9, [0.2] * 7),
+        },
+    }
+    new = {
+        "mini-160x3-relu-s1": _run(64, 3.51, [0.20, 0.18, 0.17, 0.16, 0.16, 0.15, 0.15]),
+        "mini-160x3-relu": _run(64, 3.5, [0.2] * 7),
+    }
+    df = rc.compare(old, new)
+    assert df.groupby("run")["same recipe"].sum().to_dict() == {"mini-160x3-relu": 1, "mini-160x3-relu-s1": 3}
+    r = rc.reruns(df).set_index("run")
+    assert list(r.index) == ["mini-160x3-relu-s1"] and r.loc["mini-160x3-relu-s1", "trainings"] == 3
+    assert r.loc["mini-160x3-relu-s1", "final validation loss"] == pytest.approx(0.02)
+    assert r.loc["mini-160x3-relu-s1", "CETT-PPL-1% ratio (%)"] == pytest.approx(2.0)  # 14 to 16 %
+    assert r.loc["mini-160x3-relu-s1", "change from start (points)"] == pytest.approx(2.0)
+    assert rc.rerun_sentence(df).startswith(
+        "mini-160x3-relu-s1 (3 trainings): final validation loss over 0.020 nats, last activation ratio over 2.00"
+    )
+    # the recipe comparison names only the version of another recipe, not the reruns
+    text = rc.sentence(df)
+    assert text.startswith("mini-160x3-relu, 18 sequences a step (replaced, def5678)") and "relu-s1" not in text
+    nothing = rc.compare({"abc1234": {"mini-160x3-relu": _run(18, 3.9, [0.2] * 7)}}, new)
+    assert rc.reruns(nothing).empty
+    assert rc.rerun_sentence(nothing) == "No run of this profile was trained twice with the same recipe and seed."
+
+
+def test_committed_replaced_runs_are_other_recipes_or_reruns_of_the_runs_used():
     df = rc.results("replay")
     assert len(df) and set(df["recipe"]) >= {rc.USED} and len(set(df["recipe"])) >= 2
     used = df[df.recipe == rc.USED].set_index("run")
     for _, e in df[df.recipe != rc.USED].iterrows():
         assert e["run"] in used.index
-        assert (e["batch (sequences)"], e["warm-up (M tokens)"]) != tuple(
+        same = (e["batch (sequences)"], e["warm-up (M tokens)"]) == tuple(
             used.loc[e["run"], ["batch (sequences)", "warm-up (M tokens)"]]
-        )  # a replaced run differs from the run used in its recipe
+        )
+        assert same or not e["same recipe"]  # a rerun has the recipe of the run used
+    # the seed runs trained again to be evaluated (data/replaced/README.md) are reruns of one recipe and seed
+    assert {"mini-320x6-relu-s1", "mini-320x6-silu-s1"} <= set(rc.reruns(df)["run"])
 
 
 def test_keep_replaced_copies_a_run_at_a_revision(tmp_path):

@@ -1,8 +1,9 @@
 """What the final sweep's single recipe changed: each run it replaced, kept in ``data/replaced/<revision>/``
 (``benchmarks/keep_replaced.py``), beside the run of the same name now in ``data/runs``. The two differ in the
 recipe (batch, warm-up, tokens) and are otherwise the same model, seed and corpus, so the difference is the
-recipe's effect at that scale, for one seed (GPU kernels are not deterministic, so even a rerun of the same
-recipe moves a little: ``data/runs/README.md`` gives 0.01 nats of validation loss for mini-336x7)."""
+recipe's effect at that scale, for one seed. Some runs were trained again with the very same recipe and seed (to
+evaluate them in one session); those reruns (``reruns``) differ only by GPU non-determinism, and measure how far
+that alone moves a run, the yardstick for both the recipe comparisons and the seed ranges of the controls chapter."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ def _row(r: dict, trend: pd.Series | None) -> dict:
 def compare(replaced: dict[str, dict[str, dict]], current: dict[str, dict]) -> pd.DataFrame:
     """One row per run and version for every run name found both among the replaced runs (``replaced``:
     revision -> runs kept from it) and in ``current``: each version (``recipe``: "replaced, <revision>" or
-    ``USED``) with its batch, warm-up and tokens, the final validation loss, the last checkpoint's CETT-PPL-1%
-    activation ratio and its change from the start ratio (``mini_laws.trends``, with its checkpoint-noise
-    interval)."""
+    ``USED``) with its batch, warm-up and tokens, whether its recorded training config is the used version's
+    (``same recipe``: a rerun), the final validation loss, the last checkpoint's CETT-PPL-1% activation ratio and
+    its change from the start ratio (``mini_laws.trends``, with its checkpoint-noise interval)."""
     versions = [(f"replaced, {rev}", runs) for rev, runs in sorted(replaced.items())] + [(USED, current)]
     names = sorted(set().union(*(set(r) for _, r in versions[:-1])) & set(current)) if replaced else []
     rows = []
@@ -48,7 +49,9 @@ def compare(replaced: dict[str, dict[str, dict]], current: dict[str, dict]) -> p
         for n in here:
             model, act = parse_run(n)
             tr = trend.loc[n] if n in trend.index else None
-            rows.append({"run": n, "model": model, "activation": act, "recipe": label} | _row(runs[n], tr))
+            same = runs[n]["config"]["train"] == current[n]["config"]["train"]
+            row = {"run": n, "model": model, "activation": act, "recipe": label, "same recipe": same}
+            rows.append(row | _row(runs[n], tr))
     return pd.DataFrame(rows)
 
 
@@ -72,15 +75,13 @@ def _interval(r: pd.Series) -> str:
 
 
 def sentence(df: pd.DataFrame) -> str:
-    """Per replaced run and kept version: how the batch, the final validation loss, the activation ratio and
-    its change moved from that version to the run the book uses."""
-    if df.empty:
-        return "No run of this profile has replaced an earlier run of the same name."
+    """Per replaced run and kept version of another recipe: how the batch, the final validation loss, the
+    activation ratio and its change moved from that version to the run the book uses (reruns: ``rerun_sentence``)."""
     parts = []
-    for n, g in df.groupby("run", sort=True):
+    for n, g in df.groupby("run", sort=True) if len(df) else ():
         c = g.set_index("recipe").loc[USED]
         loss, ratio = c["final validation loss"], c["CETT-PPL-1% ratio (%)"]
-        for _, e in g[g["recipe"] != USED].iterrows():
+        for _, e in g[~g["same recipe"]].iterrows():
             parts.append(
                 f"{n}, {e['batch (sequences)']} sequences a step ({e['recipe']}) against {c['batch (sequences)']} "
                 f"({USED}): final validation loss {e['final validation loss']:.3f} against {loss:.3f} nats "
@@ -88,7 +89,40 @@ def sentence(df: pd.DataFrame) -> str:
                 f"{e['CETT-PPL-1% ratio (%)']:.1f} against {ratio:.1f} %, its change from the start ratio "
                 f"{_interval(e)} against {_interval(c)} points"
             )
+    if not parts:
+        return "No run of this profile has replaced an earlier run of the same name and another recipe."
     return "; ".join(parts) + "."
+
+
+def reruns(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run trained more than once with the same recorded recipe and seed: how many trainings, and the range
+    (largest minus smallest) over them of the final validation loss, the last activation ratio and its change from
+    the start ratio; what GPU non-determinism alone does to one run."""
+    cols = ["run", "activation", "trainings", "final validation loss", "CETT-PPL-1% ratio (%)",
+            "change from start (points)"]  # fmt: skip
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    same = df[df["same recipe"]]
+    rows = [
+        {"run": n, "activation": g["activation"].iloc[0], "trainings": len(g)}
+        | {c: g[c].max() - g[c].min() for c in cols[3:]}
+        for n, g in same.groupby("run", sort=True)
+        if len(g) > 1
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def rerun_sentence(df: pd.DataFrame) -> str:
+    """The reruns (``reruns``) in words: per run, the trainings and the ranges of its numbers."""
+    r = reruns(df)
+    if r.empty:
+        return "No run of this profile was trained twice with the same recipe and seed."
+    return "; ".join(
+        f"{x['run']} ({x['trainings']} trainings): final validation loss over {x['final validation loss']:.3f} "
+        f"nats, last activation ratio over {x['CETT-PPL-1% ratio (%)']:.2f} points, its change from the start "
+        f"ratio over {x['change from start (points)']:.2f} points"
+        for _, x in r.iterrows()
+    )
 
 
 def results(profile: str = "replay") -> pd.DataFrame:
@@ -99,4 +133,5 @@ def results(profile: str = "replay") -> pd.DataFrame:
         return compare({}, {})
     kept = data_file("replaced")
     revisions = sorted(p for p in kept.iterdir() if p.is_dir()) if kept.is_dir() else []
-    return compare({p.name: load_runs(p) for p in revisions}, load_runs(data_file("runs")))
+    kept_runs = {p.name: load_runs(p, variants=True) for p in revisions}  # a seed run's reruns are kept too
+    return compare(kept_runs, load_runs(data_file("runs"), variants=True))
