@@ -31,7 +31,9 @@
 # that finished training was exported by the call that finished it, so a fresh machine evaluates it instead: put
 # its parts and its run folder (from that call's runs.tar.gz) under $CARRY (default .scratch/carry: parts in it,
 # the run folder as $CARRY/runs/<run>) and carry that path with the call; a complete set is unpacked into $W/models
-# and the run is evaluated from there (sweep_gpu.py unpack). Two parts per run fit one call beside .evaldata.
+# and the run is evaluated from there (sweep_gpu.py unpack). Two parts fit one call beside .evaldata; a run of more
+# parts (mini-512x10, the recipe-validation run) is carried two parts a call, as what each call carried is kept on
+# the machine ($W/carry) until its set is complete.
 set -euo pipefail
 SLICE="${1:?usage: bash benchmarks/sweep_gpu.sh <slice> (as sparsing_lib.run --slice: a:b or names)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -91,8 +93,12 @@ if [[ "$PROFILE" == full ]]; then
   export SPARSING_EVAL_DATA="$PWD/$W/evaldata"
   "$PY" -m sparsing_lib.evaluation.data verify >/dev/null || { echo "benchmark files fail their hashes" >&2; exit 2; }
 fi
-if [[ -d "$CARRY" ]]; then  # runs exported by an earlier machine: evaluated here instead of trained again
-  "$PY" benchmarks/sweep_gpu.py unpack --carry "$CARRY" --models "$W/models" --out "$W/runs"
+# runs exported by an earlier machine are evaluated here instead of trained again. Each call's carry list replaces
+# the last one's, so what a call carried is kept under $W/carry: a model of more parts than fit one call (beside
+# .evaldata, two of 15 MB) arrives over several calls and is unpacked once its set is complete
+if [[ -d "$CARRY" ]]; then mkdir -p "$W/carry" && cp -a "$CARRY/." "$W/carry/"; fi
+if [[ -d "$W/carry" ]]; then
+  "$PY" benchmarks/sweep_gpu.py unpack --carry "$W/carry" --models "$W/models" --out "$W/runs"
 fi
 
 # 1. training (and probes) by the deadline minus the margin

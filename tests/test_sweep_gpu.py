@@ -137,6 +137,35 @@ def test_a_fresh_machine_evaluates_the_runs_an_earlier_call_exported_without_tra
     assert sorted(x.name for x in (tmp_path / "out2").iterdir()) == ["runs.tar.gz", "sweep_gpu.log"]  # all evaluated
 
 
+def test_parts_carried_over_several_calls_are_kept_until_their_set_is_complete(tmp_path):
+    """A model of more parts than one call can carry beside .evaldata arrives over several calls, each carry list
+    replacing the last: the parts a call brought must still be there when the rest arrive (BUDGET=1: no training
+    or evaluation, only the unpacking)."""
+    model = tmp_path / "tiny-32x2-relu"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    weights = os.urandom(3000)
+    (model / "model.safetensors").write_bytes(weights)
+    parts = sweep_gpu.pack(model, tmp_path / "parts", part_bytes=1000)
+    assert len(parts) >= 4
+    env = os.environ | dict(
+        PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(tmp_path / "out"), WORK=str(tmp_path / "w"),
+        PROFILE="smoke", BUDGET="1", CARRY=str(tmp_path / "carry"),
+    )  # fmt: skip
+    unpacked = tmp_path / "w" / "models" / "tiny-32x2-relu" / "model.safetensors"
+    for half in (parts[:2], parts[2:]):  # each call carries only its own parts, as the device's carry list does
+        shutil.rmtree(tmp_path / "carry", ignore_errors=True)
+        (tmp_path / "carry").mkdir()
+        for x in half:
+            shutil.copy(x, tmp_path / "carry")
+        cmd = ["bash", "benchmarks/sweep_gpu.sh", "all"]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        if half[0] == parts[0]:
+            assert "2 of its parts are here so far" in p.stdout and not unpacked.exists()
+    assert unpacked.read_bytes() == weights
+
+
 def test_a_call_with_no_time_left_skips_both_parts_instead_of_reporting_a_failure(tmp_path):
     """A call whose budget is spent (here by a budget of 1 s) must say that the next call goes on, not launch
     workers that the shell's timeout then kills: in a real call that read as 'a run failed' (sweep_s4, call 1)."""
