@@ -33,31 +33,35 @@ def family(res: dict) -> pd.DataFrame:
     training tokens, batch (sequences) and recipe its config.json records (where replayed; "current" or "earlier",
     as the dynamics chapter labels runs), tokens per parameter, and each group's dense average with its interval.
     The runs' other evaluated seeds (``res["seeds"]``, where replayed) follow their seed-0 rows."""
-    rows = []
-    for part in filter(None, (res, res.get("seeds"))):
-        g, configs = part["groups"], part.get("configs", {})
-        for run in part["runs"]:
-            try:
-                model, act = parse_run(run)
-            except ValueError:  # a smoke model or a name outside the grammar: not a scale of the family
-                continue
-            variant = run_variant(run)
-            if MINI[model].kind not in SCALE_FAMILY or variant.split != 1:
-                continue
-            cfg = configs.get(run, {})
-            train = cfg.get("train", {})
-            row = dict(run=run, model=model, activation=act, seed=variant.seed, params=part["params"][run],
-                       tokens=train.get("tokens", np.nan), batch=train.get("batch_size", np.nan),
-                       recipe=recipe_label(run, cfg) if train else None)  # fmt: skip
-            for group in SCALE_GROUPS:
-                d = g[(g["run"] == run) & (g["group"] == group) & (g["setting"] == "dense")]
-                score = d.iloc[0][["score", "lo", "hi"]].tolist() if len(d) else [np.nan] * 3
-                row |= dict(zip((group, f"{group} lo", f"{group} hi"), score))
-            rows.append(row)
+    rows = [row for part in filter(None, (res, res.get("seeds"))) for row in _family_rows(part)]
     columns = FAMILY_COLUMNS + [f"{g}{s}" for g in SCALE_GROUPS for s in ("", " lo", " hi")]
     out = pd.DataFrame(rows, columns=columns)
     out["tokens per parameter"] = out["tokens"].astype(float) / out["params"].astype(float)
     return out.sort_values(["params", "activation", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _family_rows(part: dict) -> list[dict]:
+    """``family``'s rows for one analysed set of runs (the seed-0 runs, or their other seeds)."""
+    g, configs, rows = part["groups"], part.get("configs", {}), []
+    for run in part["runs"]:
+        try:
+            model, act = parse_run(run)
+        except ValueError:  # a smoke model or a name outside the grammar: not a scale of the family
+            continue
+        variant = run_variant(run)
+        if MINI[model].kind not in SCALE_FAMILY or variant.split != 1:
+            continue
+        cfg = configs.get(run, {})
+        train = cfg.get("train", {})
+        row = dict(run=run, model=model, activation=act, seed=variant.seed, params=part["params"][run],
+                   tokens=train.get("tokens", np.nan), batch=train.get("batch_size", np.nan),
+                   recipe=recipe_label(run, cfg) if train else None)  # fmt: skip
+        for group in SCALE_GROUPS:
+            d = g[(g["run"] == run) & (g["group"] == group) & (g["setting"] == "dense")]
+            score = d.iloc[0][["score", "lo", "hi"]].tolist() if len(d) else [np.nan] * 3
+            row |= dict(zip((group, f"{group} lo", f"{group} hi"), score))
+        rows.append(row)
+    return rows
 
 
 def between(res: dict, group: str, a: str, b: str) -> tuple[float, float, float, bool]:

@@ -77,20 +77,21 @@ def _interval(r: pd.Series) -> str:
 def sentence(df: pd.DataFrame) -> str:
     """Per replaced run and kept version of another recipe: how the batch, the final validation loss, the
     activation ratio and its change moved from that version to the run the book uses (reruns: ``rerun_sentence``)."""
-    parts = []
-    for n, g in df.groupby("run", sort=True) if len(df) else ():
-        c = g.set_index("recipe").loc[USED]
-        loss, ratio = c["final validation loss"], c["CETT-PPL-1% ratio (%)"]
-        for _, e in g[~g["same recipe"]].iterrows():
-            parts.append(
-                f"{n}, {e['batch (sequences)']} sequences a step ({e['recipe']}) against {c['batch (sequences)']} "
-                f"({USED}): final validation loss {e['final validation loss']:.3f} against {loss:.3f} nats "
-                f"({loss - e['final validation loss']:+.3f}), CETT-PPL-1% activation ratio "
-                f"{e['CETT-PPL-1% ratio (%)']:.1f} against {ratio:.1f} %, its change from the start ratio "
-                f"{_interval(e)} against {_interval(c)} points"
-            )
-    if not parts:
+    other = df[~df["same recipe"]].sort_values("run", kind="stable") if len(df) else df
+    if other.empty:
         return "No run of this profile has replaced an earlier run of the same name and another recipe."
+    used = df[df["recipe"] == USED].set_index("run")
+    parts = []
+    for _, e in other.iterrows():
+        c = used.loc[e["run"]]
+        loss, ratio = c["final validation loss"], c["CETT-PPL-1% ratio (%)"]
+        parts.append(
+            f"{e['run']}, {e['batch (sequences)']} sequences a step ({e['recipe']}) against {c['batch (sequences)']} "
+            f"({USED}): final validation loss {e['final validation loss']:.3f} against {loss:.3f} nats "
+            f"({loss - e['final validation loss']:+.3f}), CETT-PPL-1% activation ratio "
+            f"{e['CETT-PPL-1% ratio (%)']:.1f} against {ratio:.1f} %, its change from the start ratio "
+            f"{_interval(e)} against {_interval(c)} points"
+        )
     return "; ".join(parts) + "."
 
 
